@@ -1,0 +1,1 @@
+"""Batch indexer and Qdrant stores (built on the multimodal library)."""

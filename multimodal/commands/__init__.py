@@ -1,0 +1,1 @@
+"""Subcommands of the ``multimodal`` console command, each a ``main(argv) -> int``."""

@@ -1,0 +1,88 @@
+"""What the subcommands share: model and data options, and turning errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageLoadError
+from multimodal.data.readers import dataset_splits, read_records
+from multimodal.data.records import Record
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument(
+        "--model",
+        default=default,
+        required=default is None,
+        help="built-in name (recipe-starter, tiny-random), ARCH:TAG (ViT-B-32:laion2b_s34b_b79k), "
+        "ARCH:/path/weights.pt, a checkpoint folder, or hf-hub:ORG/REPO",
+    )
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    parser.add_argument(
+        "--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="bf16/fp16: GPU only"
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--workers", type=int, default=2, help="image decoding processes")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", required=True, help="Recipes5k folder, .csv/.jsonl manifest, or image folder"
+    )
+    parser.add_argument("--split", default=None, help="train, val, test (default: see --help)")
+    parser.add_argument("--image-column", default=None, help="manifest column of image paths")
+    parser.add_argument("--caption-column", default=None, help="manifest column of captions")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="skip images with more pixels than this (decompression-bomb guard)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def load_data(args: argparse.Namespace, default_split: str | None = None) -> list[Record]:
+    """Records for ``--data``; ``default_split`` applies when the data set has splits."""
+    split = args.split
+    if split is None and default_split and default_split in dataset_splits(args.data):
+        split = default_split
+    args.split = split
+    return read_records(args.data, split, args.image_column, args.caption_column)
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.name + ".partial")
+    staging.write_text(json.dumps(payload, indent=2) + "\n")
+    staging.replace(path)
+    return path
+
+
+def command(name: str) -> Callable:
+    """Wrap a ``main(argv) -> int``: a user or environment error becomes one line on stderr and
+    a non-zero exit; Ctrl-C exits with 130."""
+
+    def decorate(run: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+        @functools.wraps(run)
+        def main(argv: list[str] | None = None) -> int:
+            try:
+                return run(argv)
+            except (ValueError, FileNotFoundError, ImageLoadError) as err:
+                print(f"multimodal {name}: error: {err}", file=sys.stderr)
+                return 2
+            except RuntimeError as err:
+                print(f"multimodal {name}: error: {err}", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                print(f"multimodal {name}: interrupted", file=sys.stderr)
+                return 130
+
+        return main
+
+    return decorate

@@ -1,0 +1,192 @@
+"""``multimodal embed``: embeddings of a data set in clip-retrieval's layout, resumable.
+
+    multimodal embed --model recipe-starter --data ../shared/datasets/recipes5k --out runs/emb
+
+writes, per shard of ``--shard-size`` records (rows aligned across the three files):
+
+    OUT/img_emb/img_emb_0000.npy     float32 (n, D); a zero row where the item has no image
+    OUT/text_emb/text_emb_0000.npy   float32 (n, D); a zero row where the item has no text
+    OUT/metadata/metadata_0000.jsonl (or .parquet) one row per item: path, title, ...
+    OUT/rejects/rejects_0000.jsonl   images that could not be used, with the reason
+    OUT/embed.json                   model, data and counts
+
+A shard is written to temporary files and renamed, metadata last, so an interrupted run leaves
+only whole shards; running the same command again embeds only the shards that are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from multimodal.commands.common import (
+    add_data_arguments,
+    add_model_arguments,
+    command,
+    load_data,
+    write_json,
+)
+from multimodal.data.records import Record
+from multimodal.data.text import RecipeTextBuilder
+from multimodal.embedding import embed_images, embed_texts
+from multimodal.encoder import DualEncoder, load_encoder
+
+PLAN_KEYS = ("model", "model_sha256", "data", "split", "shard_size", "items")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multimodal embed",
+        description="Embed every image and text of a data set to .npy shards plus metadata.",
+    )
+    add_model_arguments(parser)
+    add_data_arguments(parser)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--shard-size", type=int, default=10_000, help="items per output shard")
+    parser.add_argument(
+        "--metadata-format", choices=("jsonl", "parquet"), default="jsonl", help="parquet: pyarrow"
+    )
+    return parser
+
+
+@command("embed")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.shard_size < 1:
+        raise ValueError("--shard-size must be at least 1")
+    started = time.perf_counter()
+    records = load_data(args)
+    out = Path(args.out)
+    encoder = load_encoder(args.model, device=args.device, precision=args.precision)
+    plan = {
+        "model": args.model,
+        "model_sha256": encoder.info.provenance.get("weights_sha256"),
+        "data": str(Path(args.data).resolve()),
+        "split": args.split,
+        "shard_size": args.shard_size,
+        "items": len(records),
+    }
+    _check_or_write_plan(out, plan)
+    shards = [records[i : i + args.shard_size] for i in range(0, len(records), args.shard_size)]
+    done = [i for i in range(len(shards)) if _metadata_path(out, i, args.metadata_format).exists()]
+    build_text = RecipeTextBuilder.for_tokenizer(encoder.tokenizer)
+    bar = tqdm(total=len(records), unit="item", desc="embed", disable=args.no_progress)
+    bar.update(sum(len(shards[i]) for i in done))
+    rejected = 0
+    for index, shard in enumerate(shards):
+        if index in done:
+            continue
+        rejected += _embed_shard(encoder, shard, index, out, build_text, args)
+        bar.update(len(shard))
+    bar.close()
+
+    seconds = time.perf_counter() - started
+    embedded = len(records) - sum(len(shards[i]) for i in done)
+    summary = {**plan, "embed_dim": encoder.embed_dim, "shards": len(shards), "complete": True}
+    write_json(out / "embed.json", summary)
+    print(
+        f"{len(records)} items in {len(shards)} shards -> {out} | embedded now {embedded}, "
+        f"already there {len(records) - embedded}, rejected images {rejected} | {seconds:.1f} s"
+    )
+    return 0
+
+
+def _embed_shard(
+    encoder: DualEncoder,
+    shard: list[Record],
+    index: int,
+    out: Path,
+    build_text: RecipeTextBuilder,
+    args: argparse.Namespace,
+) -> int:
+    dim = encoder.embed_dim
+    image_rows = np.zeros((len(shard), dim), np.float32)
+    with_image = [i for i, r in enumerate(shard) if r.image is not None]
+    kept, embeddings, rejects = embed_images(
+        encoder,
+        [shard[i].image for i in with_image],
+        args.batch_size,
+        args.workers,
+        args.max_pixels,
+        progress=False,
+    )
+    image_rows[[with_image[k] for k in kept]] = embeddings
+    has_image = np.zeros(len(shard), bool)
+    has_image[[with_image[k] for k in kept]] = True
+
+    text_rows = np.zeros((len(shard), dim), np.float32)
+    with_text = [i for i, r in enumerate(shard) if r.has_text]
+    texts = [build_text(shard[i]) for i in with_text]
+    if texts:
+        text_rows[with_text] = embed_texts(encoder, texts, progress=False)
+    text_of = dict(zip(with_text, texts, strict=True))
+
+    metadata = [
+        {
+            **r.metadata(),
+            "text": text_of.get(i),
+            "has_image": bool(has_image[i]),
+            "has_text": i in text_of,
+        }
+        for i, r in enumerate(shard)
+    ]
+    _save_atomic(out / "img_emb" / f"img_emb_{index:04d}.npy", image_rows)
+    _save_atomic(out / "text_emb" / f"text_emb_{index:04d}.npy", text_rows)
+    _write_jsonl_atomic(
+        out / "rejects" / f"rejects_{index:04d}.jsonl", [r.as_dict() for r in rejects]
+    )
+    _write_metadata(_metadata_path(out, index, args.metadata_format), metadata)
+    return len(rejects)
+
+
+def _check_or_write_plan(out: Path, plan: dict) -> None:
+    existing = out / "embed.json"
+    if existing.exists():
+        previous = json.loads(existing.read_text())
+        differ = [k for k in PLAN_KEYS if previous.get(k) != plan[k]]
+        if differ:
+            raise ValueError(
+                f"{out} holds embeddings of another run (different {', '.join(differ)}); "
+                "choose another --out or delete that folder"
+            )
+    write_json(existing, {**plan, "complete": False})
+
+
+def _metadata_path(out: Path, index: int, fmt: str) -> Path:
+    return out / "metadata" / f"metadata_{index:04d}.{fmt}"
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.stem + ".partial.npy")
+    np.save(staging, array)
+    staging.replace(path)
+
+
+def _write_metadata(path: Path, rows: list[dict]) -> None:
+    if path.suffix == ".parquet":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(path.name + ".partial")
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise RuntimeError("parquet metadata needs pyarrow: pip install pyarrow") from None
+        pq.write_table(pa.Table.from_pylist(rows), staging)
+        staging.replace(path)
+    else:
+        _write_jsonl_atomic(path, rows)
+
+
+def _write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.name + ".partial")
+    with open(staging, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    staging.replace(path)

@@ -1,0 +1,82 @@
+"""Decode and preprocess images in DataLoader workers; a bad file is reported, never fatal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+
+
+@dataclass
+class Reject:
+    index: int  # position in the input list
+    path: str  # the file
+    reason: str  # why it was skipped
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class ImageBatch:
+    indices: list[int]  # positions in the input list of the rows of ``pixels``
+    pixels: torch.Tensor | None  # (B, 3, H, W), None when every image of the batch failed
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class ImageFiles(Dataset):
+    """``paths[i]`` -> ``(i, tensor, None)`` or ``(i, None, reason)``."""
+
+    def __init__(self, paths: Sequence[str | Path], transform: Callable, max_pixels: int):
+        self.paths = [str(p) for p in paths]
+        self.transform = transform
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            return index, self.transform(load_image(self.paths[index], self.max_pixels)), None
+        except ImageLoadError as err:
+            return index, None, err.reason
+        except Exception as err:  # a transform failing on a strange image must not stop a run
+            return index, None, f"could not preprocess: {type(err).__name__}: {err}"
+
+
+def iter_image_batches(
+    paths: Sequence[str | Path],
+    transform: Callable,
+    batch_size: int = 64,
+    workers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[ImageBatch]:
+    """Batches of preprocessed images in input order, decoded by ``workers`` processes."""
+    dataset = ImageFiles(paths, transform, max_pixels)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers if len(dataset) > batch_size else 0,
+        collate_fn=partial(_collate, paths=dataset.paths),  # picklable for any start method
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=_single_threaded,
+    )
+    yield from loader
+
+
+def _single_threaded(_worker_id: int) -> None:
+    # Decoding workers need no intra-op threads; left alone they fight the model for the cores.
+    torch.set_num_threads(1)
+
+
+def _collate(items, paths: list[str]) -> ImageBatch:
+    good = [(index, tensor) for index, tensor, _ in items if tensor is not None]
+    rejects = [Reject(index, paths[index], reason) for index, _, reason in items if reason]
+    pixels = torch.stack([tensor for _, tensor in good]) if good else None
+    return ImageBatch([index for index, _ in good], pixels, rejects)

@@ -1,0 +1,114 @@
+"""The dual encoder: two towers, one embedding space, L2-normalised float32 outputs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from multimodal.factory import LoadedModel, ModelInfo, create_model_and_transforms
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def best_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class DualEncoder:
+    """Embeds images and texts into one space.
+
+    >>> encoder = load_encoder("tiny-random")
+    >>> encoder.encode_texts(["a red square", "a blue circle"]).shape
+    (2, 32)
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+    ):
+        self.device = torch.device(device) if device else best_device()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if precision != "fp32" and self.device.type != "cuda":
+            raise ValueError(f"{precision} needs a GPU; on {self.device.type} use fp32")
+        self.precision = precision
+        self.loaded = loaded
+        self.model = loaded.model.to(self.device).eval()
+        self.preprocess = loaded.preprocess
+        self.tokenizer = loaded.tokenizer
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.loaded.info
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the text tower reads, special tokens included."""
+        return int(self.tokenizer.context_length)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.info.model_cfg["embed_dim"])
+
+    @property
+    def image_size(self) -> int:
+        size = self.info.preprocess_cfg["size"]
+        return int(size if isinstance(size, int) else size[0])
+
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
+        """PIL images -> float32 (N, D), L2-normalised."""
+        batches = (
+            torch.stack([self.preprocess(image) for image in images[start : start + batch_size]])
+            for start in range(0, len(images), batch_size)
+        )
+        return self._collect(self.encode_pixels(pixels) for pixels in batches)
+
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """One batch of preprocessed image tensors (B, 3, H, W) -> float32 (B, D)."""
+        with self._inference():
+            features = self.model.encode_image(pixels.to(self.device, non_blocking=True))
+        return _normalised(features)
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Strings -> float32 (N, D), L2-normalised."""
+        parts = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(list(texts[start : start + batch_size]))
+            with self._inference():
+                parts.append(_normalised(self.model.encode_text(tokens.to(self.device))))
+        return self._collect(parts)
+
+    def _collect(self, parts) -> np.ndarray:
+        parts = list(parts)
+        if not parts:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return np.concatenate(parts)
+
+    def _inference(self):
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self.precision != "fp32":
+            stack.enter_context(torch.autocast("cuda", dtype=PRECISIONS[self.precision]))
+        return stack
+
+
+def _normalised(features: torch.Tensor) -> np.ndarray:
+    features = torch.nn.functional.normalize(features.float(), dim=-1)
+    return features.cpu().numpy().astype(np.float32, copy=False)
+
+
+def load_encoder(
+    spec: str, device: str | torch.device | None = None, precision: str = "fp32"
+) -> DualEncoder:
+    """Build the dual encoder a spec names, on the best device unless one is given.
+
+    ``spec``: a built-in name (``recipe-starter``), ``ARCH:TAG``, ``ARCH:/weights.pt``, a
+    checkpoint folder, or ``hf-hub:ORG/REPO``; see :func:`multimodal.spec.parse_model_spec`.
+    """
+    return DualEncoder(create_model_and_transforms(spec), device=device, precision=precision)

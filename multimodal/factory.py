@@ -1,0 +1,208 @@
+"""One factory for every model spec: returns the model, its image transform and tokenizer."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import open_clip
+import torch
+from open_clip.tokenizer import HFTokenizer
+from open_clip.transform import PreprocessCfg, image_transform_v2
+
+from multimodal import checkpoint, towers
+from multimodal.builtin import BUILTIN_MODELS, register_builtin_configs
+from multimodal.spec import ModelSpec, parse_model_spec
+
+OFFLINE_CHOICES = (
+    "offline choices: recipe-starter (packaged pretrained towers), a checkpoint folder made by "
+    "`multimodal train`, or ARCH:/path/to/weights.pt"
+)
+
+
+@dataclass
+class ModelInfo:
+    spec: str  # the spec as given
+    kind: str  # builtin, pretrained, weights, checkpoint or hf-hub
+    arch: str  # open_clip config name
+    model_cfg: dict[str, Any]  # the open_clip model config the model was built from
+    preprocess_cfg: dict[str, Any]  # open_clip PreprocessCfg fields (size, mean, std, ...)
+    provenance: dict[str, Any] = field(default_factory=dict)  # checkpoint.json, if any
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module  # an open_clip CLIP / CustomTextCLIP, on the CPU, in eval mode
+    preprocess: Callable  # PIL image -> normalised tensor, for inference
+    tokenizer: Callable  # list[str] -> LongTensor (N, context_length)
+    info: ModelInfo
+
+    def train_transform(self, aug_cfg: dict | None = None) -> Callable:
+        """The image transform with open_clip's training augmentation."""
+        cfg = PreprocessCfg(**self.info.preprocess_cfg)
+        return image_transform_v2(cfg, is_train=True, aug_cfg=aug_cfg)
+
+
+def create_model_and_transforms(spec: str | ModelSpec) -> LoadedModel:
+    """Build the model a spec names, on the CPU.
+
+    >>> loaded = create_model_and_transforms("tiny-random")
+    >>> loaded.tokenizer(["a red square"]).shape
+    torch.Size([1, 32])
+    """
+    spec = parse_model_spec(spec) if isinstance(spec, str) else spec
+    register_builtin_configs()
+    _quiet_transformers()
+    builders = {
+        "builtin": _create_builtin,
+        "pretrained": _create_pretrained,
+        "weights": _create_from_weights_file,
+        "checkpoint": _create_from_checkpoint,
+        "hf-hub": _create_from_hub,
+    }
+    model, tokenizer, info = builders[spec.kind](spec)
+    model.eval()
+    info.preprocess_cfg = dict(model.visual.preprocess_cfg)
+    preprocess = image_transform_v2(PreprocessCfg(**info.preprocess_cfg), is_train=False)
+    return LoadedModel(model, preprocess, tokenizer, info)
+
+
+def _create_builtin(spec: ModelSpec):
+    builtin = BUILTIN_MODELS[spec.arch]
+    model_cfg = copy.deepcopy(open_clip.get_model_config(builtin.name))
+    kwargs: dict[str, Any] = {}
+    if builtin.minilm_text:
+        text_path = str(towers.minilm_path())
+        model_cfg["text_cfg"].update(
+            hf_model_name=text_path, hf_tokenizer_name=text_path, hf_model_pretrained=True
+        )
+        kwargs["text_cfg"] = model_cfg["text_cfg"]
+    # Seed the new parts (projection heads, tiny towers) so a built-in model is reproducible.
+    with torch.random.fork_rng(devices=[]), _root_log_level(logging.ERROR):
+        # open_clip warns that no CLIP weights were loaded: expected, the towers load below.
+        torch.manual_seed(builtin.seed)
+        model = open_clip.create_model(
+            builtin.name, force_preprocess_cfg=builtin.preprocess, **kwargs
+        )
+    if builtin.efficientnet_lite is not None:
+        towers.load_efficientnet_lite(
+            model.visual.trunk, builtin.efficientnet_lite, with_classifier=False
+        )
+    tokenizer = _tokenizer_for(model_cfg, fallback=builtin.name)
+    info = ModelInfo(spec.text, spec.kind, builtin.name, model_cfg, {})
+    return model, tokenizer, info
+
+
+def _create_pretrained(spec: ModelSpec):
+    try:
+        model = open_clip.create_model(spec.arch, pretrained=spec.source)
+        tokenizer = open_clip.get_tokenizer(spec.arch)
+    except Exception as err:  # open_clip and huggingface_hub raise many kinds here
+        if _is_fetch_error(err):
+            raise RuntimeError(
+                f"could not fetch the pretrained weights {spec.arch}:{spec.source} from the "
+                f"model hub (no network?); {OFFLINE_CHOICES}"
+            ) from err
+        raise
+    model_cfg = copy.deepcopy(open_clip.get_model_config(spec.arch))
+    info = ModelInfo(spec.text, spec.kind, spec.arch, model_cfg, {})
+    return model, tokenizer, info
+
+
+def _create_from_weights_file(spec: ModelSpec):
+    try:
+        model = open_clip.create_model(spec.arch, pretrained=spec.source)
+    except RuntimeError as err:
+        raise ValueError(
+            f"weights file {spec.source} does not match architecture {spec.arch}: "
+            f"{_first_line(err)}"
+        ) from err
+    model_cfg = copy.deepcopy(open_clip.get_model_config(spec.arch))
+    tokenizer = _tokenizer_for(model_cfg, fallback=spec.arch)
+    info = ModelInfo(spec.text, spec.kind, spec.arch, model_cfg, {})
+    return model, tokenizer, info
+
+
+def _create_from_checkpoint(spec: ModelSpec):
+    model_cfg, _, provenance = checkpoint.read_checkpoint(spec.source)
+    try:
+        model = open_clip.create_model(
+            f"local-dir:{spec.source}",
+            text_cfg=model_cfg["text_cfg"],
+            vision_cfg=model_cfg["vision_cfg"],
+        )
+    except RuntimeError as err:
+        raise ValueError(
+            f"checkpoint {spec.source} does not match its own config "
+            f"(corrupt or edited?): {_first_line(err)}"
+        ) from err
+    arch = provenance.get("arch", os.path.basename(spec.source))
+    tokenizer = _tokenizer_for(model_cfg, fallback=arch)
+    info = ModelInfo(spec.text, spec.kind, arch, model_cfg, {}, provenance)
+    return model, tokenizer, info
+
+
+def _create_from_hub(spec: ModelSpec):
+    name = f"hf-hub:{spec.source}"
+    try:
+        model = open_clip.create_model(name)
+        tokenizer = open_clip.get_tokenizer(name)
+        model_cfg = copy.deepcopy(open_clip.get_model_config(name))
+    except Exception as err:
+        if _is_fetch_error(err):
+            raise RuntimeError(
+                f"could not fetch {name} from the model hub (no network?); {OFFLINE_CHOICES}"
+            ) from err
+        raise
+    info = ModelInfo(spec.text, spec.kind, spec.source.replace("/", "-"), model_cfg, {})
+    return model, tokenizer, info
+
+
+def _tokenizer_for(model_cfg: dict, fallback: str):
+    text_cfg = model_cfg.get("text_cfg", {})
+    if text_cfg.get("hf_tokenizer_name"):
+        return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=text_cfg["context_length"])
+    return open_clip.get_tokenizer(fallback, context_length=text_cfg.get("context_length"))
+
+
+def _is_fetch_error(err: BaseException) -> bool:
+    """True when ``err`` (or what caused it) says the hub could not be reached."""
+    markers = ("download", "connect", "offline", "resolve", "network", "hub", "timed out")
+    while err is not None:
+        text = f"{type(err).__name__} {err}".lower()
+        if any(marker in text for marker in markers):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+@contextlib.contextmanager
+def _root_log_level(level: int):
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(max(level, previous))
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+
+
+def _quiet_transformers() -> None:
+    # Loading MiniLM without its pooler logs a long "unused weights" report; it is expected.
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:
+        pass

@@ -1,0 +1,1 @@
+"""The Gradio search page (built on the multimodal library and the indexer)."""

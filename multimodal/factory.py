@@ -23,6 +23,9 @@ OFFLINE_CHOICES = (
     "offline choices: recipe-starter (packaged pretrained towers), a checkpoint folder made by "
     "`multimodal train`, or ARCH:/path/to/weights.pt"
 )
+# What open_clip raises when weights do not fit a model: load_state_dict's RuntimeError, and
+# bare asserts or KeyErrors from its position-embedding resizing and key conversion.
+MISMATCH_ERRORS = (RuntimeError, AssertionError, KeyError)
 
 
 @dataclass
@@ -117,7 +120,7 @@ def _create_pretrained(spec: ModelSpec):
 def _create_from_weights_file(spec: ModelSpec):
     try:
         model = open_clip.create_model(spec.arch, pretrained=spec.source)
-    except RuntimeError as err:
+    except MISMATCH_ERRORS as err:
         raise ValueError(
             f"weights file {spec.source} does not match architecture {spec.arch}: "
             f"{_first_line(err)}"
@@ -136,7 +139,7 @@ def _create_from_checkpoint(spec: ModelSpec):
             text_cfg=model_cfg["text_cfg"],
             vision_cfg=model_cfg["vision_cfg"],
         )
-    except RuntimeError as err:
+    except MISMATCH_ERRORS as err:
         raise ValueError(
             f"checkpoint {spec.source} does not match its own config "
             f"(corrupt or edited?): {_first_line(err)}"
@@ -182,7 +185,8 @@ def _is_fetch_error(err: BaseException) -> bool:
 
 
 def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = str(err).strip()
+    return text.splitlines()[0] if text else f"{type(err).__name__} while loading the weights"
 
 
 @contextlib.contextmanager

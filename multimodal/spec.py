@@ -7,7 +7,7 @@ from pathlib import Path
 
 import open_clip
 
-from multimodal.builtin import BUILTIN_MODELS
+from multimodal.builtin import BUILTIN_MODELS, register_builtin_configs
 
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
@@ -39,6 +39,7 @@ def parse_model_spec(text: str) -> ModelSpec:
     >>> parse_model_spec("ViT-B-32:laion2b_s34b_b79k").kind
     'pretrained'
     """
+    register_builtin_configs()  # built-in names are open_clip architectures too
     text = text.strip()
     if not text:
         raise ValueError(f"empty model spec: {spec_help()}")

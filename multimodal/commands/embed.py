@@ -35,6 +35,7 @@ from multimodal.data.records import Record
 from multimodal.data.text import RecipeTextBuilder
 from multimodal.embedding import embed_images, embed_texts
 from multimodal.encoder import DualEncoder, load_encoder
+from multimodal.spec import parse_model_spec
 
 PLAN_KEYS = ("model", "model_sha256", "data", "split", "shard_size", "items")
 
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.shard_size < 1:
         raise ValueError("--shard-size must be at least 1")
+    parse_model_spec(args.model)  # a bad spec fails before any data is read
     started = time.perf_counter()
     records = load_data(args)
     out = Path(args.out)

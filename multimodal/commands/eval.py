@@ -20,6 +20,7 @@ from multimodal.commands.common import (
 from multimodal.embedding import embed_pairs
 from multimodal.encoder import load_encoder
 from multimodal.metrics import bag_metrics, format_table, retrieval_metrics
+from multimodal.spec import parse_model_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 @command("eval")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    parse_model_spec(args.model)  # a bad spec fails before any data is read
     started = time.perf_counter()
     records = load_data(args, default_split="val")
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)

@@ -1,0 +1,85 @@
+"""Shared fixtures: a tiny random model, drawn images, a small Recipes5k-shaped folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+# Tests never reach a model hub: a hub lookup fails at once instead of waiting on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES5K = REPO.parent / "shared" / "datasets" / "recipes5k"
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220)}
+SHAPES = ("square", "circle", "triangle")
+
+
+def draw_image(path: Path, colour: str = "red", shape: str = "square", size=(96, 64)) -> Path:
+    """A coloured shape on white, saved in the format the suffix names."""
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    box = (w // 4, h // 4, 3 * w // 4, 3 * h // 4)
+    fill = COLOURS[colour]
+    if shape == "square":
+        draw.rectangle(box, fill=fill)
+    elif shape == "circle":
+        draw.ellipse(box, fill=fill)
+    else:
+        draw.polygon([(w // 2, h // 4), (w // 4, 3 * h // 4), (3 * w // 4, 3 * h // 4)], fill=fill)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def write_recipes5k(root: Path, splits=("train", "val"), per_split: int = 6) -> Path:
+    """A Recipes5k-shaped folder in the official layout, with drawn dish photos.
+
+    Dish types are shapes; each recipe's title and ingredients name its colour and shape.
+    """
+    annotations = root / "annotations"
+    annotations.mkdir(parents=True)
+    titles, ingredients, simplified = [], [], []
+    for split in splits:
+        image_lines, label_lines = [], []
+        for i in range(per_split):
+            shape = SHAPES[i % len(SHAPES)]
+            colour = list(COLOURS)[(i // len(SHAPES)) % len(COLOURS)]
+            label = len(titles)
+            name = f"{shape}/{i}_{split}_{colour}_{shape}.jpg"
+            draw_image(root / "images" / name, colour, shape)
+            titles.append(f"{colour.title()} {shape.title()} Cake")
+            ingredients.append(f"{colour} food colouring,all-purpose flour,{shape} mould,sugar")
+            simplified.append("colouring,flour,mould,sugar")
+            image_lines.append(name)
+            label_lines.append(str(label))
+        (annotations / f"{split}_images.txt").write_text("\n".join(image_lines) + "\n")
+        (annotations / f"{split}_labels.txt").write_text("\n".join(label_lines) + "\n")
+    (annotations / "classes_Recipes5k.txt").write_text("\n".join(titles) + "\n")
+    (annotations / "ingredients_Recipes5k.txt").write_text("\n".join(ingredients) + "\n")
+    (annotations / "ingredients_simplified_Recipes5k.txt").write_text("\n".join(simplified) + "\n")
+    return root
+
+
+@pytest.fixture
+def recipes5k_folder(tmp_path: Path) -> Path:
+    return write_recipes5k(tmp_path / "recipes5k")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder():
+    from multimodal.encoder import load_encoder
+
+    return load_encoder("tiny-random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def starter_encoder():
+    from multimodal.encoder import load_encoder
+
+    return load_encoder("recipe-starter", device="cpu")

@@ -48,12 +48,14 @@ def embed_images(
 
 
 def embed_texts(
-    encoder: DualEncoder, texts: Sequence[str], batch_size: int = 256, progress: bool = True
+    encoder: DualEncoder, texts: Sequence[str], batch_size: int = 128, progress: bool = True
 ) -> np.ndarray:
     parts = []
+    # Chunks of many batches, so the encoder can sort each chunk by length.
+    chunk_size = batch_size * 16
     with tqdm(total=len(texts), unit="text", desc="texts", disable=not progress) as bar:
-        for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
+        for start in range(0, len(texts), chunk_size):
+            chunk = texts[start : start + chunk_size]
             parts.append(encoder.encode_texts(chunk, batch_size=batch_size))
             bar.update(len(chunk))
     return np.concatenate(parts) if parts else np.zeros((0, encoder.embed_dim), np.float32)

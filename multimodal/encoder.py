@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from open_clip.hf_model import HFTextEncoder
 from PIL import Image
 
 from multimodal.factory import LoadedModel, ModelInfo, create_model_and_transforms
@@ -42,6 +43,13 @@ class DualEncoder:
         self.model = loaded.model.to(self.device).eval()
         self.preprocess = loaded.preprocess
         self.tokenizer = loaded.tokenizer
+        # Convolutional trunks (EfficientNet, ResNet) run depthwise and 1x1 convolutions much
+        # faster in NHWC; a ViT has a single patch convolution and gains nothing.
+        self.channels_last = _is_convolutional(self.model.visual)
+        if self.channels_last:
+            self.model.visual.to(memory_format=torch.channels_last)
+        # A Hugging Face text tower masks padding, so trailing pad columns can be cut exactly.
+        self.trim_padding = isinstance(getattr(self.model, "text", None), HFTextEncoder)
 
     @property
     def info(self) -> ModelInfo:
@@ -71,18 +79,34 @@ class DualEncoder:
 
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """One batch of preprocessed image tensors (B, 3, H, W) -> float32 (B, D)."""
+        pixels = pixels.to(self.device, non_blocking=True)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
         with self._inference():
-            features = self.model.encode_image(pixels.to(self.device, non_blocking=True))
+            features = self.model.encode_image(pixels)
         return _normalised(features)
 
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """Strings -> float32 (N, D), L2-normalised."""
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
+        """Strings -> float32 (N, D), L2-normalised, in input order."""
+        if len(texts) == 0:
+            return self._collect([])
+        tokens = self.tokenizer(list(texts))
+        order = torch.arange(len(texts))
+        if self.trim_padding:
+            # Batch texts of similar length together so little compute goes to padding.
+            lengths = (tokens != self.model.text.config.pad_token_id).sum(dim=1)
+            order = torch.argsort(lengths, descending=True, stable=True)
         parts = []
         for start in range(0, len(texts), batch_size):
-            tokens = self.tokenizer(list(texts[start : start + batch_size]))
+            batch = tokens[order[start : start + batch_size]]
+            if self.trim_padding:
+                pad = self.model.text.config.pad_token_id
+                batch = batch[:, : int((batch != pad).sum(dim=1).max())]
             with self._inference():
-                parts.append(_normalised(self.model.encode_text(tokens.to(self.device))))
-        return self._collect(parts)
+                parts.append(_normalised(self.model.encode_text(batch.to(self.device))))
+        embeddings = np.empty((len(texts), self.embed_dim), dtype=np.float32)
+        embeddings[order.numpy()] = np.concatenate(parts)
+        return embeddings
 
     def _collect(self, parts) -> np.ndarray:
         parts = list(parts)
@@ -96,6 +120,10 @@ class DualEncoder:
         if self.precision != "fp32":
             stack.enter_context(torch.autocast("cuda", dtype=PRECISIONS[self.precision]))
         return stack
+
+
+def _is_convolutional(visual: torch.nn.Module) -> bool:
+    return sum(isinstance(m, torch.nn.Conv2d) for m in visual.modules()) > 1
 
 
 def _normalised(features: torch.Tensor) -> np.ndarray:

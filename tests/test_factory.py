@@ -211,3 +211,12 @@ def test_saving_over_a_checkpoint_replaces_it_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no staging folders left
     reloaded = create_model_and_transforms(str(folder))
     assert reloaded.model.logit_scale.item() == pytest.approx(1.234)
+
+
+def test_length_sorted_text_batches_keep_input_order_and_values(starter_encoder):
+    """The HF tower sorts texts by length and trims padding; results must not change."""
+    assert starter_encoder.trim_padding and starter_encoder.channels_last
+    texts = ["salt", "a very long recipe title " * 6, "apple pie", "", "beef tacos with salsa"]
+    batched = starter_encoder.encode_texts(texts, batch_size=2)
+    one_by_one = np.concatenate([starter_encoder.encode_texts([t], batch_size=1) for t in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=2e-5)

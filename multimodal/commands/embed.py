@@ -28,6 +28,7 @@ from multimodal.commands.common import (
     add_data_arguments,
     add_model_arguments,
     command,
+    image_batch_size,
     load_data,
     write_json,
 )
@@ -112,7 +113,7 @@ def _embed_shard(
     kept, embeddings, rejects = embed_images(
         encoder,
         [shard[i].image for i in with_image],
-        args.batch_size,
+        image_batch_size(args.batch_size, encoder.device),
         args.workers,
         args.max_pixels,
         progress=False,

@@ -14,6 +14,7 @@ from multimodal.commands.common import (
     add_data_arguments,
     add_model_arguments,
     command,
+    image_batch_size,
     load_data,
     write_json,
 )
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = embed_pairs(
         encoder,
         records,
-        batch_size=args.batch_size,
+        batch_size=image_batch_size(args.batch_size, encoder.device),
         workers=args.workers,
         max_pixels=args.max_pixels,
         progress=not args.no_progress,

@@ -14,25 +14,14 @@ from multimodal.commands import embed
 from multimodal.commands import eval as eval_command
 
 
+def _tiny_eval(data, out, *extra: str) -> int:
+    argv = ["--model", "tiny-random", "--data", str(data), "--out", str(out)]
+    return eval_command.main([*argv, "--no-progress", "--workers", "0", *extra])
+
+
 def test_eval_prints_a_table_and_writes_json(recipes5k_folder, tmp_path, capsys):
     out = tmp_path / "results.json"
-    code = eval_command.main(
-        [
-            "--model",
-            "tiny-random",
-            "--data",
-            str(recipes5k_folder),
-            "--no-progress",
-            "--workers",
-            "0",
-            "--out",
-            str(out),
-            "--bags",
-            "3",
-            "--bag-size",
-            "4",
-        ]
-    )
+    code = _tiny_eval(recipes5k_folder, out, "--bags", "3", "--bag-size", "4")
     printed = capsys.readouterr().out
     assert code == 0
     assert "image_to_text" in printed and "text_to_image" in printed and "R@1" in printed
@@ -42,28 +31,15 @@ def test_eval_prints_a_table_and_writes_json(recipes5k_folder, tmp_path, capsys)
         metrics = results["metrics"][direction]
         assert 1 <= metrics["MedR"] <= 6 and 0 <= metrics["R@1"] <= 100
         assert "class@1" in metrics
-        assert (
-            results["bags"][direction]["R@10"] == 100.0
-        )  # a bag of 4: everything is in the top 10
+        # a bag of 4 pairs: every item is within the top 10
+        assert results["bags"][direction]["R@10"] == 100.0
 
 
 def test_eval_skips_a_corrupt_photo_and_says_so(recipes5k_folder, tmp_path, capsys):
     broken = next((recipes5k_folder / "images" / "circle").glob("*val*.jpg"))
     broken.write_bytes(broken.read_bytes()[:200])
     out = tmp_path / "r.json"
-    code = eval_command.main(
-        [
-            "--model",
-            "tiny-random",
-            "--data",
-            str(recipes5k_folder),
-            "--no-progress",
-            "--workers",
-            "0",
-            "--out",
-            str(out),
-        ]
-    )
+    code = _tiny_eval(recipes5k_folder, out)
     assert code == 0
     results = json.loads(out.read_text())
     assert results["pairs"] == 5

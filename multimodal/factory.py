@@ -6,6 +6,8 @@ import contextlib
 import copy
 import logging
 import os
+import socket
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,8 +105,9 @@ def _create_builtin(spec: ModelSpec):
 
 def _create_pretrained(spec: ModelSpec):
     try:
-        model = open_clip.create_model(spec.arch, pretrained=spec.source)
-        tokenizer = open_clip.get_tokenizer(spec.arch)
+        with _hub_access():
+            model = open_clip.create_model(spec.arch, pretrained=spec.source)
+            tokenizer = open_clip.get_tokenizer(spec.arch)
     except Exception as err:  # open_clip and huggingface_hub raise many kinds here
         if _is_fetch_error(err):
             raise RuntimeError(
@@ -153,9 +156,10 @@ def _create_from_checkpoint(spec: ModelSpec):
 def _create_from_hub(spec: ModelSpec):
     name = f"hf-hub:{spec.source}"
     try:
-        model = open_clip.create_model(name)
-        tokenizer = open_clip.get_tokenizer(name)
-        model_cfg = copy.deepcopy(open_clip.get_model_config(name))
+        with _hub_access():
+            model = open_clip.create_model(name)
+            tokenizer = open_clip.get_tokenizer(name)
+            model_cfg = copy.deepcopy(open_clip.get_model_config(name))
     except Exception as err:
         if _is_fetch_error(err):
             raise RuntimeError(
@@ -190,14 +194,45 @@ def _first_line(err: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _root_log_level(level: int):
-    root = logging.getLogger()
-    previous = root.level
-    root.setLevel(max(level, previous))
+def _hub_access(timeout: float = 3.0):
+    """Model-hub downloads that fail fast: when the hub cannot be reached, huggingface_hub
+    works from its local cache only (cached weights still load) instead of retrying for a
+    minute, and its retry warnings and open_clip's error log stay quiet (we raise one line)."""
+    from huggingface_hub import constants as hub
+
+    previous = hub.HF_HUB_OFFLINE
+    if not previous and not _reachable(hub.ENDPOINT, timeout):
+        hub.HF_HUB_OFFLINE = True
+    try:
+        with _log_level("huggingface_hub", logging.ERROR), _root_log_level(logging.CRITICAL):
+            yield
+    finally:
+        hub.HF_HUB_OFFLINE = previous
+
+
+def _reachable(url: str, timeout: float) -> bool:
+    parsed = urllib.parse.urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _log_level(name: str, level: int):
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(max(level, previous))
     try:
         yield
     finally:
-        root.setLevel(previous)
+        logger.setLevel(previous)
+
+
+def _root_log_level(level: int):
+    return _log_level("", level)
 
 
 def _quiet_transformers() -> None:

@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     "eval": ("multimodal.commands.eval", "recall of a model on a data set, both directions"),
     "embed": ("multimodal.commands.embed", "embed a data set to .npy files plus metadata"),
+    "train": ("multimodal.commands.train", "fine-tune with a contrastive loss and hard negatives"),
 }
 
 USAGE = "usage: multimodal {" + ",".join(COMMANDS) + "} [options]  (multimodal COMMAND --help)"

@@ -47,11 +47,6 @@ class LoadedModel:
     tokenizer: Callable  # list[str] -> LongTensor (N, context_length)
     info: ModelInfo
 
-    def train_transform(self, aug_cfg: dict | None = None) -> Callable:
-        """The image transform with open_clip's training augmentation."""
-        cfg = PreprocessCfg(**self.info.preprocess_cfg)
-        return image_transform_v2(cfg, is_train=True, aug_cfg=aug_cfg)
-
 
 def create_model_and_transforms(spec: str | ModelSpec) -> LoadedModel:
     """Build the model a spec names, on the CPU.

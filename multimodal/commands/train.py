@@ -1,0 +1,153 @@
+"""``multimodal train``: fine-tune a dual encoder with a contrastive loss and hard negatives.
+
+multimodal train --model recipe-starter --data ../shared/datasets/recipes5k --out runs/recipe
+multimodal train --resume runs/recipe          # continues exactly where it stopped
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from multimodal.commands.common import command
+from multimodal.data.readers import dataset_splits, read_records
+from multimodal.factory import create_model_and_transforms
+from multimodal.spec import parse_model_spec
+from multimodal.training.config import TrainConfig
+from multimodal.training.data import build_train_set
+from multimodal.training.trainer import Trainer, TrainState
+
+FIELD_HELP = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multimodal train",
+        description="Contrastive fine-tuning (symmetric InfoNCE, learnable temperature, mined "
+        "hard negatives); selects on the val split; keeps last/ and best/ checkpoints.",
+    )
+    parser.add_argument("--resume", default=None, help="continue the run in this folder exactly")
+    parser.add_argument("--model", help="starting model spec (e.g. recipe-starter)")
+    parser.add_argument("--data", help="Recipes5k folder, manifest or folder")
+    parser.add_argument("--out", help="run folder, e.g. runs/recipe")
+    defaults = TrainConfig(model="", data="", out="")
+    for name in (
+        "train_split",
+        "val_split",
+        "epochs",
+        "batch_size",
+        "accumulate",
+        "lr",
+        "backbone_lr",
+        "weight_decay",
+        "warmup_steps",
+        "grad_clip",
+        "unlock_image_groups",
+        "unlock_text_layers",
+        "hard_negatives",
+        "mining_strategy",
+        "mining_window",
+        "mining_margin",
+        "mine_every",
+        "warmup_epochs",
+        "max_logit_scale",
+        "patience",
+        "seed",
+        "workers",
+        "device",
+        "max_steps",
+    ):
+        default = getattr(defaults, name)
+        kind = type(default) if default is not None else str
+        kind = float if name == "mining_margin" else kind
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default)
+    parser.add_argument("--unlock-image", action="store_true", help="train the whole image tower")
+    parser.add_argument("--unlock-text", action="store_true", help="train the whole text tower")
+    parser.add_argument("--no-augment", action="store_true", help="no image augmentation")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if not (args.model and args.data and args.out):
+        raise ValueError("give --model, --data and --out (or --resume RUN_FOLDER)")
+    values = {f: getattr(args, f) for f in FIELD_HELP if hasattr(args, f)}
+    values.update(
+        lock_image=not args.unlock_image,
+        lock_text=not args.unlock_text,
+        augment=not args.no_augment,
+    )
+    return TrainConfig(**values)
+
+
+@command("train")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.resume:
+        config = TrainConfig.load(_run_config(Path(args.resume)))
+    else:
+        config = config_from_args(args)
+        parse_model_spec(config.model)
+        if (Path(config.out) / "state.pt").exists():
+            raise ValueError(
+                f"{config.out} already holds a run: --resume {config.out}, or another --out"
+            )
+    started = time.perf_counter()
+    trainer = build_trainer(config, progress=not args.no_progress)
+    if args.resume:
+        trainer.load_state()
+        print(
+            f"resuming {config.out} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}"
+        )
+    try:
+        state = trainer.run()
+    except KeyboardInterrupt:
+        print(
+            f"\nstopped; state saved. Continue with: multimodal train --resume {config.out}",
+            file=sys.stderr,
+        )
+        return 130
+    print(summary_table(state, time.perf_counter() - started, trainer.device.type))
+    print(f"best checkpoint: {Path(config.out) / 'best'} (epoch {state.best_epoch})")
+    return 0
+
+
+def build_trainer(config: TrainConfig, progress: bool = True, on_step=None) -> Trainer:
+    splits = dataset_splits(config.data)
+    train_split = config.train_split if splits else None
+    val_split = config.val_split if splits and config.val_split in splits else None
+    train_records = read_records(config.data, train_split)
+    val_records = read_records(config.data, val_split) if val_split else []
+    loaded = create_model_and_transforms(config.model)
+    train_set = build_train_set(train_records, loaded.tokenizer)
+    return Trainer(config, loaded, train_set, val_records, on_step=on_step, progress=progress)
+
+
+def summary_table(state: TrainState, seconds: float, device: str) -> str:
+    lines = [
+        f"{'epoch':>5} {'step':>6} {'i2t R@1':>8} {'t2i R@1':>8} {'i2t MedR':>9} "
+        f"{'t2i MedR':>9} {'class@1':>8}"
+    ]
+    for row in state.history:
+        metrics = row["metrics"]
+        if metrics is None:
+            lines.append(f"{row['epoch']:>5} {row['step']:>6}   (no val split)")
+            continue
+        i2t, t2i = metrics["image_to_text"], metrics["text_to_image"]
+        best = "  *best" if row["epoch"] == state.best_epoch else ""
+        lines.append(
+            f"{row['epoch']:>5} {row['step']:>6} {i2t['R@1']:>8.2f} {t2i['R@1']:>8.2f} "
+            f"{i2t['MedR']:>9.1f} {t2i['MedR']:>9.1f} {i2t.get('class@1', 0):>8.2f}{best}"
+        )
+    lines.append(f"{state.step} steps in {seconds / 60:.1f} min on {device}")
+    return "\n".join(lines)
+
+
+def _run_config(folder: Path) -> Path:
+    path = folder / "train_config.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} is not a training run folder (no train_config.json)")
+    return path

@@ -1,0 +1,1 @@
+"""Fine-tuning: contrastive training with hard-negative mining (``multimodal train``)."""

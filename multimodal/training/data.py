@@ -1,0 +1,164 @@
+"""Training data: paired items with false-negative groups, reproducible augmentation, and a
+batch sampler that never puts two items of one recipe in a batch."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+from torchvision import transforms as T
+
+from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+from multimodal.data.records import Record
+from multimodal.data.text import RecipeTextBuilder
+
+ANCHOR, EXTRA = 0, 1  # roles of an item in a loaded batch: a training pair, or a mined image
+
+
+@dataclass
+class TrainSet:
+    records: list[Record]  # paired records (image and text), in a fixed order
+    texts: list[str]  # the text of each record, fitted to the context
+    tokens: torch.Tensor  # (N, context_length) token ids
+    groups: np.ndarray  # (N, 2) ids: column 0 the recipe, column 1 the normalised title
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def title_key(title: str) -> str:
+    """Titles that differ only in case, punctuation or spacing are the same title."""
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", title.lower()).split())
+
+
+def build_train_set(records: Sequence[Record], tokenizer) -> TrainSet:
+    """Keep the records with an image and a text; tokenise once; number the groups."""
+    paired = [r for r in records if r.image is not None and r.has_text]
+    if not paired:
+        raise ValueError("no record has both an image and a text: nothing to train on")
+    build = RecipeTextBuilder.for_tokenizer(tokenizer)
+    texts = [build(r) for r in paired]
+    recipe_keys = [
+        r.recipe_id if r.recipe_id is not None else f"#{i}" for i, r in enumerate(paired)
+    ]
+    title_keys = [title_key(r.title) or f"#{i}" for i, r in enumerate(paired)]
+    groups = np.stack([_numbered(recipe_keys), _numbered(title_keys)], axis=1)
+    return TrainSet(paired, texts, tokenizer(texts), groups)
+
+
+def _numbered(keys: list[str]) -> np.ndarray:
+    numbers: dict[str, int] = {}
+    return np.array([numbers.setdefault(k, len(numbers)) for k in keys], dtype=np.int64)
+
+
+def train_transform(preprocess_cfg: dict, scale: tuple[float, float] = (0.6, 1.0)) -> Callable:
+    """Light augmentation for photos: random resized crop, horizontal flip, and colour jitter
+    on half of the images; then the model's own normalisation."""
+    size = preprocess_cfg["size"]
+    size = size if isinstance(size, int) else tuple(size)
+    return T.Compose(
+        [
+            T.RandomResizedCrop(size, scale=scale, interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomHorizontalFlip(),
+            T.RandomApply([T.ColorJitter(0.2, 0.2, 0.2, 0.02)], p=0.5),
+            T.ToTensor(),
+            T.Normalize(preprocess_cfg["mean"], preprocess_cfg["std"]),
+        ]
+    )
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A seed per (run, epoch, item): augmentation is the same whichever worker loads it."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class PairImages(Dataset):
+    """``(index, role)`` -> ``(index, role, pixels or None, reason or None)``."""
+
+    def __init__(
+        self, paths: Sequence, transform: Callable, seed: int, max_pixels=DEFAULT_MAX_PIXELS
+    ):
+        self.paths = [str(p) for p in paths]
+        self.transform = transform
+        self.seed = seed
+        self.max_pixels = max_pixels
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, role = key
+        try:
+            image = load_image(self.paths[index], self.max_pixels)
+        except ImageLoadError as err:
+            return index, role, None, err.reason
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed(self.seed, self.epoch, index))
+            return index, role, self.transform(image), None
+
+
+def collate_pairs(items) -> dict:
+    good = [item for item in items if item[2] is not None]
+    return {
+        "anchors": [index for index, role, _, _ in good if role == ANCHOR],
+        "extras": [index for index, role, _, _ in good if role == EXTRA],
+        "pixels": torch.stack([item[2] for item in good]) if good else None,
+        "rejects": [(index, reason) for index, _, pixels, reason in items if pixels is None],
+    }
+
+
+class RecipeBatchSampler(Sampler):
+    """Batches of ``batch_size`` anchors, never two of one recipe group, in an order fixed by
+    (seed, epoch). With mined negatives set, each batch also carries the hard images of its
+    anchors (role EXTRA), so they are decoded by the same workers."""
+
+    def __init__(self, recipe_groups: np.ndarray, batch_size: int, seed: int):
+        if batch_size < 2:
+            raise ValueError("contrastive training needs a batch size of at least 2")
+        self.recipe_groups = recipe_groups
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+        self.skip = 0
+        self.hard_images: np.ndarray | None = None  # (N, k) indices, -1 for none
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def anchor_batches(self) -> list[list[int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.recipe_groups))
+        batches, current, seen, deferred = [], [], set(), []
+        for index in order:
+            pending = deferred + [int(index)]
+            deferred = []
+            for item in pending:
+                if self.recipe_groups[item] in seen:
+                    deferred.append(item)
+                    continue
+                current.append(item)
+                seen.add(self.recipe_groups[item])
+                if len(current) == self.batch_size:
+                    batches.append(current)
+                    current, seen = [], set()
+        return batches  # the last incomplete batch is dropped, as with drop_last
+
+    def __len__(self) -> int:
+        return len(self.recipe_groups) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self.anchor_batches()[self.skip :]:
+            keys = [(i, ANCHOR) for i in batch]
+            if self.hard_images is not None:
+                extras = {int(j) for j in self.hard_images[batch].ravel() if j >= 0} - set(batch)
+                keys += [(j, EXTRA) for j in sorted(extras)]
+            yield keys

@@ -213,3 +213,21 @@ def test_random_module_is_not_used_for_ordering():
     first = sampler.anchor_batches()
     random.seed(2)
     assert sampler.anchor_batches() == first
+
+
+@pytest.mark.parametrize("unlocked_groups", [0, 2])
+def test_locking_the_starter_image_tower_changes_no_output(tmp_path, unlocked_groups):
+    """Regression: open_clip's freeze_bn_stats drops the activations of timm's BatchNormAct2d."""
+    from multimodal.factory import create_model_and_transforms
+    from multimodal.training.optim import configure_towers, set_train_mode
+
+    model = create_model_and_transforms("recipe-starter").model.eval()
+    pixels = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        before = model.encode_image(pixels)
+    configure_towers(model, _config(tmp_path, lock_image=True, unlock_image_groups=unlocked_groups))
+    set_train_mode(model)
+    assert not model.visual.trunk.bn1.training  # frozen norms keep their statistics
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(pixels), before)

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         "workers",
         "device",
         "max_steps",
+        "cache_views",
+        "feature_cache",
     ):
         default = getattr(defaults, name)
         kind = type(default) if default is not None else str

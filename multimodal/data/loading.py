@@ -65,12 +65,12 @@ def iter_image_batches(
         num_workers=workers if len(dataset) > batch_size else 0,
         collate_fn=partial(_collate, paths=dataset.paths),  # picklable for any start method
         pin_memory=torch.cuda.is_available(),
-        worker_init_fn=_single_threaded,
+        worker_init_fn=single_threaded_worker,
     )
     yield from loader
 
 
-def _single_threaded(_worker_id: int) -> None:
+def single_threaded_worker(_worker_id: int) -> None:
     # Decoding workers need no intra-op threads; left alone they fight the model for the cores.
     torch.set_num_threads(1)
 

@@ -34,6 +34,9 @@ class TrainConfig:
     mine_every: int = 1  # re-mine every M epochs
     warmup_epochs: int = 1  # in-batch only for these first epochs
     augment: bool = True  # random resized crop, flip, light colour jitter
+    cache_views: int = 2  # locked image backbone: cache its features for this many views of
+    # each photo (the first unaugmented) instead of running it every step (0: never cache)
+    feature_cache: str | None = "runs/.feature-cache"  # reuse cached features across runs
     max_logit_scale: float = 100.0  # clamp of the learnable temperature's inverse
     patience: int = 3  # stop after this many epochs without a better val score (0: never)
     seed: int = 0  # everything random derives from it

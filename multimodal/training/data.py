@@ -122,10 +122,18 @@ class RecipeBatchSampler(Sampler):
     (seed, epoch). With mined negatives set, each batch also carries the hard images of its
     anchors (role EXTRA), so they are decoded by the same workers."""
 
-    def __init__(self, recipe_groups: np.ndarray, batch_size: int, seed: int):
+    def __init__(
+        self,
+        recipe_groups: np.ndarray,
+        batch_size: int,
+        seed: int,
+        indices: Sequence[int] | None = None,
+    ):
         if batch_size < 2:
             raise ValueError("contrastive training needs a batch size of at least 2")
         self.recipe_groups = recipe_groups
+        # the items that may be drawn (e.g. those whose image could be read)
+        self.indices = np.arange(len(recipe_groups)) if indices is None else np.asarray(indices)
         self.batch_size = batch_size
         self.seed = seed
         self.epoch = 0
@@ -136,7 +144,7 @@ class RecipeBatchSampler(Sampler):
         self.epoch, self.skip = epoch, skip
 
     def anchor_batches(self) -> list[list[int]]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.recipe_groups))
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.indices)
         batches, current, seen, deferred = [], [], set(), []
         for index in order:
             pending = deferred + [int(index)]
@@ -153,7 +161,7 @@ class RecipeBatchSampler(Sampler):
         return batches  # the last incomplete batch is dropped, as with drop_last
 
     def __len__(self) -> int:
-        return len(self.recipe_groups) // self.batch_size
+        return len(self.indices) // self.batch_size
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for batch in self.anchor_batches()[self.skip :]:

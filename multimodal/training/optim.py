@@ -26,7 +26,10 @@ def configure_towers(model: nn.Module, config: TrainConfig) -> None:
     for parameter in model.parameters():
         parameter.requires_grad = True
     if config.lock_image:
-        model.lock_image_tower(unlocked_groups=config.unlock_image_groups, freeze_bn_stats=True)
+        # Not freeze_bn_stats: open_clip swaps timm's BatchNormAct2d for a plain frozen batch
+        # norm and so drops its activation (ReLU6 in EfficientNet), which makes the locked
+        # trunk linear. set_train_mode keeps frozen norms in eval mode instead.
+        model.lock_image_tower(unlocked_groups=config.unlock_image_groups)
     if config.lock_text:
         model.lock_text_tower(unlocked_layers=config.unlock_text_layers, freeze_layer_norm=True)
     # open_clip's locks also freeze some projections (a native ViT's, the text projection);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -24,12 +25,16 @@ from multimodal.factory import LoadedModel
 from multimodal.loss import ContrastiveLoss
 from multimodal.metrics import retrieval_metrics
 from multimodal.mining import MiningConfig, mine_hard_negatives
+from multimodal.training.cache import ImageSplit, TextSplit, cache_images, cache_texts
 from multimodal.training.config import TrainConfig
 from multimodal.training.data import (
+    ANCHOR,
     PairImages,
     RecipeBatchSampler,
     TrainSet,
+    build_train_set,
     collate_pairs,
+    item_seed,
     train_transform,
 )
 from multimodal.training.optim import (
@@ -103,6 +108,18 @@ class Trainer:
         )
         paths = [r.image for r in train_set.records]
         self.dataset = PairImages(paths, transform, config.seed)
+        self.image_split = None
+        if config.cache_views and config.lock_image and ImageSplit.supports(self.model.visual):
+            self.image_split = ImageSplit(self.model.visual, config.unlock_image_groups)
+        self.text_split = None
+        text_locked = config.lock_text and config.unlock_text_layers == 0
+        if (
+            config.cache_views
+            and text_locked
+            and TextSplit.supports(getattr(self.model, "text", None))
+        ):
+            self.text_split = TextSplit(self.model.text)
+        self.cache: dict | None = None  # built at the start of run()
         self.hard_texts: np.ndarray | None = None  # (N, k) mined text negatives of each image
         self.hard_images: np.ndarray | None = None  # (N, k) mined image negatives of each text
         self.state = TrainState()
@@ -115,6 +132,8 @@ class Trainer:
         """Train to the end (or early stop, or ``max_steps``); Ctrl-C saves, then re-raises."""
         self.out.mkdir(parents=True, exist_ok=True)
         self.config.save(self.out / "train_config.json")
+        if self.image_split is not None and self.cache is None:
+            self._build_cache()
         try:
             while self.state.epoch < self.config.epochs and not self.stop_requested:
                 if self.state.batch == 0:
@@ -135,13 +154,16 @@ class Trainer:
         self.sampler.set_epoch(state.epoch, skip=state.batch)
         self.sampler.hard_images = self.hard_images
         self.dataset.set_epoch(state.epoch)
-        loader = DataLoader(
-            self.dataset,
-            batch_sampler=self.sampler,
-            num_workers=config.workers,
-            collate_fn=collate_pairs,
-            generator=torch.Generator().manual_seed(config.seed),
-        )
+        if self.cache is not None:  # features are cached: no image is decoded
+            loader = (_index_batch(keys) for keys in self.sampler)
+        else:
+            loader = DataLoader(
+                self.dataset,
+                batch_sampler=self.sampler,
+                num_workers=config.workers,
+                collate_fn=collate_pairs,
+                generator=torch.Generator().manual_seed(config.seed),
+            )
         set_train_mode(self.model)
         torch.set_rng_state(self.rng_state)
         bar = tqdm(
@@ -201,10 +223,9 @@ class Trainer:
         anchors, extras = batch["anchors"], batch["extras"]
         groups = torch.as_tensor(self.train_set.groups)
         hard_text_ids = self._hard_text_ids(anchors)
-        tokens = self.train_set.tokens[anchors + hard_text_ids]
         with self._autocast():
-            image_features = self._encode_pixels(batch["pixels"])
-            text_features = self._encode_tokens(tokens)
+            image_features = self._image_features(batch["pixels"], anchors + extras)
+            text_features = self._text_features(anchors + hard_text_ids)
         n = len(anchors)
         has_hard = self.hard_texts is not None
         return self.loss_fn(
@@ -223,6 +244,22 @@ class Trainer:
             return []
         mined = {int(j) for j in self.hard_texts[anchors].ravel() if j >= 0}
         return sorted(mined - set(anchors))  # anchors' own texts are candidates already
+
+    def _image_features(self, pixels: torch.Tensor | None, ids: list[int]) -> torch.Tensor:
+        if self.cache is None:
+            return self._encode_pixels(pixels)
+        views = self.cache["train_images"]
+        chosen = [item_seed(self.config.seed, self.state.epoch, i) % len(views) for i in ids]
+        features = views[chosen, ids].to(self.device)
+        if features.ndim == 4:
+            features = features.contiguous(memory_format=torch.channels_last)
+        return F.normalize(self.image_split.suffix(features).float(), dim=-1)
+
+    def _text_features(self, ids: list[int]) -> torch.Tensor:
+        if self.cache is not None and self.text_split is not None:
+            pooled = self.cache["train_texts"][ids].to(self.device)
+            return F.normalize(self.text_split.suffix(pooled).float(), dim=-1)
+        return self._encode_tokens(self.train_set.tokens[ids])
 
     def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.to(self.device, non_blocking=True)
@@ -262,6 +299,16 @@ class Trainer:
         self.hard_images = mine_hard_negatives(texts, images, self.train_set.groups, mining, seed)
 
     def _embed_train_set(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.cache is not None:
+            n = len(self.train_set)
+            images = self._cached_embeddings(self.cache["train_images"][0], self.image_split)
+            texts = (
+                self._cached_embeddings(self.cache["train_texts"], self.text_split)
+                if self.text_split is not None
+                else self._token_embeddings(self.train_set.tokens)
+            )
+            assert len(images) == len(texts) == n
+            return images, texts
         paths = [r.image for r in self.train_set.records]
         kept, images, _ = embed_images(
             self.encoder, paths, workers=self.config.workers, progress=self.progress
@@ -274,6 +321,15 @@ class Trainer:
     def evaluate(self) -> dict | None:
         if not self.val_records:
             return None
+        if self.cache is not None:
+            with torch.random.fork_rng(devices=[]):
+                images = self._cached_embeddings(self.cache["val_images"], self.image_split)
+                texts = (
+                    self._cached_embeddings(self.cache["val_texts"], self.text_split)
+                    if self.text_split is not None
+                    else self._token_embeddings(self.cache["val_tokens"])
+                )
+            return retrieval_metrics(images, texts, self.cache["val_labels"])
         with torch.random.fork_rng(devices=[]):
             pairs = embed_pairs(
                 self.encoder, self.val_records, workers=self.config.workers, progress=False
@@ -281,6 +337,116 @@ class Trainer:
         labels = [r.label for r in pairs.records]
         labels = labels if all(label is not None for label in labels) else None
         return retrieval_metrics(pairs.image, pairs.text, labels)
+
+    @torch.inference_mode()
+    def _cached_embeddings(self, features: torch.Tensor, split) -> np.ndarray:
+        self.model.eval()
+        parts = []
+        for start in range(0, len(features), 256):
+            chunk = features[start : start + 256].to(self.device)
+            if chunk.ndim == 4:
+                chunk = chunk.contiguous(memory_format=torch.channels_last)
+            parts.append(F.normalize(split.suffix(chunk).float(), dim=-1).cpu())
+        return torch.cat(parts).numpy()
+
+    @torch.inference_mode()
+    def _token_embeddings(self, tokens: torch.Tensor) -> np.ndarray:
+        self.model.eval()
+        parts = [
+            self._encode_tokens(tokens[start : start + 128]).cpu()
+            for start in range(0, len(tokens), 128)
+        ]
+        return torch.cat(parts).numpy()
+
+    def _build_cache(self) -> None:
+        """Frozen-prefix features of the training photos (several views) and of val, loaded
+        from ``feature_cache`` when an identical cache was built before."""
+        path = self._feature_cache_path()
+        if path is not None and path.is_file():
+            self.cache = torch.load(path, weights_only=False)
+            self.sampler.indices = np.asarray(self.cache["train_kept"])
+            return
+        self._compute_cache()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging = path.with_name(path.name + ".partial")
+            torch.save(self.cache, staging)
+            staging.replace(path)
+
+    def _feature_cache_path(self) -> Path | None:
+        """A file named by everything the cached features depend on."""
+        config = self.config
+        if not config.feature_cache:
+            return None
+        key = {
+            "model": config.model,
+            "weights": self.loaded.info.provenance.get("weights_sha256"),
+            "unlock_image_groups": config.unlock_image_groups,
+            "text_cached": self.text_split is not None,
+            "views": config.cache_views if config.augment else 1,
+            "seed": config.seed,
+            "train": [str(r.image) for r in self.train_set.records],
+            "train_texts": self.train_set.texts,
+            "val": [str(r.image) for r in self.val_records],
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+        return Path(config.feature_cache) / f"{digest}.pt"
+
+    def _compute_cache(self) -> None:
+        config, preprocess = self.config, self.loaded.preprocess
+        self.model.eval()
+        views = [preprocess]
+        if config.augment:
+            augmented = train_transform(self.loaded.info.preprocess_cfg)
+            views += [augmented] * (config.cache_views - 1)
+        paths = [r.image for r in self.train_set.records]
+        train = cache_images(
+            self.image_split,
+            paths,
+            views,
+            self.device,
+            config.seed,
+            workers=config.workers,
+            progress=self.progress,
+            desc="caching training image features",
+        )
+        self.sampler.indices = np.asarray(train.kept)
+        val = self._val_cache()
+        texts = None
+        if self.text_split is not None:
+            texts = cache_texts(self.text_split, self.train_set.tokens, self.device)
+        self.cache = {
+            "train_images": train.features,
+            "train_kept": train.kept,
+            "train_texts": texts,
+            **val,
+        }
+
+    def _val_cache(self) -> dict:
+        if not self.val_records:
+            return {}
+        val_set = build_train_set(self.val_records, self.loaded.tokenizer)
+        paths = [r.image for r in val_set.records]
+        images = cache_images(
+            self.image_split,
+            paths,
+            [self.loaded.preprocess],
+            self.device,
+            workers=self.config.workers,
+            progress=self.progress,
+            desc="caching val image features",
+        )
+        kept = images.kept
+        cache = {
+            "val_images": images.features[0][kept],
+            "val_tokens": val_set.tokens[kept],
+            "val_labels": [val_set.records[i].label for i in kept],
+        }
+        if any(label is None for label in cache["val_labels"]):
+            cache["val_labels"] = None
+        if self.text_split is not None:
+            cache["val_texts"] = cache_texts(self.text_split, cache["val_tokens"], self.device)
+        return cache
 
     def _finish_epoch(self) -> None:
         state = self.state
@@ -358,3 +524,13 @@ class Trainer:
     def _log(self, record: dict) -> None:
         with open(self.out / LOG_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+def _index_batch(keys: list[tuple[int, int]]) -> dict:
+    """A batch of the cached path: indices only, features come from the cache."""
+    return {
+        "anchors": [i for i, role in keys if role == ANCHOR],
+        "extras": [i for i, role in keys if role != ANCHOR],
+        "pixels": None,
+        "rejects": [],
+    }

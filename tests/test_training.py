@@ -231,3 +231,20 @@ def test_locking_the_starter_image_tower_changes_no_output(tmp_path, unlocked_gr
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model.encode_image(pixels), before)
+
+
+def test_partial_unlock_of_the_minilm_text_tower(tmp_path):
+    from multimodal.factory import create_model_and_transforms
+    from multimodal.training.optim import configure_towers
+
+    model = create_model_and_transforms("recipe-starter").model
+    configure_towers(
+        model, _config(tmp_path, lock_image=True, lock_text=True, unlock_text_layers=2)
+    )
+    trainable = {
+        n for n, p in model.named_parameters() if p.requires_grad and n.startswith("text.")
+    }
+    layers = {n.split(".")[4] for n in trainable if ".encoder.layer." in n}
+    assert layers == {"4", "5"}  # the last two of MiniLM's six layers
+    assert "text.proj.weight" in trainable
+    assert not any("embeddings" in n for n in trainable)

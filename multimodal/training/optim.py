@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from open_clip.hf_model import HFTextEncoder
 from torch import nn
 
 from multimodal.training.config import TrainConfig
@@ -31,11 +32,35 @@ def configure_towers(model: nn.Module, config: TrainConfig) -> None:
         # trunk linear. set_train_mode keeps frozen norms in eval mode instead.
         model.lock_image_tower(unlocked_groups=config.unlock_image_groups)
     if config.lock_text:
-        model.lock_text_tower(unlocked_layers=config.unlock_text_layers, freeze_layer_norm=True)
+        text = getattr(model, "text", None)
+        if isinstance(text, HFTextEncoder):
+            lock_hf_text_tower(text, config.unlock_text_layers)
+        else:
+            model.lock_text_tower(unlocked_layers=config.unlock_text_layers)
     # open_clip's locks also freeze some projections (a native ViT's, the text projection);
     # the projection heads and the temperature always train.
     for name, parameter in model.named_parameters():
         if is_head(name):
+            parameter.requires_grad = True
+
+
+def lock_hf_text_tower(text: HFTextEncoder, unlocked_layers: int) -> None:
+    """Freeze a Hugging Face text transformer but its last ``unlocked_layers`` encoder layers.
+
+    open_clip's own partial unlock does not know BERT-family models (MiniLM among them)."""
+    for parameter in text.transformer.parameters():
+        parameter.requires_grad = False
+    if unlocked_layers <= 0:
+        return
+    encoder = getattr(text.transformer, "encoder", None)
+    layers = getattr(encoder, "layer", None) or getattr(encoder, "layers", None)
+    if layers is None:
+        raise ValueError(
+            f"cannot unlock layers of a {type(text.transformer).__name__} text tower: "
+            "use --unlock-text for all of it, or --unlock-text-layers 0"
+        )
+    for layer in list(layers)[-unlocked_layers:]:
+        for parameter in layer.parameters():
             parameter.requires_grad = True
 
 

@@ -193,6 +193,7 @@ def test_train_command_end_to_end_and_resume_refusal(recipes5k_folder, tmp_path,
     assert "i2t R@1" in printed and "best checkpoint" in printed
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log if r["type"] == "epoch"] == [1, 2]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     provenance = json.loads((out / "best" / "checkpoint.json").read_text())
     assert provenance["made_by"] == "multimodal train" and provenance["base_model"] == "tiny-random"
     assert train_command.main(argv) == 2

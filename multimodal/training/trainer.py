@@ -44,6 +44,7 @@ from multimodal.training.optim import (
     cosine_with_warmup,
     set_train_mode,
 )
+from multimodal.training.report import plot_curves
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
@@ -365,8 +366,11 @@ class Trainer:
         if path is not None and path.is_file():
             self.cache = torch.load(path, weights_only=False)
             self.sampler.indices = np.asarray(self.cache["train_kept"])
-            return
-        self._compute_cache()
+            if self.text_split is None or self.cache.get("train_texts") is not None:
+                return
+            self._add_text_cache()  # cached before by a run that trained the text layers
+        else:
+            self._compute_cache()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             staging = path.with_name(path.name + ".partial")
@@ -382,7 +386,6 @@ class Trainer:
             "model": config.model,
             "weights": self.loaded.info.provenance.get("weights_sha256"),
             "unlock_image_groups": config.unlock_image_groups,
-            "text_cached": self.text_split is not None,
             "views": config.cache_views if config.augment else 1,
             "seed": config.seed,
             "train": [str(r.image) for r in self.train_set.records],
@@ -421,6 +424,13 @@ class Trainer:
             "train_texts": texts,
             **val,
         }
+
+    def _add_text_cache(self) -> None:
+        self.cache["train_texts"] = cache_texts(self.text_split, self.train_set.tokens, self.device)
+        if "val_tokens" in self.cache:
+            self.cache["val_texts"] = cache_texts(
+                self.text_split, self.cache["val_tokens"], self.device
+            )
 
     def _val_cache(self) -> dict:
         if not self.val_records:
@@ -471,6 +481,7 @@ class Trainer:
         state.batch = 0
         if self.config.patience and state.stale_epochs >= self.config.patience:
             self.stop_requested = True
+        plot_curves(self.out / LOG_FILE, self.out / "curves.png")
         self.save_state()
 
     # -- persistence -----------------------------------------------------------------------

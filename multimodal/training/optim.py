@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from open_clip.hf_model import HFTextEncoder
@@ -30,7 +31,9 @@ def configure_towers(model: nn.Module, config: TrainConfig) -> None:
         # Not freeze_bn_stats: open_clip swaps timm's BatchNormAct2d for a plain frozen batch
         # norm and so drops its activation (ReLU6 in EfficientNet), which makes the locked
         # trunk linear. set_train_mode keeps frozen norms in eval mode instead.
-        model.lock_image_tower(unlocked_groups=config.unlock_image_groups)
+        with warnings.catch_warnings():  # open_clip imports timm's grouping helpers by an old path
+            warnings.simplefilter("ignore", FutureWarning)
+            model.lock_image_tower(unlocked_groups=config.unlock_image_groups)
     if config.lock_text:
         text = getattr(model, "text", None)
         if isinstance(text, HFTextEncoder):

@@ -19,19 +19,23 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220)}
 SHAPES = ("square", "circle", "triangle")
 
 
-def draw_image(path: Path, colour: str = "red", shape: str = "square", size=(96, 64)) -> Path:
-    """A coloured shape on white, saved in the format the suffix names."""
-    image = Image.new("RGB", size, (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    box = (w // 4, h // 4, 3 * w // 4, 3 * h // 4)
+def paint_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple, colour: str) -> None:
+    """A square, circle or triangle filling ``box`` (left, top, right, bottom)."""
+    left, top, right, bottom = box
     fill = COLOURS[colour]
     if shape == "square":
         draw.rectangle(box, fill=fill)
     elif shape == "circle":
         draw.ellipse(box, fill=fill)
     else:
-        draw.polygon([(w // 2, h // 4), (w // 4, 3 * h // 4), (3 * w // 4, 3 * h // 4)], fill=fill)
+        draw.polygon([((left + right) // 2, top), (left, bottom), (right, bottom)], fill=fill)
+
+
+def draw_image(path: Path, colour: str = "red", shape: str = "square", size=(96, 64)) -> Path:
+    """A coloured shape on white, saved in the format the suffix names."""
+    image = Image.new("RGB", size, (255, 255, 255))
+    w, h = size
+    paint_shape(ImageDraw.Draw(image), shape, (w // 4, h // 4, 3 * w // 4, 3 * h // 4), colour)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path

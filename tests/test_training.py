@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import COLOURS, SHAPES
+from conftest import COLOURS, SHAPES, paint_shape
 from PIL import Image, ImageDraw
 
 from multimodal.commands import train as train_command
@@ -26,17 +26,9 @@ def _draw(path, colour, shape, rng):
     size = 48
     background = tuple(int(v) for v in rng.integers(170, 256, 3))
     image = Image.new("RGB", (size, size), background)
-    draw = ImageDraw.Draw(image)
     half = int(rng.integers(10, 17))
     cx, cy = (int(v) for v in rng.integers(half + 1, size - half - 1, 2))
-    box = (cx - half, cy - half, cx + half, cy + half)
-    fill = COLOURS[colour]
-    if shape == "square":
-        draw.rectangle(box, fill=fill)
-    elif shape == "circle":
-        draw.ellipse(box, fill=fill)
-    else:
-        draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=fill)
+    paint_shape(ImageDraw.Draw(image), shape, (cx - half, cy - half, cx + half, cy + half), colour)
     image.save(path)
     return path
 

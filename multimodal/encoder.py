@@ -100,8 +100,7 @@ class DualEncoder:
         for start in range(0, len(texts), batch_size):
             batch = tokens[order[start : start + batch_size]]
             if self.trim_padding:
-                pad = self.model.text.config.pad_token_id
-                batch = batch[:, : int((batch != pad).sum(dim=1).max())]
+                batch = trim_padding(batch, self.model.text.config.pad_token_id)
             with self._inference():
                 parts.append(_normalised(self.model.encode_text(batch.to(self.device))))
         embeddings = np.empty((len(texts), self.embed_dim), dtype=np.float32)
@@ -120,6 +119,12 @@ class DualEncoder:
         if self.precision != "fp32":
             stack.enter_context(torch.autocast("cuda", dtype=PRECISIONS[self.precision]))
         return stack
+
+
+def trim_padding(tokens: torch.Tensor, pad_token_id: int) -> torch.Tensor:
+    """Drop the pad columns every row of ``tokens`` ends with; exact for a tower that masks
+    padding (a Hugging Face text tower)."""
+    return tokens[:, : int((tokens != pad_token_id).sum(dim=1).max())]
 
 
 def _is_convolutional(visual: torch.nn.Module) -> bool:

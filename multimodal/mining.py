@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from multimodal.loss import false_negative_mask
+
 STRATEGIES = ("hardest", "semi-hard", "random")
 
 
@@ -48,8 +50,7 @@ def eligible_scores(
     local = torch.arange(len(rows))
     positive = scores[local, rows].clone()
     if groups is not None:
-        same = (groups[rows][:, None, :] == groups[None, :, :]) & (groups[rows][:, None, :] >= 0)
-        scores[same.any(dim=-1)] = float("-inf")
+        scores[false_negative_mask(groups[rows], groups)] = float("-inf")
     if config.margin is not None:
         scores[scores > (positive - config.margin)[:, None]] = float("-inf")
     if config.strategy == "semi-hard":

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from multimodal.data.loading import single_threaded_worker
+from multimodal.encoder import trim_padding
 from multimodal.training.data import ANCHOR, PairImages, collate_pairs
 
 
@@ -72,7 +73,7 @@ class TextSplit:
     @torch.no_grad()
     def prefix(self, tokens: torch.Tensor) -> torch.Tensor:
         pad = self.text.config.pad_token_id
-        tokens = tokens[:, : int((tokens != pad).sum(dim=1).max())]
+        tokens = trim_padding(tokens, pad)
         mask = (tokens != pad).long()
         return self.text.pooler(self.text.transformer(input_ids=tokens, attention_mask=mask), mask)
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from multimodal.checkpoint import save_checkpoint
 from multimodal.data.records import Record
 from multimodal.embedding import embed_images, embed_pairs
-from multimodal.encoder import DualEncoder
+from multimodal.encoder import DualEncoder, trim_padding
 from multimodal.factory import LoadedModel
 from multimodal.loss import ContrastiveLoss
 from multimodal.metrics import retrieval_metrics
@@ -270,8 +270,7 @@ class Trainer:
 
     def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.encoder.trim_padding:
-            pad = self.model.text.config.pad_token_id
-            tokens = tokens[:, : int((tokens != pad).sum(dim=1).max())]
+            tokens = trim_padding(tokens, self.model.text.config.pad_token_id)
         return F.normalize(self.model.encode_text(tokens.to(self.device)).float(), dim=-1)
 
     def _autocast(self):

@@ -10,6 +10,8 @@ COMMANDS = {
     "eval": ("multimodal.commands.eval", "recall of a model on a data set, both directions"),
     "embed": ("multimodal.commands.embed", "embed a data set to .npy files plus metadata"),
     "train": ("multimodal.commands.train", "fine-tune with a contrastive loss and hard negatives"),
+    "index": ("multimodal.commands.index", "load a data set into Qdrant (incremental, resumable)"),
+    "search": ("multimodal.commands.search", "search a collection: text, image, or a mix"),
 }
 
 USAGE = "usage: multimodal {" + ",".join(COMMANDS) + "} [options]  (multimodal COMMAND --help)"

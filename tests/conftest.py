@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+from multimodal.data.records import Record
 
 # Tests never reach a model hub: a hub lookup fails at once instead of waiting on the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,3 +90,35 @@ def starter_encoder():
     from multimodal.encoder import load_encoder
 
     return load_encoder("recipe-starter", device="cpu")
+
+
+def _draw(path, colour, shape, rng):
+    """A shape of one colour on a noisy background, at a random place and size."""
+    size = 48
+    background = tuple(int(v) for v in rng.integers(170, 256, 3))
+    image = Image.new("RGB", (size, size), background)
+    half = int(rng.integers(10, 17))
+    cx, cy = (int(v) for v in rng.integers(half + 1, size - half - 1, 2))
+    paint_shape(ImageDraw.Draw(image), shape, (cx - half, cy - half, cx + half, cy + half), colour)
+    image.save(path)
+    return path
+
+
+def shape_records(folder, variants: int, seed: int) -> list[Record]:
+    """Records of every colour x shape, ``variants`` drawings each; the caption names both."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for colour in COLOURS:
+        for shape in SHAPES:
+            for v in range(variants):
+                path = _draw(folder / f"{colour}_{shape}_{v}.png", colour, shape, rng)
+                records.append(
+                    Record(
+                        image=path,
+                        title=f"a {colour} {shape}",
+                        label=f"{colour} {shape}",
+                        recipe_id=f"{colour} {shape}",
+                    )
+                )
+    return records

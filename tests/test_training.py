@@ -8,49 +8,15 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import COLOURS, SHAPES, paint_shape
-from PIL import Image, ImageDraw
+from conftest import shape_records as shape_manifest
 
 from multimodal.commands import train as train_command
-from multimodal.data.records import Record
 from multimodal.embedding import embed_pairs
 from multimodal.encoder import load_encoder
 from multimodal.metrics import retrieval_metrics
 from multimodal.training.config import TrainConfig
 from multimodal.training.data import RecipeBatchSampler, build_train_set
 from multimodal.training.optim import parameter_groups
-
-
-def _draw(path, colour, shape, rng):
-    """A shape of one colour on a noisy background, at a random place and size."""
-    size = 48
-    background = tuple(int(v) for v in rng.integers(170, 256, 3))
-    image = Image.new("RGB", (size, size), background)
-    half = int(rng.integers(10, 17))
-    cx, cy = (int(v) for v in rng.integers(half + 1, size - half - 1, 2))
-    paint_shape(ImageDraw.Draw(image), shape, (cx - half, cy - half, cx + half, cy + half), colour)
-    image.save(path)
-    return path
-
-
-def shape_manifest(folder, variants: int, seed: int) -> list[Record]:
-    """Records of every colour x shape, ``variants`` drawings each; the caption names both."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    for colour in COLOURS:
-        for shape in SHAPES:
-            for v in range(variants):
-                path = _draw(folder / f"{colour}_{shape}_{v}.png", colour, shape, rng)
-                records.append(
-                    Record(
-                        image=path,
-                        title=f"a {colour} {shape}",
-                        label=f"{colour} {shape}",
-                        recipe_id=f"{colour} {shape}",
-                    )
-                )
-    return records
 
 
 def _config(tmp_path, **overrides) -> TrainConfig:

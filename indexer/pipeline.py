@@ -1,0 +1,302 @@
+"""The batch indexer: records -> plan -> decode (worker processes) -> encode -> upsert.
+
+Each stage is a small function with its own test and its own clock:
+
+* :func:`plan` gives every record a deterministic id (UUID5 of data-set root + relative path)
+  and a content hash (image bytes + text), and compares them with what the collection holds:
+  an unchanged item is skipped without decoding, a changed one is embedded again.
+* :func:`encode_batches` decodes images in a torch DataLoader's worker processes, so decoding
+  overlaps the model, and yields batches of vectors.
+* :func:`to_points` and ``store.upsert`` write whole items only (both vectors and the hash in
+  one point), so a run killed at any moment, SIGKILL included, leaves every item either done
+  or absent, and a rerun finishes the job with the exact count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from indexer.store import CollectionSpec, Point, SearchFilter, Store
+from multimodal.data.images import DEFAULT_MAX_PIXELS
+from multimodal.data.loading import Reject, iter_image_batches
+from multimodal.data.records import Record
+from multimodal.data.text import RecipeTextBuilder
+from multimodal.encoder import DualEncoder
+
+ID_NAMESPACE = uuid.UUID("8f0b7d4e-5d1c-4f43-9d55-6a1f0c2f7b10")  # this project's ids
+RETRIEVE_CHUNK = 512
+
+
+@dataclass
+class Item:
+    record: Record
+    id: str
+    text: str  # what the text vector embeds; "" for an image-only item
+    content_hash: str
+
+
+@dataclass
+class Plan:
+    todo: list[Item]
+    unchanged: int
+    changed: int  # of todo: in the collection with another hash
+
+
+@dataclass
+class EncodedBatch:
+    items: list[Item]
+    image: np.ndarray | None  # (n, D), row i for items[i]; None when no item has an image
+    text: np.ndarray | None
+    rejects: list[Reject]
+
+
+@dataclass
+class IndexReport:
+    collection: str
+    indexed: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    pruned: int = 0
+    total: int = 0  # points in the collection afterwards
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    rejects: list[Reject] = field(default_factory=list)
+
+    @property
+    def items_per_second(self) -> float:
+        return self.indexed / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        stages = ", ".join(f"{name} {sec:.1f}s" for name, sec in self.stages.items())
+        return (
+            f"{self.collection}: indexed {self.indexed}, unchanged {self.unchanged}, "
+            f"rejected {self.rejected}, pruned {self.pruned}; {self.total} points; "
+            f"{self.seconds:.1f}s, {self.items_per_second:.1f} items/s ({stages})"
+        )
+
+
+def point_id(root: Path | None, key: str) -> str:
+    """The same item always gets the same id, so a rerun overwrites instead of duplicating."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{Path(root).resolve() if root else ''}\n{key}"))
+
+
+def item_key(record: Record, text: str) -> str:
+    """The image path relative to its root; a text-only item is keyed by its text."""
+    if record.image is not None:
+        return record.relative_image
+    return "text:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def content_hash(record: Record, text: str) -> str:
+    digest = hashlib.sha256()
+    if record.image is not None:
+        with open(record.image, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    digest.update(b"\0" + text.encode())
+    return digest.hexdigest()[:32]
+
+
+def make_items(records: Sequence[Record], build_text: RecipeTextBuilder) -> list[Item]:
+    """Items of the records; a missing image file is a reject for the caller, not an item."""
+    items, seen = [], set()
+    for record in records:
+        text = build_text(record) if record.has_text else ""
+        item = Item(record, point_id(record.root, item_key(record, text)), text, "")
+        if item.id in seen:  # the same file twice in a manifest: one point
+            continue
+        seen.add(item.id)
+        items.append(item)
+    return items
+
+
+def plan(store: Store, collection: str, items: list[Item]) -> tuple[Plan, list[Reject]]:
+    """Hash each item and keep those the collection does not already hold unchanged."""
+    rejects, hashed = [], []
+    for index, item in enumerate(items):
+        try:
+            item.content_hash = content_hash(item.record, item.text)
+        except OSError as err:
+            rejects.append(Reject(index, str(item.record.image), f"cannot read: {err.strerror}"))
+            continue
+        hashed.append(item)
+    stored: dict[str, str] = {}
+    for start in range(0, len(hashed), RETRIEVE_CHUNK):
+        chunk = [item.id for item in hashed[start : start + RETRIEVE_CHUNK]]
+        for record in store.retrieve(collection, chunk, fields=["content_hash"]):
+            stored[record["id"]] = record["payload"].get("content_hash", "")
+    todo = [item for item in hashed if stored.get(item.id) != item.content_hash]
+    changed = sum(1 for item in todo if item.id in stored)
+    return Plan(todo, len(hashed) - len(todo), changed), rejects
+
+
+def encode_batches(
+    encoder: DualEncoder,
+    items: Sequence[Item],
+    batch_size: int = 16,
+    workers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    clock: dict[str, float] | None = None,
+) -> Iterator[EncodedBatch]:
+    """Vectors for the items, in batches: images decoded by worker processes while the model
+    runs; texts encoded with their batch. Image-less items come last, in text-only batches."""
+    clock = clock if clock is not None else defaultdict(float)
+    with_image = [item for item in items if item.record.image is not None]
+    text_only = [item for item in items if item.record.image is None and item.text]
+    paths = [item.record.image for item in with_image]
+    batches = iter_image_batches(paths, encoder.preprocess, batch_size, workers, max_pixels)
+    while with_image:
+        with _timed(clock, "decode wait"):
+            batch = next(batches, None)
+        if batch is None:
+            break
+        kept = [with_image[i] for i in batch.indices]
+        image = None
+        if batch.pixels is not None:
+            with _timed(clock, "encode images"):
+                image = encoder.encode_pixels(batch.pixels)
+        yield EncodedBatch(kept, image, _encode_texts(encoder, kept, clock), batch.rejects)
+    for start in range(0, len(text_only), batch_size * 4):
+        chunk = text_only[start : start + batch_size * 4]
+        yield EncodedBatch(chunk, None, _encode_texts(encoder, chunk, clock), [])
+
+
+def _encode_texts(encoder: DualEncoder, items: Sequence[Item], clock) -> np.ndarray | None:
+    texts = [item.text for item in items if item.text]
+    if not texts:
+        return None
+    with _timed(clock, "encode texts"):
+        return encoder.encode_texts(texts)
+
+
+def payload(item: Item) -> dict:
+    record = item.record
+    data = record.metadata()
+    base = record.ingredients_simplified
+    data.update(
+        image=record.relative_image if record.image is not None else None,
+        root=str(Path(record.root).resolve()) if record.root else None,
+        base_ingredients=sorted({b.strip().lower() for b in base if b.strip()}),
+        text=item.text,
+        content_hash=item.content_hash,
+    )
+    data.pop("ingredients_simplified", None)
+    return data
+
+
+def to_points(batch: EncodedBatch) -> list[Point]:
+    """Whole points: every vector an item has plus its payload (with the content hash)."""
+    points, text_row = [], 0
+    for row, item in enumerate(batch.items):
+        vectors = {}
+        if batch.image is not None and item.record.image is not None:
+            vectors["image"] = batch.image[row]
+        if item.text and batch.text is not None:
+            vectors["text"] = batch.text[text_row]
+            text_row += 1
+        if vectors:
+            points.append(Point(item.id, vectors, payload(item)))
+    return points
+
+
+def model_stamp(encoder: DualEncoder) -> dict:
+    """What the collection records about the model: its spec (absolute for a folder), its
+    architecture and, for a checkpoint, the hash of its weights."""
+    info = encoder.info
+    name = info.spec
+    if Path(name).is_dir():
+        name = str(Path(name).resolve())
+    return {
+        "name": name,
+        "arch": info.arch,
+        "weights_sha256": info.provenance.get("weights_sha256"),
+    }
+
+
+def index_records(
+    encoder: DualEncoder,
+    store: Store,
+    collection: str,
+    records: Sequence[Record],
+    batch_size: int = 16,
+    workers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    prune: bool = False,
+    quantization: str | None = None,
+    progress: bool = True,
+) -> IndexReport:
+    """Index ``records`` into ``collection`` (created for this model if it does not exist)."""
+    started = time.perf_counter()
+    report = IndexReport(collection)
+    clock = report.stages
+    spec = CollectionSpec(encoder.embed_dim, model_stamp(encoder), quantization)
+    metadata = store.create_or_open(collection, spec)
+    with _timed(clock, "plan"):
+        items = make_items(records, RecipeTextBuilder.for_tokenizer(encoder.tokenizer))
+        work, unreadable = plan(store, collection, items)
+    report.unchanged, report.rejects = work.unchanged, list(unreadable)
+    with tqdm(
+        total=len(work.todo), unit="item", desc=f"indexing {collection}", disable=not progress
+    ) as bar:
+        for batch in encode_batches(encoder, work.todo, batch_size, workers, max_pixels, clock):
+            points = to_points(batch)
+            with _timed(clock, "upsert"):
+                store.upsert(collection, points)
+            report.indexed += len(points)
+            report.rejects += batch.rejects
+            bar.update(len(batch.items) + len(batch.rejects))
+    if prune:
+        with _timed(clock, "prune"):
+            report.pruned = prune_missing(store, collection, {r.root for r in records if r.root})
+    with _timed(clock, "optimize"):
+        store.optimize(collection)
+    roots = {str(Path(r.root).resolve()) for r in records if r.root}
+    if not roots <= set(metadata.get("roots", [])):
+        store.update_metadata(collection, {"roots": sorted(roots | set(metadata.get("roots", [])))})
+    report.rejected = len(report.rejects)
+    report.total = store.count(collection)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def prune_missing(store: Store, collection: str, roots: set) -> int:
+    """Delete the points under ``roots`` whose image file is gone."""
+    gone = []
+    for root in sorted(str(Path(r).resolve()) for r in roots):
+        for record in store.scroll(collection, SearchFilter(root=root), fields=["image"]):
+            image = record["payload"].get("image")
+            if image and not (Path(root) / image).exists():
+                gone.append(record["id"])
+    store.delete(collection, gone)
+    return len(gone)
+
+
+def write_rejects(path: str | Path, rejects: Sequence[Reject]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.name + ".partial")
+    with open(staging, "w") as handle:
+        for reject in rejects:
+            handle.write(json.dumps({"path": reject.path, "reason": reject.reason}) + "\n")
+    staging.replace(path)
+    return path
+
+
+@contextmanager
+def _timed(clock: dict[str, float], stage: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        clock[stage] += time.perf_counter() - start

@@ -1,0 +1,242 @@
+"""Search a collection in any direction: text, an image, a stored point, or a weighted mix.
+
+    >>> searcher = Searcher(load_encoder("runs/recipe/best"), open_store(), "recipes5k")
+    >>> searcher.search("beef tacos with salsa", target="image", limit=5)
+    >>> searcher.search(Path("dish.jpg"), target="text")
+    >>> searcher.search('"2:strawberry tart" + photo.jpg - chocolate', target="image")
+
+A mixed query is a sum of unit vectors, each with a sign and a weight (rclip's and Marqo's
+convention), normalised again; every term is text unless it names an existing image file or
+a stored point (``id:UUID``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from indexer.store import Hit, SearchFilter, Store, StoreError, check_model
+from multimodal.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image, to_rgb
+from multimodal.encoder import DualEncoder
+
+TARGETS = ("image", "text")
+_WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*:\s*(.*)$", re.S)
+
+
+@dataclass
+class Term:
+    kind: str  # "text", "image" or "point"
+    value: object  # the text, an image path or PIL image, or a point id
+    weight: float = 1.0  # negative: steer away
+
+
+def parse_query(expression: str) -> list[Term]:
+    """``'"2:strawberry tart" + photo.jpg - chocolate'`` -> three weighted terms."""
+    terms = []
+    for sign, part in _split_terms(expression):
+        part = part.strip()
+        if len(part) >= 2 and part[0] == part[-1] and part[0] in "\"'":
+            part = part[1:-1]
+        weight = 1.0
+        match = _WEIGHT.match(part)
+        if match:
+            weight, part = float(match.group(1)), match.group(2)
+        part = part.strip()
+        if not part:
+            continue
+        terms.append(_term(part, sign * weight))
+    if not terms:
+        raise ValueError("empty query: type a dish, some ingredients, or give an image")
+    if all(term.weight <= 0 for term in terms):
+        raise ValueError("a query needs at least one positive term, not only '- ...' ones")
+    return terms
+
+
+def _term(part: str, weight: float) -> Term:
+    if part.startswith("id:"):
+        return Term("point", part[3:].strip(), weight)
+    path = Path(part).expanduser()
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        if not path.is_file():
+            raise ValueError(f"no image file {part!r} (quote it if you meant it as text)")
+        return Term("image", path, weight)
+    return Term("text", part, weight)
+
+
+def _split_terms(expression: str) -> list[tuple[int, str]]:
+    """Split at `` + `` and `` - `` outside quotes; a leading sign applies to the first term."""
+    parts, sign, current, quote = [], 1, [], None
+    text = expression.strip()
+    if text[:1] in "+-" and text[1:2] == " ":
+        sign, text = (1 if text[0] == "+" else -1), text[2:]
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'" and (not current or "".join(current).strip() == ""):
+            quote = char
+        elif char in "+-" and text[i - 1 : i] == " " and text[i + 1 : i + 2] == " ":
+            parts.append((sign, "".join(current)))
+            sign, current = (1 if char == "+" else -1), []
+            i += 1
+            continue
+        current.append(char)
+        i += 1
+    parts.append((sign, "".join(current)))
+    return parts
+
+
+class Searcher:
+    """A model and a collection, opened once; the CLI and the web page both use it."""
+
+    def __init__(
+        self,
+        encoder: DualEncoder,
+        store: Store,
+        collection: str,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
+        from indexer.pipeline import model_stamp
+
+        self.encoder, self.store, self.collection = encoder, store, collection
+        self.metadata = store.metadata(collection)
+        check_model(collection, self.metadata["model"], model_stamp(encoder))
+        self.max_pixels = max_pixels
+
+    # -- query vectors -------------------------------------------------------------------
+
+    def query_vector(self, query) -> tuple[np.ndarray, set[str]]:
+        """The unit query vector and the stored points it was made from (left out of results).
+
+        ``query``: text or a mixed expression (str), an image (a PIL image or a Path), a list
+        of :class:`Term`, or ``("id", point_id)``.
+        """
+        terms = self._terms(query)
+        total = np.zeros(self.encoder.embed_dim, np.float32)
+        sources = set()
+        texts = [t for t in terms if t.kind == "text"]
+        if texts:
+            vectors = self.encoder.encode_texts([t.value for t in texts])
+            for term, vector in zip(texts, vectors, strict=True):
+                total += term.weight * vector
+        for term in terms:
+            if term.kind == "image":
+                total += term.weight * self._image_vector(term.value)
+            elif term.kind == "point":
+                total += term.weight * self.point_vector(term.value)
+                sources.add(term.value)
+        norm = float(np.linalg.norm(total))
+        if norm < 1e-6:
+            raise ValueError("the query terms cancel out; change their weights")
+        return total / norm, sources
+
+    def point_vector(self, point_id: str) -> np.ndarray:
+        found = self.store.retrieve(self.collection, [point_id], with_vectors=True)
+        if not found:
+            raise ValueError(f"no point {point_id} in collection {self.collection!r}")
+        vectors = found[0]["vectors"]
+        vector = vectors.get("image", vectors.get("text"))
+        vector = np.asarray(vector, np.float32)
+        return vector / np.linalg.norm(vector)
+
+    def _image_vector(self, image) -> np.ndarray:
+        if isinstance(image, Image.Image):
+            image = to_rgb(image)
+        else:
+            image = load_image(image, self.max_pixels)
+        return self.encoder.encode_images([image])[0]
+
+    @staticmethod
+    def _terms(query) -> list[Term]:
+        if isinstance(query, str):
+            return parse_query(query)
+        if isinstance(query, (Image.Image, Path)):
+            return [Term("image", query)]
+        if isinstance(query, tuple) and len(query) == 2 and query[0] == "id":
+            return [Term("point", query[1])]
+        if isinstance(query, list) and query and all(isinstance(t, Term) for t in query):
+            return query
+        raise ValueError("empty query: type a dish, some ingredients, or give an image")
+
+    # -- searching -----------------------------------------------------------------------
+
+    def search(
+        self,
+        query,
+        target: str = "image",
+        limit: int = 10,
+        filter: SearchFilter | None = None,
+        group_by: str | None = None,
+        group_size: int = 1,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """The ``limit`` nearest items in ``target`` space ("image": their photos, "text":
+        their recipe texts), best first. ``group_by`` (e.g. "label", "recipe_id") keeps at
+        most ``group_size`` results per value, so one dish type cannot fill the page."""
+        if target not in TARGETS:
+            raise ValueError(f"target must be image or text, not {target!r}")
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        vector, sources = self.query_vector(query)
+        fetch = limit + len(sources)
+        if group_by:
+            fetch = min(max(fetch * 8, 64), 1000)
+        hits = self.store.query(self.collection, vector, target, fetch, filter, exact)
+        hits = [hit for hit in hits if hit.id not in sources]
+        if group_by:
+            hits = _grouped(hits, group_by, group_size)
+        return hits[:limit]
+
+    def suggest_ingredients(
+        self, query, k: int = 20, top: int = 12, filter: SearchFilter | None = None
+    ) -> list[tuple[str, float]]:
+        """Ingredients ranked by score-weighted votes of the ``k`` nearest recipes."""
+        return vote_ingredients(self.search(query, "text", k, filter), top)
+
+    def labels(self) -> list[str]:
+        """The dish types in the collection, for the page's filter."""
+        seen = set()
+        for record in self.store.scroll(self.collection, fields=["label"]):
+            label = record["payload"].get("label")
+            if label:
+                seen.add(label)
+        return sorted(seen)
+
+
+def vote_ingredients(hits: list[Hit], top: int = 12) -> list[tuple[str, float]]:
+    """Each hit votes for its ingredients with its score (floored at 0); an ingredient's share
+    is its votes over all votes, so 1.0 means every neighbour has it."""
+    votes: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for hit in hits:
+        weight = max(hit.score, 0.0)
+        names = hit.payload.get("base_ingredients") or hit.payload.get("ingredients") or []
+        for name in {n.strip().lower() for n in names if n.strip()}:
+            votes[name] += weight
+        total += weight
+    if total <= 0:
+        return []
+    ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return [(name, vote / total) for name, vote in ranked]
+
+
+def _grouped(hits: list[Hit], field: str, size: int) -> list[Hit]:
+    counts: dict[object, int] = defaultdict(int)
+    kept = []
+    for hit in hits:
+        key = hit.payload.get(field)
+        key = tuple(key) if isinstance(key, list) else key
+        if key is not None and counts[key] >= size:
+            continue
+        counts[key] += 1
+        kept.append(hit)
+    return kept
+
+
+__all__ = ["Searcher", "Term", "parse_query", "vote_ingredients", "StoreError"]

@@ -1,0 +1,205 @@
+"""The store interface: one collection of points with named ``image`` and ``text`` vectors.
+
+Two implementations speak it: :class:`indexer.edge.EdgeStore` (Qdrant Edge, the engine
+in-process on a local folder; the default) and :class:`indexer.server.ServerStore` (a Qdrant
+server or cluster through ``qdrant-client``). Both are tested by one shared suite.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+COLLECTION_FORMAT = "recipe-search-collection/1"
+VECTOR_NAMES = ("image", "text")
+# Payload fields with an index: what the page filters on.
+KEYWORD_FIELDS = ("label", "base_ingredients", "split", "root")
+TEXT_FIELDS = ("ingredients",)
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (unreachable, locked, mismatched); one clear line."""
+
+
+@dataclass
+class Point:
+    id: str  # UUID string
+    vectors: dict[str, Sequence[float]]  # "image" and/or "text"
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+    @property
+    def image_path(self) -> Path | None:
+        """Absolute path of the item's image, from its recorded root and relative path."""
+        image = self.payload.get("image")
+        if not image:
+            return None
+        root = self.payload.get("root")
+        return Path(root, image) if root else Path(image)
+
+
+@dataclass
+class SearchFilter:
+    """What the page and the CLI filter on; each store turns it into its own filter."""
+
+    labels: list[str] = field(default_factory=list)  # dish types, any of
+    with_ingredients: list[str] = field(default_factory=list)  # each must appear
+    without_ingredients: list[str] = field(default_factory=list)  # none may appear
+    splits: list[str] = field(default_factory=list)
+    root: str | None = None
+    ids: list[str] = field(default_factory=list)  # restrict to these points
+    has_vector: str | None = None  # only points that have this named vector
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.labels
+            or self.with_ingredients
+            or self.without_ingredients
+            or self.splits
+            or self.root
+            or self.ids
+            or self.has_vector
+        )
+
+
+@dataclass
+class CollectionSpec:
+    """What a collection is made of; recorded in it so a mismatched model is refused."""
+
+    dim: int
+    model: dict[str, Any]  # {"name": spec, "arch": ..., "weights_sha256": ... or None}
+    quantization: str | None = None  # None or "int8"
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": COLLECTION_FORMAT,
+            "dim": self.dim,
+            "model": self.model,
+            "quantization": self.quantization,
+        }
+
+
+def model_identity(model: dict[str, Any]) -> str:
+    """Two models make the same vectors when their weights hash (or, without one, name) match."""
+    return model.get("weights_sha256") or model.get("name") or ""
+
+
+def check_model(name: str, recorded: dict[str, Any], model: dict[str, Any]) -> None:
+    if model_identity(recorded) != model_identity(model):
+        raise StoreError(
+            f"collection {name!r} holds vectors of model {recorded.get('name')!r} "
+            f"({recorded.get('weights_sha256') or 'no checkpoint hash'}), not of "
+            f"{model.get('name')!r}: index into a new --collection, or pass "
+            f"--model {recorded.get('name')}, or delete the collection to rebuild it"
+        )
+
+
+class Store(ABC):
+    """A collection store. Point ids are UUID strings; vectors are unit-length floats."""
+
+    @abstractmethod
+    def collections(self) -> list[str]: ...
+
+    @abstractmethod
+    def create_or_open(self, name: str, spec: CollectionSpec) -> dict[str, Any]:
+        """Create ``name`` for ``spec``, or open it if it exists and was made by the same
+        model (else :class:`StoreError`). Returns the collection's metadata."""
+
+    @abstractmethod
+    def metadata(self, name: str) -> dict[str, Any]:
+        """The recorded metadata of an existing collection (:class:`StoreError` if none)."""
+
+    @abstractmethod
+    def update_metadata(self, name: str, changes: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def upsert(self, name: str, points: Sequence[Point]) -> None: ...
+
+    @abstractmethod
+    def query(
+        self,
+        name: str,
+        vector: Sequence[float],
+        using: str,
+        limit: int = 10,
+        filter: SearchFilter | None = None,
+        exact: bool = False,
+    ) -> list[Hit]: ...
+
+    @abstractmethod
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, fields=None
+    ) -> list[dict[str, Any]]:
+        """``[{"id", "payload", "vectors"}]`` for the ids that exist, in any order."""
+
+    @abstractmethod
+    def scroll(
+        self, name: str, filter: SearchFilter | None = None, fields=None, page: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Every point (``{"id", "payload"}``) matching ``filter``."""
+
+    @abstractmethod
+    def count(self, name: str, filter: SearchFilter | None = None) -> int: ...
+
+    @abstractmethod
+    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def drop(self, name: str) -> None:
+        """Delete the whole collection."""
+
+    @abstractmethod
+    def describe(self, name: str) -> dict[str, Any]:
+        """Points, indexed vectors, payload indexes and the recorded metadata."""
+
+    def optimize(self, name: str) -> None:
+        """Build indexes now (HNSW, quantization); a server does it in the background."""
+        return None
+
+    def close(self) -> None:
+        """Flush and release the store."""
+        return None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def default_store_path() -> Path:
+    """``$MULTIMODAL_HOME/qdrant``, else the XDG data directory (``~/.local/share``)."""
+    home = os.environ.get("MULTIMODAL_HOME")
+    if home:
+        return Path(home).expanduser() / "qdrant"
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data).expanduser() / "multimodal" / "qdrant"
+
+
+def open_store(
+    path: str | Path | None = None,
+    url: str | None = None,
+    api_key_env: str = "QDRANT_API_KEY",
+    grpc: bool = False,
+) -> Store:
+    """The embedded store at ``path`` (default :func:`default_store_path`), or the server at
+    ``url`` (``:memory:`` for qdrant-client's in-process mode)."""
+    if url is not None and path is not None:
+        raise ValueError("give --store PATH or --qdrant-url URL, not both")
+    if url is not None:
+        from indexer.server import ServerStore
+
+        return ServerStore(url, api_key=os.environ.get(api_key_env) or None, grpc=grpc)
+    from indexer.edge import EdgeStore
+
+    return EdgeStore(Path(path) if path is not None else default_store_path())

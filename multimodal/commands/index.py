@@ -1,0 +1,79 @@
+"""``multimodal index``: load a data set's vectors and metadata into Qdrant, incrementally.
+
+    multimodal index --model runs/recipe/best --data ../shared/datasets/recipes5k \\
+        --collection recipes5k
+
+Embedded Qdrant Edge in the user's data folder by default (``--store PATH`` to choose it), or
+a Qdrant server with ``--qdrant-url URL``. A rerun skips what is unchanged, re-embeds what
+changed, and (``--prune``) removes points whose files are gone; killed at any moment, a
+rerun finishes the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from indexer.pipeline import index_records, write_rejects
+from indexer.store import default_store_path
+from multimodal.commands.common import (
+    add_data_arguments,
+    add_model_arguments,
+    add_store_arguments,
+    command,
+    image_batch_size,
+    load_data,
+    open_store_from_args,
+)
+from multimodal.encoder import load_encoder
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multimodal index",
+        description="Index a data set into a Qdrant collection (image and text vectors plus "
+        "metadata); reruns are incremental.",
+    )
+    add_model_arguments(parser)
+    add_data_arguments(parser)
+    add_store_arguments(parser)
+    parser.add_argument("--prune", action="store_true", help="delete points whose file is gone")
+    parser.add_argument(
+        "--quantization", choices=("int8",), default=None, help="int8 scalar quantization"
+    )
+    parser.add_argument(
+        "--rejects", default=None, help="JSONL of skipped files (default: in the store folder)"
+    )
+    return parser
+
+
+@command("index")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    records = load_data(args)  # every split unless --split
+    if not records:
+        raise ValueError(f"no items found in {args.data}")
+    encoder = load_encoder(args.model, args.device, args.precision)
+    with open_store_from_args(args) as store:
+        report = index_records(
+            encoder,
+            store,
+            args.collection,
+            records,
+            batch_size=image_batch_size(args.batch_size, encoder.device),
+            workers=args.workers,
+            max_pixels=args.max_pixels,
+            prune=args.prune,
+            quantization=args.quantization,
+            progress=not args.no_progress,
+        )
+    print(report.summary())
+    if report.rejects:
+        default = Path(args.store) if args.store else default_store_path()
+        if args.qdrant_url:
+            default = Path.cwd()
+        path = write_rejects(
+            args.rejects or default / f"{args.collection}.rejects.jsonl", report.rejects
+        )
+        print(f"{report.rejected} files skipped; reasons in {path}")
+    return 0

@@ -1,0 +1,135 @@
+"""``multimodal search``: query a collection from the command line.
+
+    multimodal search "beef tacos with salsa" --collection recipes5k --target image -k 5
+    multimodal search --image dish.jpg --collection recipes5k --target text -k 5 --suggest
+    multimodal search '"2:strawberry tart" + photo.jpg - chocolate' --collection recipes5k
+
+The model defaults to the one the collection was indexed with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+from indexer.search import Searcher, Term, parse_query
+from indexer.store import SearchFilter
+from multimodal.commands.common import add_store_arguments, command, open_store_from_args
+from multimodal.encoder import load_encoder
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multimodal search",
+        description="Search a collection with text, an image, a stored point or a weighted mix "
+        "('\"2:strawberry tart\" + photo.jpg - chocolate').",
+    )
+    parser.add_argument("query", nargs="?", default=None, help="text or a mixed expression")
+    parser.add_argument("--image", action="append", default=[], help="a query photo (repeatable)")
+    parser.add_argument("--like", default=None, help="id of a stored point: more like this")
+    parser.add_argument(
+        "--target",
+        choices=("image", "text"),
+        default="image",
+        help="image: find photos; text: find recipe texts",
+    )
+    parser.add_argument("-k", "--limit", type=int, default=10)
+    parser.add_argument("--dish", action="append", default=[], help="only this dish type")
+    parser.add_argument(
+        "--with",
+        dest="with_ingredients",
+        action="append",
+        default=[],
+        help="an ingredient that must appear (repeatable)",
+    )
+    parser.add_argument(
+        "--without",
+        dest="without_ingredients",
+        action="append",
+        default=[],
+        help="an ingredient that must not appear (repeatable)",
+    )
+    parser.add_argument("--split", action="append", default=[], help="only this split")
+    parser.add_argument("--group-by", default=None, help="e.g. label: one result per dish type")
+    parser.add_argument(
+        "--suggest",
+        action="store_true",
+        help="also rank ingredients by votes of the nearest recipes",
+    )
+    parser.add_argument("--json", action="store_true", help="JSON lines for scripts")
+    parser.add_argument("--model", default=None, help="default: the collection's model")
+    parser.add_argument("--device", default=None)
+    add_store_arguments(parser)
+    return parser
+
+
+def query_terms(args) -> list[Term]:
+    terms = parse_query(args.query) if args.query and args.query.strip() else []
+    for image in args.image:
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no image file {image}")
+        terms.append(Term("image", path))
+    if args.like:
+        terms.append(Term("point", args.like))
+    if not terms:
+        raise ValueError("empty query: give text, --image PATH or --like ID")
+    return terms
+
+
+@command("search")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    terms = query_terms(args)
+    search_filter = SearchFilter(
+        labels=args.dish,
+        with_ingredients=args.with_ingredients,
+        without_ingredients=args.without_ingredients,
+        splits=args.split,
+    )
+    with open_store_from_args(args) as store:
+        model = args.model or store.metadata(args.collection)["model"]["name"]
+        searcher = Searcher(load_encoder(model, args.device), store, args.collection)
+        hits = searcher.search(terms, args.target, args.limit, search_filter, args.group_by)
+        suggested = (
+            searcher.suggest_ingredients(terms, filter=search_filter) if args.suggest else []
+        )
+    if args.json:
+        for rank, hit in enumerate(hits, 1):
+            path = hit.image_path
+            row = {"rank": rank, "score": hit.score, "id": hit.id, **hit.payload}
+            row["path"] = str(path) if path else None
+            print(json.dumps(row))
+        if suggested:
+            print(json.dumps({"suggested_ingredients": suggested}))
+        return 0
+    print(format_hits(hits))
+    if args.suggest and not suggested:
+        print("\nno ingredients to suggest: the nearest items list none")
+    if suggested:
+        print("\nsuggested ingredients (share of neighbour votes):")
+        for name, share in suggested:
+            print(f"  {share:5.2f}  {'#' * round(share * 20):<20}  {name}")
+    return 0
+
+
+def format_hits(hits) -> str:
+    if not hits:
+        return "no results (check the filters)"
+    width = shutil.get_terminal_size((120, 20)).columns
+    lines = [f"{'rank':>4}  {'score':>6}  {'title':<32}  {'dish':<16}  ingredients | path"]
+    for rank, hit in enumerate(hits, 1):
+        p = hit.payload
+        ingredients = ", ".join(p.get("base_ingredients") or p.get("ingredients") or [])
+        title = textwrap.shorten(p.get("title") or "-", 32, placeholder="...")
+        label = textwrap.shorten(p.get("label") or "-", 16, placeholder="...")
+        head = f"{rank:>4}  {hit.score:6.3f}  {title:<32}  {label:<16}  "
+        rest = textwrap.shorten(
+            ingredients or "-", max(20, width - len(head) - 2), placeholder="..."
+        )
+        lines.append(head + rest)
+        lines.append(" " * len(head) + (p.get("image") or "(text only)"))
+    return "\n".join(lines)

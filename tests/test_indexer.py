@@ -1,0 +1,331 @@
+"""The indexer and search on real stores, with a tiny model trained in the test for the data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import COLOURS, SHAPES, draw_image, shape_records
+
+from indexer.edge import EdgeStore
+from indexer.pipeline import content_hash, index_records, make_items, plan, point_id
+from indexer.search import Searcher, Term, parse_query, vote_ingredients
+from indexer.server import ServerStore
+from indexer.store import CollectionSpec, Hit, SearchFilter, StoreError
+from multimodal.cli import main as cli
+from multimodal.data.records import Record
+from multimodal.data.text import RecipeTextBuilder
+from multimodal.encoder import load_encoder
+
+
+def shape_items(folder: Path, variants: int = 1) -> list[Record]:
+    """Drawings of each colour x shape, with their root set, as a data set reader gives them."""
+    records = shape_records(folder, variants=variants, seed=3)
+    for record in records:
+        record.root = folder
+        record.ingredients = [f"{record.label.split()[0]} paint", record.label.split()[1]]
+        record.ingredients_simplified = [record.label.split()[0]]
+    return records
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model trained until it tells the nine drawings apart."""
+    from multimodal.factory import create_model_and_transforms
+    from multimodal.training.config import TrainConfig
+    from multimodal.training.data import build_train_set
+    from multimodal.training.trainer import Trainer
+
+    folder = tmp_path_factory.mktemp("shapes")
+    drawings = shape_items(folder / "data", variants=4)
+    records = [r for r in drawings if r.image.stem.endswith("_0")]  # the nine that get indexed
+    # The starting model with its projection heads trained (the towers stay locked): real
+    # ImageNet and MiniLM features, fast on the CPU through the feature cache.
+    config = TrainConfig(
+        model="recipe-starter", data=str(folder), out=str(folder / "run"), epochs=8,
+        batch_size=9, lr=5e-3, warmup_steps=5, augment=False, workers=0, patience=0,
+        feature_cache="",
+    )  # fmt: skip
+    loaded = create_model_and_transforms(config.model)
+    trainer = Trainer(config, loaded, build_train_set(drawings, loaded.tokenizer), records,
+                      progress=False)  # fmt: skip
+    state = trainer.run()
+    assert state.best_score == 100.0, state.history[-1]  # it knows all nine, both ways
+    return load_encoder(str(folder / "run" / "best"), device="cpu"), records
+
+
+def copied(records: list[Record], folder: Path) -> list[Record]:
+    """The records with their files copied to ``folder``, for tests that change files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for record in records:
+        target = folder / record.image.name
+        shutil.copyfile(record.image, target)
+        out.append(dataclasses.replace(record, image=target, root=folder))
+    return out
+
+
+@pytest.fixture(params=["edge", "server"])
+def store(request, tmp_path):
+    made = EdgeStore(tmp_path / "store") if request.param == "edge" else ServerStore(":memory:")
+    yield made
+    made.close()
+
+
+def test_each_item_is_found_first_in_every_direction(trained, store):
+    encoder, records = trained
+    report = index_records(encoder, store, "shapes", records, workers=0, progress=False)
+    assert (report.indexed, report.rejected, report.total) == (9, 0, 9)
+    searcher = Searcher(encoder, store, "shapes")
+    for record in records:
+        own_id = point_id(record.root, record.relative_image)
+        by_text = searcher.search(record.title, target="image", limit=3)
+        by_image = searcher.search(Path(record.image), target="text", limit=3)
+        image_to_image = searcher.search(Path(record.image), target="image", limit=1)
+        assert by_text[0].id == own_id, (record.title, [h.payload["title"] for h in by_text])
+        assert by_image[0].id == own_id
+        assert image_to_image[0].id == own_id
+        assert image_to_image[0].score == pytest.approx(1.0, abs=1e-3)
+        assert by_text[0].image_path == record.image
+        # "more like this" leaves the item itself out
+        assert own_id not in [h.id for h in searcher.search(("id", own_id), "image", 8)]
+
+
+def test_filters_grouping_and_suggestions(trained, store):
+    encoder, records = trained
+    index_records(encoder, store, "shapes", records, workers=0, progress=False)
+    searcher = Searcher(encoder, store, "shapes")
+    only_circles = SearchFilter(labels=[f"{c} circle" for c in COLOURS])
+    hits = searcher.search("a red square", "image", 9, only_circles)
+    assert len(hits) == 3 and all(h.payload["label"].endswith("circle") for h in hits)
+    no_red = searcher.search("a red square", "image", 9, SearchFilter(without_ingredients=["red"]))
+    assert len(no_red) == 6 and all("red" not in h.payload["title"] for h in no_red)
+    blue = searcher.search("a red square", "image", 9, SearchFilter(with_ingredients=["blue"]))
+    assert sorted(h.payload["title"] for h in blue) == [f"a blue {s}" for s in sorted(SHAPES)]
+    grouped = searcher.search("a red square", "image", 9, group_by="base_ingredients")
+    assert sorted(h.payload["base_ingredients"][0] for h in grouped) == sorted(COLOURS)
+    red = next(r for r in records if r.title == "a red square")
+    suggested = dict(searcher.suggest_ingredients(Path(red.image), k=3))
+    assert max(suggested, key=suggested.get) == "red"
+
+
+def test_mixed_query_moves_toward_and_away(trained, store):
+    encoder, records = trained
+    index_records(encoder, store, "shapes", records, workers=0, progress=False)
+    searcher = Searcher(encoder, store, "shapes")
+    red_square = next(r for r in records if r.title == "a red square")
+    plain = searcher.query_vector(Path(red_square.image))[0]
+    mixed = searcher.query_vector(f'{red_square.image} + "2:a blue circle"')[0]
+    blue_circle = searcher.query_vector("a blue circle")[0]
+    assert float(mixed @ blue_circle) > float(plain @ blue_circle)
+    away = searcher.query_vector(f"{red_square.image} - a red square")[0]
+    red_text = searcher.query_vector("a red square")[0]
+    assert float(away @ red_text) < float(plain @ red_text)
+    assert np.linalg.norm(mixed) == pytest.approx(1.0)
+
+
+def test_rerun_skips_unchanged_and_re_embeds_a_changed_file(trained, tmp_path):
+    encoder, records = trained
+    records = copied(records, tmp_path / "data")
+    with EdgeStore(tmp_path / "store") as store:
+        first = index_records(encoder, store, "shapes", records, workers=0, progress=False)
+        again = index_records(encoder, store, "shapes", records, workers=0, progress=False)
+        assert (first.indexed, again.indexed, again.unchanged, again.total) == (9, 0, 9, 9)
+        assert "decode wait" not in again.stages  # nothing was decoded
+        target = next(r for r in records if r.title == "a red square")
+        draw_image(target.image, "blue", "circle", size=(48, 48))  # the file changes
+        changed = index_records(encoder, store, "shapes", records, workers=0, progress=False)
+        assert (changed.indexed, changed.unchanged, changed.total) == (1, 8, 9)
+        searcher = Searcher(encoder, store, "shapes")
+        own = point_id(target.root, target.relative_image)
+        (stored,) = store.retrieve("shapes", [own], with_vectors=True)
+        assert np.allclose(stored["vectors"]["image"], searcher.query_vector(target.image)[0],
+                           atol=1e-4)  # fmt: skip
+
+
+def test_bad_files_are_rejected_and_the_rest_indexed(trained, tmp_path):
+    encoder, records = trained
+    records = list(records)
+    broken = tmp_path / "data" / "broken.jpg"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    text_file = tmp_path / "data" / "notes.png"
+    text_file.write_text("hello")
+    gone = tmp_path / "data" / "gone.png"
+    for path in (broken, text_file, gone):
+        records.append(Record(image=path, title="bad", root=tmp_path / "data"))
+    with EdgeStore(tmp_path / "store") as store:
+        report = index_records(encoder, store, "shapes", records, workers=0, progress=False)
+        assert (report.indexed, report.rejected, report.total) == (9, 3, 9)
+        reasons = {Path(r.path).name: r.reason for r in report.rejects}
+        assert set(reasons) == {"broken.jpg", "notes.png", "gone.png"}
+        assert "cannot read" in reasons["gone.png"]
+
+
+def test_prune_removes_points_whose_file_is_gone(trained, tmp_path):
+    encoder, records = trained
+    records = copied(records, tmp_path / "data")
+    with EdgeStore(tmp_path / "store") as store:
+        index_records(encoder, store, "shapes", records, workers=0, progress=False)
+        Path(records[0].image).unlink()
+        kept = index_records(encoder, store, "shapes", records[1:], workers=0, progress=False)
+        assert (kept.pruned, kept.total) == (0, 9)  # without --prune nothing is deleted
+        pruned = index_records(encoder, store, "shapes", records[1:], workers=0, progress=False,
+                               prune=True)  # fmt: skip
+        assert (pruned.pruned, pruned.total) == (1, 8)
+
+
+def test_another_model_is_refused_and_nothing_changes(trained, tmp_path, tiny_encoder):
+    encoder, records = trained
+    with EdgeStore(tmp_path / "store") as store:
+        index_records(encoder, store, "shapes", records, workers=0, progress=False)
+        with pytest.raises(StoreError, match="new --collection"):
+            index_records(tiny_encoder, store, "shapes", records, workers=0, progress=False)
+        with pytest.raises(StoreError, match="holds vectors of model"):
+            Searcher(tiny_encoder, store, "shapes")
+        assert store.count("shapes") == 9
+
+
+def test_plan_stage_alone(tmp_path, tiny_encoder):
+    records = shape_items(tmp_path / "data")
+    build = RecipeTextBuilder.for_tokenizer(tiny_encoder.tokenizer)
+    items = make_items(records + records[:2], build)  # duplicates collapse to one point
+    assert len(items) == 9
+    assert items[0].id == point_id(tmp_path / "data", records[0].relative_image)
+    with ServerStore(":memory:") as store:
+        store.create_or_open("p", CollectionSpec(32, {"name": "tiny-random"}))
+        work, rejects = plan(store, "p", items)
+        assert (len(work.todo), work.unchanged, rejects) == (9, 0, [])
+        assert items[0].content_hash == content_hash(records[0], items[0].text)
+
+
+def test_query_parsing():
+    terms = parse_query('"2:strawberry tart" + whipped cream - chocolate')
+    assert [(t.kind, t.value, t.weight) for t in terms] == [
+        ("text", "strawberry tart", 2.0),
+        ("text", "whipped cream", 1.0),
+        ("text", "chocolate", -1.0),
+    ]
+    assert parse_query("stir-fry with bok choy")[0].value == "stir-fry with bok choy"
+    assert parse_query("id:1234")[0] == Term("point", "1234", 1.0)
+    with pytest.raises(ValueError, match="empty query"):
+        parse_query("   ")
+    with pytest.raises(ValueError, match="positive term"):
+        parse_query("- chocolate")
+    with pytest.raises(ValueError, match="no image file"):
+        parse_query("missing/photo.jpg + tart")
+
+
+def test_ingredient_votes():
+    hits = [
+        Hit("a", 0.6, {"base_ingredients": ["egg", "flour"]}),
+        Hit("b", 0.3, {"base_ingredients": ["egg", "sugar"]}),
+        Hit("c", -0.2, {"base_ingredients": ["salt"]}),  # a negative score casts no vote
+    ]
+    votes = vote_ingredients(hits)
+    assert votes[0] == ("egg", pytest.approx(1.0))
+    assert dict(votes) == {
+        "egg": pytest.approx(1.0),
+        "flour": pytest.approx(2 / 3),
+        "sugar": pytest.approx(1 / 3),
+        "salt": 0.0,
+    }
+
+
+def test_cli_index_then_search(trained, tmp_path, capsys):
+    encoder, records = trained
+    folder = Path(records[0].root)
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"image": str(r.image), "caption": r.title, "ingredients": r.ingredients})
+            + "\n"
+            for r in records
+        )
+    )
+    model = str(Path(encoder.info.spec))
+    store = str(tmp_path / "store")
+    common = ["--collection", "shapes", "--store", store]
+    assert cli(["index", "--model", model, "--data", str(manifest), *common, "--no-progress"]) == 0
+    summary = capsys.readouterr().out
+    assert re.search(r"indexed 9, unchanged 0, rejected 0, pruned 0; 9 points", summary), summary
+    assert (
+        cli(["search", "a green triangle", "--target", "image", "-k", "2", "--json", *common]) == 0
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["rank"] == 1 and rows[0]["title"] == "a green triangle"
+    assert Path(rows[0]["path"]).resolve() == (folder / "green_triangle_0.png").resolve()
+    image = str(folder / "blue_square_0.png")
+    assert (
+        cli(["search", "--image", image, "--target", "text", "-k", "3", "--suggest", *common]) == 0
+    )
+    table = capsys.readouterr().out
+    assert table.splitlines()[1].split()[2:5] == ["a", "blue", "square"]
+    assert "suggested ingredients" in table and "blue paint" in table
+    assert cli(["search", "", *common]) == 2
+    assert "empty query" in capsys.readouterr().err
+    assert cli(["search", "tart", "--collection", "nope", "--store", store]) == 1
+    assert "no collection 'nope'" in capsys.readouterr().err
+
+
+def test_cli_unreachable_server_is_one_line(capsys, tmp_path):
+    code = cli(["search", "tart", "--collection", "x", "--qdrant-url", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "cannot reach a Qdrant server" in err
+
+
+def test_sigkill_mid_run_then_rerun_leaves_the_exact_count(tmp_path):
+    data = tmp_path / "many"
+    for i in range(600):
+        colour, shape = list(COLOURS)[i % 3], SHAPES[(i // 3) % 3]
+        draw_image(data / f"{i:04d}_{colour}_{shape}.png", colour, shape, size=(40, 40))
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "multimodal.cli", "index", "--model", "tiny-random",
+               "--data", str(data), "--collection", "many", "--store", str(store),
+               "--batch-size", "2", "--workers", "0"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True)
+    seen = []
+
+    def watch():  # kill as soon as the progress bar shows some points written
+        buffer = ""
+        while (char := process.stderr.read(1)) != "":
+            buffer = buffer[-200:] + char
+            match = re.findall(r"(\d+)/600", buffer)
+            if match and int(match[-1]) >= 40:
+                seen.append(int(match[-1]))
+                process.send_signal(signal.SIGKILL)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    process.wait(timeout=300)
+    watcher.join(timeout=5)
+    assert process.returncode == -signal.SIGKILL and seen, "the run ended before it was killed"
+    encoder = load_encoder("tiny-random", device="cpu")
+    with EdgeStore(store) as reopened:
+        survived = reopened.count("many")
+        assert 0 < survived < 600
+        report = index_records(
+            encoder, reopened, "many", _folder_records(data), workers=0, progress=False
+        )
+        assert report.unchanged == survived and report.indexed == 600 - survived
+        assert reopened.count("many") == 600
+        again = index_records(encoder, reopened, "many", _folder_records(data), progress=False)
+        assert (again.indexed, again.total) == (0, 600)
+
+
+def _folder_records(folder: Path) -> list[Record]:
+    from multimodal.data.readers import read_records
+
+    return read_records(folder)

@@ -1,0 +1,173 @@
+"""One suite, both stores: Qdrant Edge on a temporary folder and qdrant-client's in-process
+mode (no Qdrant server binary can be installed here; the mode speaks the server's API)."""
+
+import uuid
+
+import numpy as np
+import pytest
+
+from indexer.edge import EdgeStore
+from indexer.server import ServerStore
+from indexer.store import CollectionSpec, Point, SearchFilter, StoreError, open_store
+
+DIM = 8
+MODEL = {"name": "tiny-random", "arch": "tiny-random", "weights_sha256": None}
+
+
+@pytest.fixture(params=["edge", "server"])
+def store(request, tmp_path):
+    made = EdgeStore(tmp_path / "store") if request.param == "edge" else ServerStore(":memory:")
+    yield made
+    made.close()
+
+
+def unit(vector) -> list[float]:
+    vector = np.asarray(vector, dtype=np.float32)
+    return (vector / np.linalg.norm(vector)).tolist()
+
+
+def axis(i: int, tilt: float = 0.0) -> list[float]:
+    vector = np.full(DIM, tilt, np.float32)
+    vector[i] = 1.0
+    return unit(vector)
+
+
+def make_points() -> list[Point]:
+    rows = [
+        ("apple pie", "apple_pie", ["2 apples", "flour"], ["apple", "flour"]),
+        ("beef tacos", "tacos", ["beef", "salsa"], ["beef", "salsa"]),
+        ("chicken curry", "curry", ["chicken", "rice"], ["chicken", "rice"]),
+        ("fish tacos", "tacos", ["white fish", "salsa"], ["fish", "salsa"]),
+    ]
+    points = []
+    for i, (title, label, ingredients, base) in enumerate(rows):
+        payload = {
+            "title": title,
+            "label": label,
+            "ingredients": ingredients,
+            "base_ingredients": base,
+            "split": "train" if i % 2 == 0 else "val",
+            "image": f"images/{i}.jpg",
+            "root": "/data",
+        }
+        points.append(
+            Point(str(uuid.UUID(int=i + 1)), {"image": axis(i), "text": axis(i, 0.1)}, payload)
+        )
+    return points
+
+
+@pytest.fixture
+def filled(store):
+    store.create_or_open("dishes", CollectionSpec(DIM, MODEL))
+    store.upsert("dishes", make_points())
+    return store
+
+
+def test_create_records_model_and_indexes(filled):
+    assert filled.collections() == ["dishes"]
+    described = filled.describe("dishes")
+    assert described["points"] == 4
+    if isinstance(filled, EdgeStore):  # qdrant-client's local mode keeps no payload indexes
+        assert {"label", "base_ingredients", "ingredients"} <= set(described["payload_indexes"])
+    assert described["metadata"]["model"] == MODEL
+
+
+def test_nearest_in_each_vector_space(filled):
+    hits = filled.query("dishes", axis(2), using="image", limit=2)
+    assert hits[0].payload["title"] == "chicken curry"
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert hits[0].score > hits[1].score
+    text_hits = filled.query("dishes", axis(1, 0.1), using="text", limit=1)
+    assert text_hits[0].payload["title"] == "beef tacos"
+
+
+def test_point_with_one_vector_is_found_only_in_that_space(filled):
+    only_text = Point(str(uuid.UUID(int=99)), {"text": axis(5)}, {"title": "caption only"})
+    filled.upsert("dishes", [only_text])
+    image_titles = [h.payload["title"] for h in filled.query("dishes", axis(5), "image", 10)]
+    text_titles = [h.payload["title"] for h in filled.query("dishes", axis(5), "text", 10)]
+    assert "caption only" not in image_titles
+    assert text_titles[0] == "caption only"
+    assert filled.count("dishes", SearchFilter(has_vector="image")) == 4
+
+
+def test_filters(filled):
+    def titles(spec):
+        return sorted(
+            h.payload["title"] for h in filled.query("dishes", axis(0), "image", 10, spec)
+        )
+
+    assert titles(SearchFilter(labels=["tacos"])) == ["beef tacos", "fish tacos"]
+    assert titles(SearchFilter(with_ingredients=["salsa"])) == ["beef tacos", "fish tacos"]
+    assert titles(SearchFilter(with_ingredients=["salsa"], without_ingredients=["beef"])) == [
+        "fish tacos"
+    ]
+    # a word inside an ingredient line, not a base ingredient
+    assert titles(SearchFilter(with_ingredients=["white"])) == ["fish tacos"]
+    assert titles(SearchFilter(splits=["val"])) == ["beef tacos", "fish tacos"]
+    assert filled.count("dishes", SearchFilter(labels=["curry", "apple_pie"])) == 2
+
+
+def test_upsert_same_id_replaces(filled):
+    points = make_points()
+    points[0].payload["title"] = "apple tart"
+    filled.upsert("dishes", points)
+    assert filled.count("dishes") == 4
+    (record,) = filled.retrieve("dishes", [points[0].id], with_vectors=True)
+    assert record["payload"]["title"] == "apple tart"
+    assert np.allclose(record["vectors"]["image"], axis(0), atol=1e-5)
+
+
+def test_retrieve_scroll_delete(filled):
+    ids = [p.id for p in make_points()]
+    found = filled.retrieve("dishes", ids[:2] + [str(uuid.UUID(int=1234))], fields=["title"])
+    assert sorted(r["id"] for r in found) == sorted(ids[:2])
+    assert set(found[0]["payload"]) == {"title"}
+    assert sorted(r["id"] for r in filled.scroll("dishes", page=3)) == sorted(ids)
+    filled.delete("dishes", ids[:3])
+    assert filled.count("dishes") == 1
+    assert [r["id"] for r in filled.scroll("dishes")] == ids[3:]
+
+
+def test_another_model_is_refused(filled):
+    other = {"name": "runs/recipe/best", "arch": "recipe-starter", "weights_sha256": "ab" * 32}
+    with pytest.raises(StoreError, match="new --collection"):
+        filled.create_or_open("dishes", CollectionSpec(DIM, other))
+    assert filled.count("dishes") == 4
+
+
+def test_metadata_update_and_missing_collection(filled):
+    filled.update_metadata("dishes", {"roots": ["/data"]})
+    assert filled.metadata("dishes")["roots"] == ["/data"]
+    assert filled.metadata("dishes")["model"] == MODEL
+    with pytest.raises(StoreError, match="no collection 'nope'"):
+        filled.metadata("nope")
+
+
+def test_int8_quantized_collection(store):
+    store.create_or_open("small", CollectionSpec(DIM, MODEL, quantization="int8"))
+    store.upsert("small", make_points())
+    store.optimize("small")
+    assert store.query("small", axis(3), "image", 1)[0].payload["title"] == "fish tacos"
+    assert store.metadata("small")["quantization"] == "int8"
+
+
+def test_edge_store_persists_and_is_locked(tmp_path):
+    with EdgeStore(tmp_path) as first:
+        first.create_or_open("dishes", CollectionSpec(DIM, MODEL))
+        first.upsert("dishes", make_points())
+        with pytest.raises(StoreError, match="open in another process"):
+            EdgeStore(tmp_path).count("dishes")
+    with EdgeStore(tmp_path) as reopened:
+        assert reopened.count("dishes") == 4
+        assert reopened.query("dishes", axis(1), "image", 1)[0].payload["title"] == "beef tacos"
+
+
+def test_unreachable_server_is_one_clear_error():
+    with pytest.raises(StoreError, match="cannot reach a Qdrant server at http://127.0.0.1:9"):
+        open_store(url="http://127.0.0.1:9")
+
+
+def test_store_and_url_together_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="not both"):
+        open_store(tmp_path, url=":memory:")

@@ -150,17 +150,26 @@ class EdgeStore(Store):
         return [_record(r, with_vectors) for r in records]
 
     def scroll(
-        self, name: str, filter: SearchFilter | None = None, fields=None, page: int = 1000
+        self,
+        name: str,
+        filter: SearchFilter | None = None,
+        fields=None,
+        page: int = 1000,
+        with_vectors: bool = False,
     ) -> Iterator[dict[str, Any]]:
         payload = qe.PayloadSelector.Include(list(fields)) if fields else True
         shard, offset = self._shard(name), None
         while True:
             request = qe.ScrollRequest(
-                offset=offset, limit=page, filter=_edge_filter(filter), with_payload=payload
+                offset=offset,
+                limit=page,
+                filter=_edge_filter(filter),
+                with_payload=payload,
+                with_vector=with_vectors,
             )
             records, offset = shard.scroll(request)
             for record in records:
-                yield _record(record, False)
+                yield _record(record, with_vectors)
             if offset is None:
                 return
 

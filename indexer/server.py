@@ -179,7 +179,12 @@ class ServerStore(Store):
         return [_record(r, with_vectors) for r in records]
 
     def scroll(
-        self, name: str, filter: SearchFilter | None = None, fields=None, page: int = 1000
+        self,
+        name: str,
+        filter: SearchFilter | None = None,
+        fields=None,
+        page: int = 1000,
+        with_vectors: bool = False,
     ) -> Iterator[dict[str, Any]]:
         offset = None
         while True:
@@ -189,9 +194,10 @@ class ServerStore(Store):
                 limit=page,
                 offset=offset,
                 with_payload=list(fields) if fields else True,
+                with_vectors=with_vectors,
             )
             for record in records:
-                yield _record(record, False)
+                yield _record(record, with_vectors)
             if offset is None:
                 return
 

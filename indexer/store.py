@@ -144,9 +144,14 @@ class Store(ABC):
 
     @abstractmethod
     def scroll(
-        self, name: str, filter: SearchFilter | None = None, fields=None, page: int = 1000
+        self,
+        name: str,
+        filter: SearchFilter | None = None,
+        fields=None,
+        page: int = 1000,
+        with_vectors: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Every point (``{"id", "payload"}``) matching ``filter``."""
+        """Every point (``{"id", "payload"}``, plus ``"vectors"``) matching ``filter``."""
 
     @abstractmethod
     def count(self, name: str, filter: SearchFilter | None = None) -> int: ...

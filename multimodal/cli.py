@@ -7,11 +7,13 @@ import sys
 
 # Subcommand -> module with ``main(argv) -> int``; imported on use, so ``--help`` is instant.
 COMMANDS = {
+    "demo": ("multimodal.commands.demo", "the recipe search page on Recipes5k, in one command"),
     "eval": ("multimodal.commands.eval", "recall of a model on a data set, both directions"),
     "embed": ("multimodal.commands.embed", "embed a data set to .npy files plus metadata"),
     "train": ("multimodal.commands.train", "fine-tune with a contrastive loss and hard negatives"),
     "index": ("multimodal.commands.index", "load a data set into Qdrant (incremental, resumable)"),
     "search": ("multimodal.commands.search", "search a collection: text, image, or a mix"),
+    "serve": ("multimodal.commands.serve", "the search page for an indexed collection"),
 }
 
 USAGE = "usage: multimodal {" + ",".join(COMMANDS) + "} [options]  (multimodal COMMAND --help)"

@@ -124,6 +124,8 @@ def test_retrieve_scroll_delete(filled):
     assert sorted(r["id"] for r in found) == sorted(ids[:2])
     assert set(found[0]["payload"]) == {"title"}
     assert sorted(r["id"] for r in filled.scroll("dishes", page=3)) == sorted(ids)
+    with_vectors = {r["id"]: r["vectors"] for r in filled.scroll("dishes", with_vectors=True)}
+    assert np.allclose(with_vectors[ids[2]]["image"], axis(2), atol=1e-5)
     filled.delete("dishes", ids[:3])
     assert filled.count("dishes") == 1
     assert [r["id"] for r in filled.scroll("dishes")] == ids[3:]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import textwrap
 from pathlib import Path
 
 from indexer.search import Searcher, Term, parse_query
@@ -124,12 +123,14 @@ def format_hits(hits) -> str:
     for rank, hit in enumerate(hits, 1):
         p = hit.payload
         ingredients = ", ".join(p.get("base_ingredients") or p.get("ingredients") or [])
-        title = textwrap.shorten(p.get("title") or "-", 32, placeholder="...")
-        label = textwrap.shorten(p.get("label") or "-", 16, placeholder="...")
+        title = _clip(p.get("title") or "-", 32)
+        label = _clip(p.get("label") or "-", 16)
         head = f"{rank:>4}  {hit.score:6.3f}  {title:<32}  {label:<16}  "
-        rest = textwrap.shorten(
-            ingredients or "-", max(20, width - len(head) - 2), placeholder="..."
-        )
+        rest = _clip(ingredients or "-", max(20, width - len(head) - 2))
         lines.append(head + rest)
         lines.append(" " * len(head) + (p.get("image") or "(text only)"))
     return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

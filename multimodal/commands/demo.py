@@ -1,0 +1,63 @@
+"""``multimodal demo``: the recipe search page on Recipes5k, in one command.
+
+    multimodal demo [--data PATH] [--model SPEC]
+
+Finds Recipes5k (``--data``, ``$MULTIMODAL_RECIPES5K``, ``../shared/datasets/recipes5k``, or
+a copy it downloaded before; downloads the official archive when none is found), gets the
+recipe model (``--model``, else the demo's own, trained on first use), indexes every split
+into the embedded store, and serves the page. A second run skips what is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from multimodal.commands.common import command
+from multimodal.commands.serve import add_server_arguments, serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="multimodal demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="a Recipes5k folder")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a model spec (e.g. ViT-B-32:laion2b_s34b_b79k when online, or runs/NAME/best); "
+        "default: the demo's recipe model, trained on first use",
+    )
+    parser.add_argument("--store", default=None, help="embedded store folder")
+    parser.add_argument("--download-url", default=None, help="where to fetch Recipes5k from")
+    parser.add_argument("--sha256", default=None, help="expected checksum of that archive")
+    parser.add_argument("--no-serve", action="store_true", help="prepare everything, then stop")
+    parser.add_argument("--no-progress", action="store_true")
+    add_server_arguments(parser)
+    return parser
+
+
+@command("demo")
+def main(argv: list[str] | None = None) -> int:
+    from indexer.edge import EdgeStore
+    from indexer.pipeline import model_stamp
+    from indexer.store import default_store_path
+    from multimodal.data.download import RECIPES5K_SHA256, RECIPES5K_URL
+    from multimodal.encoder import load_encoder
+    from ui.demo import collection_name, ensure_index, ensure_model, ensure_recipes5k
+
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    progress = not args.no_progress
+    data = ensure_recipes5k(
+        args.data, args.download_url or RECIPES5K_URL, args.sha256 or RECIPES5K_SHA256, progress
+    )
+    print(f"data: {data}")
+    model = ensure_model(args.model, data, progress)
+    encoder = load_encoder(model, args.device)
+    collection = collection_name(model, model_stamp(encoder))
+    with EdgeStore(args.store or default_store_path()) as store:
+        report = ensure_index(encoder, store, collection, data, progress)
+        print(report.summary())
+        print(f"ready in {time.perf_counter() - started:.1f}s", flush=True)
+        if args.no_serve:
+            return 0
+        return serve(store, collection, model, args)

@@ -1,0 +1,57 @@
+"""``multimodal serve``: the search page over an indexed collection.
+
+    multimodal serve --collection recipes5k-1a2b3c4d5e [--store PATH | --qdrant-url URL]
+
+Binds 127.0.0.1 unless ``--host`` says otherwise; never creates a public share link.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from multimodal.commands.common import add_store_arguments, command, open_store_from_args
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve your network")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--concurrency", type=int, default=2, help="searches run at once")
+    parser.add_argument("--device", default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multimodal serve", description="Serve the search page for a collection."
+    )
+    add_store_arguments(parser)
+    parser.add_argument("--model", default=None, help="default: the collection's model")
+    add_server_arguments(parser)
+    return parser
+
+
+def serve(store, collection: str, model: str | None, args, examples=None) -> int:
+    from indexer.search import Searcher
+    from multimodal.encoder import load_encoder
+    from ui.app import RecipeApp, launch
+    from ui.demo import example_photos
+
+    model = model or store.metadata(collection)["model"]["name"]
+    searcher = Searcher(load_encoder(model, args.device), store, collection)
+    app = RecipeApp(searcher, examples or example_photos(store, collection))
+    blocks = launch(app, args.host, args.port, args.concurrency, block=False)
+    print(f"search page: {blocks.local_url}  (Ctrl-C stops)", flush=True)
+    try:
+        blocks.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        blocks.close()
+    return 0
+
+
+@command("serve")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with open_store_from_args(args) as store:
+        store.metadata(args.collection)  # a clear error before the model loads
+        return serve(store, args.collection, args.model, args)

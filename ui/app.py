@@ -1,0 +1,319 @@
+"""The web page: Gradio Blocks over one :class:`indexer.search.Searcher`.
+
+Three tabs: find dishes from words (text -> images, with "more like this"), recognise a dish
+from a photo (image -> recipes, suggested ingredients, similar dishes), and a map of the
+collection. Each search is also a named API endpoint, so ``gradio_client`` can call it::
+
+    from gradio_client import Client
+    Client("http://127.0.0.1:7860/").predict("tacos with salsa", ..., api_name="/text_to_image")
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import matplotlib
+import numpy as np
+from PIL import Image
+
+from indexer.search import Searcher, Term, parse_query, vote_ingredients
+from indexer.store import Hit, SearchFilter, StoreError
+from multimodal.data.images import ImageLoadError
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MAX_UPLOAD = "10mb"
+RESULTS = 12
+MAP_POINTS = 5000  # the map samples this many items at most
+
+CSS = """
+.recipe-card {min-height: 12rem}
+footer {display: none !important}
+"""
+
+
+@dataclass
+class MapProjection:
+    """A 2-D PCA of the collection's image vectors, fitted once at start."""
+
+    mean: np.ndarray
+    axes: np.ndarray  # (2, D)
+    xy: np.ndarray  # (N, 2)
+    labels: list[str]
+
+    @classmethod
+    def fit(cls, searcher: Searcher, limit: int = MAP_POINTS) -> MapProjection | None:
+        vectors, labels = [], []
+        for record in searcher.store.scroll(
+            searcher.collection, SearchFilter(has_vector="image"), ["label"], with_vectors=True
+        ):
+            vectors.append(record["vectors"]["image"])
+            labels.append(record["payload"].get("label") or "")
+            if len(vectors) >= limit:
+                break
+        if len(vectors) < 3:
+            return None
+        matrix = np.asarray(vectors, np.float32)
+        mean = matrix.mean(0)
+        _, _, vt = np.linalg.svd(matrix - mean, full_matrices=False)
+        axes = vt[:2]
+        return cls(mean, axes, (matrix - mean) @ axes.T, labels)
+
+    def project(self, vector: np.ndarray) -> np.ndarray:
+        return (vector - self.mean) @ self.axes.T
+
+    def figure(self, query: np.ndarray | None = None, title: str = ""):
+        figure, axis = plt.subplots(figsize=(7, 5.5), dpi=90)
+        names = sorted(set(self.labels))
+        colour_of = {name: i for i, name in enumerate(names)}
+        colours = [colour_of[label] for label in self.labels]
+        axis.scatter(self.xy[:, 0], self.xy[:, 1], c=colours, cmap="tab20", s=6, alpha=0.55)
+        if query is not None:
+            x, y = self.project(query)
+            axis.scatter([x], [y], marker="*", s=420, c="black", edgecolors="white", zorder=5)
+            axis.annotate("your query", (x, y), xytext=(8, 8), textcoords="offset points")
+        axis.set_title(title or f"{len(self.labels)} dishes, coloured by dish type (PCA)")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        figure.tight_layout()
+        plt.close(figure)
+        return figure
+
+
+class RecipeApp:
+    """The page's handlers, as plain methods the tests call directly."""
+
+    def __init__(self, searcher: Searcher, examples: list[Path] | None = None):
+        self.searcher = searcher
+        self.labels = searcher.labels()
+        self.map = MapProjection.fit(searcher)
+        self.examples = examples or []
+        self._lock = threading.Lock()  # one model forward at a time; the store is thread-safe
+
+    # -- handlers ------------------------------------------------------------------------
+
+    def text_to_image(self, query, image, image_weight, dishes, with_text, without_text):
+        """Photos for a text query, optionally mixed with a photo; gallery, hits, map."""
+        terms = parse_query(query) if query and query.strip() else []
+        if image is not None:
+            terms.append(Term("image", self._checked(image), float(image_weight)))
+        if not terms:
+            raise gr.Error("Type a dish or some ingredients (or add a photo) to search.")
+        (hits,), vector = self._search(terms, ["image"], dishes, with_text, without_text)
+        return self._gallery(hits), _hits_state(hits), self._map(vector, "text query")
+
+    def image_to_text(self, image, dishes, with_text, without_text):
+        """Recipes, suggested ingredients and similar dishes for an uploaded photo."""
+        if image is None:
+            raise gr.Error("Upload, paste or drop a photo of a dish first.")
+        terms = [Term("image", self._checked(image))]
+        (recipes, similar), vector = self._search(
+            terms, ["text", "image"], dishes, with_text, without_text
+        )
+        return (
+            _recipe_rows(recipes),
+            self._suggestions(recipes),
+            self._gallery(similar),
+            self._map(vector, "photo"),
+        )
+
+    def more_like_this(self, point_id, dishes, with_text, without_text):
+        """Image -> image from a stored point (the one clicked in the gallery)."""
+        if not point_id:
+            raise gr.Error("Click a photo in the results first.")
+        (hits,), vector = self._search(
+            [Term("point", point_id)], ["image"], dishes, with_text, without_text
+        )
+        return self._gallery(hits), _hits_state(hits), self._map(vector, "more like this")
+
+    def select(self, hits: list[dict], event: gr.SelectData):
+        """The full recipe of the clicked result, and its id for "more like this"."""
+        if not hits or event.index is None or event.index >= len(hits):
+            return "", ""
+        hit = hits[event.index]
+        return recipe_markdown(hit), hit["id"]
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _search(self, terms, targets, dishes, with_text, without_text):
+        """The query vector of ``terms`` and the hits in each of ``targets``."""
+        search_filter = SearchFilter(
+            labels=list(dishes or []),
+            with_ingredients=_words(with_text),
+            without_ingredients=_words(without_text),
+        )
+        sources = {t.value for t in terms if t.kind == "point"}
+        store, name = self.searcher.store, self.searcher.collection
+        try:
+            with self._lock:
+                vector, _ = self.searcher.query_vector(terms)
+            results = []
+            for target in targets:
+                hits = store.query(name, vector, target, RESULTS + len(sources), search_filter)
+                results.append([h for h in hits if h.id not in sources][:RESULTS])
+        except (ValueError, ImageLoadError, StoreError) as err:
+            raise gr.Error(str(err)) from None
+        return results, vector
+
+    def _checked(self, image) -> Image.Image:
+        if not isinstance(image, Image.Image):
+            raise gr.Error("That upload is not an image this page can read.")
+        limit = self.searcher.max_pixels
+        if image.width * image.height > limit:
+            raise gr.Error(
+                f"That photo is {image.width}x{image.height} pixels, more than the "
+                f"{limit:,}-pixel limit; use a smaller one."
+            )
+        return image
+
+    @staticmethod
+    def _gallery(hits: list[Hit]):
+        items = []
+        for hit in hits:
+            path = hit.image_path
+            if path is not None and path.is_file():
+                items.append((str(path), f"{hit.score:.3f} · {hit.payload.get('title') or '-'}"))
+        return items
+
+    def _suggestions(self, recipes: list[Hit]) -> dict[str, float]:
+        return dict(vote_ingredients(recipes, top=12))
+
+    def _map(self, vector, what: str):
+        if self.map is None:
+            return None
+        return self.map.figure(vector, f"where your {what} falls (star) among the dishes")
+
+
+def _words(text: str | None) -> list[str]:
+    return [w.strip() for w in (text or "").split(",") if w.strip()]
+
+
+def _hits_state(hits: list[Hit]) -> list[dict]:
+    return [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]
+
+
+def _recipe_rows(hits: list[Hit]) -> list[list]:
+    rows = []
+    for rank, hit in enumerate(hits, 1):
+        p = hit.payload
+        ingredients = ", ".join(p.get("ingredients") or p.get("base_ingredients") or [])
+        rows.append([rank, round(hit.score, 3), p.get("title") or "-", p.get("label") or "-",
+                     ingredients])  # fmt: skip
+    return rows
+
+
+def recipe_markdown(hit: dict) -> str:
+    p = hit["payload"]
+    lines = [f"### {p.get('title') or 'Untitled'}", f"score **{hit['score']:.3f}**"]
+    if p.get("label"):
+        lines[-1] += f" · dish type **{p['label'].replace('_', ' ')}**"
+    ingredients = p.get("ingredients") or []
+    if ingredients:
+        lines.append("\n".join(f"- {i}" for i in ingredients))
+    if p.get("image"):
+        lines.append(f"`{p['image']}`")
+    return "\n\n".join(lines)
+
+
+def build_blocks(app: RecipeApp) -> gr.Blocks:
+    searcher = app.searcher
+    model = searcher.metadata["model"]["name"]
+    with gr.Blocks(title="Recipe search") as blocks:
+        gr.Markdown(
+            f"# Recipe search\nA photo finds its recipe and ingredients; words find the "
+            f"dishes. Collection **{searcher.collection}**, model `{Path(model).name}`."
+        )
+        with gr.Accordion("Filters", open=False):
+            dishes = gr.Dropdown(app.labels, multiselect=True, label="Dish type", elem_id="dish")
+            with gr.Row():
+                with_text = gr.Textbox(label="Must contain (comma-separated)", elem_id="with")
+                without_text = gr.Textbox(label="Must not contain", elem_id="without")
+        filters = [dishes, with_text, without_text]
+        with gr.Tab("Find dishes from words", id="words"):
+            with gr.Row():
+                query = gr.Textbox(
+                    label="Ingredients, a dish name or a description",
+                    placeholder='e.g. "strawberries, cream, sugar" or "2:tacos - beef"',
+                    elem_id="query",
+                    scale=4,
+                )
+                search = gr.Button("Search", variant="primary", elem_id="search", scale=1)
+            with gr.Accordion("Mix in a photo (weighted)", open=False), gr.Row():
+                mix_image = gr.Image(type="pil", label="Photo", sources=["upload", "clipboard"],
+                                     height=180)  # fmt: skip
+                mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
+            gallery = gr.Gallery(label="Dishes (score · title)", columns=4, height=430,
+                                 elem_id="gallery")  # fmt: skip
+            hits = gr.State([])
+            chosen = gr.State("")
+            with gr.Row():
+                recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
+                more = gr.Button("More like this", elem_id="more")
+            words_map = gr.Plot(label="Embedding map")
+            gr.Examples(
+                [["chocolate cake with strawberries"], ["tortillas, beef, salsa, cheese"],
+                 ["spaghetti, tomato, basil"], ['"2:apple pie" - cinnamon']],
+                [query],
+                label="Example queries",
+            )  # fmt: skip
+        with gr.Tab("What's this dish?", id="photo"):
+            with gr.Row():
+                photo = gr.Image(type="pil", label="Photo of a dish (upload, paste or drop)",
+                                 sources=["upload", "clipboard"], height=300,
+                                 elem_id="photo")  # fmt: skip
+                suggested = gr.Label(num_top_classes=12, label="Suggested ingredients",
+                                     elem_id="suggested")  # fmt: skip
+            identify = gr.Button("Find recipes", variant="primary", elem_id="identify")
+            recipes = gr.Dataframe(
+                headers=["rank", "score", "title", "dish type", "ingredients"],
+                label="Nearest recipes", wrap=True, elem_id="recipes",
+            )  # fmt: skip
+            similar = gr.Gallery(label="Similar dishes", columns=6, height=240,
+                                 elem_id="similar")  # fmt: skip
+            photo_map = gr.Plot(label="Embedding map")
+            if app.examples:
+                gr.Examples([[str(p)] for p in app.examples], [photo], label="Example photos")
+        with gr.Tab("Map", id="map"):
+            gr.Plot(app.map.figure() if app.map else None, label="The collection")
+
+        search.click(app.text_to_image, [query, mix_image, mix_weight, *filters],
+                     [gallery, hits, words_map], api_name="text_to_image")  # fmt: skip
+        query.submit(app.text_to_image, [query, mix_image, mix_weight, *filters],
+                     [gallery, hits, words_map], api_visibility="private")  # fmt: skip
+        gallery.select(app.select, [hits], [recipe, chosen], api_visibility="private")
+        more.click(app.more_like_this, [chosen, *filters], [gallery, hits, words_map],
+                   api_name="more_like_this")  # fmt: skip
+        identify.click(app.image_to_text, [photo, *filters],
+                       [recipes, suggested, similar, photo_map],
+                       api_name="image_to_text")  # fmt: skip
+    return blocks
+
+
+def launch(
+    app: RecipeApp,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    concurrency: int = 2,
+    block: bool = True,
+):
+    """Serve the page: loopback only unless ``host`` says otherwise, no share link, files
+    served only from the collection's data roots, uploads capped."""
+    blocks = build_blocks(app)
+    blocks.queue(default_concurrency_limit=concurrency, max_size=64)
+    roots = [str(r) for r in app.searcher.metadata.get("roots", [])]
+    blocks.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        allowed_paths=roots,
+        max_file_size=MAX_UPLOAD,
+        prevent_thread_lock=not block,
+        quiet=True,
+        css=CSS,
+        footer_links=[],
+    )
+    return blocks

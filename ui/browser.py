@@ -1,0 +1,235 @@
+"""Drive the running page in a real headless Chromium (Debian's ``chromium`` and
+``chromium-driver``, through Selenium): the end-to-end test uses it, and so does the README's
+screenshot run::
+
+    python -m ui.browser --url http://127.0.0.1:7860 --photo dish.jpg --query "tacos, salsa" \\
+        --with avocado --screenshots assets
+
+Each step waits for the page to change, then reads what a person would see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TIMEOUT = 60
+
+
+def find_chromium() -> tuple[str, str] | None:
+    """(browser, driver) paths, or None when they are not installed."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver") or (
+        "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+    )
+    return (browser, driver) if browser and driver else None
+
+
+@dataclass
+class PageObservations:
+    gallery_captions: list[str] = field(default_factory=list)
+    filtered_captions: list[str] = field(default_factory=list)
+    recipe_rows: list[str] = field(default_factory=list)
+    suggested: str = ""
+    similar_images: int = 0
+    empty_query_message: str = ""
+    screenshots: list[Path] = field(default_factory=list)
+
+
+def open_browser(width: int = 1280, height: int = 1500):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    found = find_chromium()
+    if found is None:
+        raise RuntimeError("Chromium not found: apt-get install chromium chromium-driver")
+    browser, driver = found
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 f"--window-size={width},{height}"):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def drive(
+    url: str,
+    photo: Path,
+    query: str,
+    with_ingredient: str,
+    screenshots: Path | None = None,
+) -> PageObservations:
+    """Text query -> photos; a filter -> other photos; an uploaded photo -> recipes and
+    suggested ingredients; an empty query -> a readable message."""
+    from selenium.webdriver.common.by import By
+
+    seen = PageObservations()
+    driver = open_browser()
+    try:
+        driver.get(url)
+        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#query textarea"))
+        # words -> photos
+        _type(driver, "#query textarea", query)
+        driver.find_element(By.CSS_SELECTOR, "#search").click()
+        seen.gallery_captions = _wait(driver, lambda d: _settled(d, "#gallery", []))
+        _shot(driver, screenshots, "search-by-words", seen)
+        # the same words with an ingredient that must appear
+        _open_accordion(driver, "Filters")
+        _type(driver, "#with textarea, #with input", with_ingredient)
+        driver.find_element(By.CSS_SELECTOR, "#search").click()
+        before = seen.gallery_captions
+        seen.filtered_captions = _wait(driver, lambda d: _settled(d, "#gallery", before))
+        _type(driver, "#with textarea, #with input", "")
+        # a photo -> recipes, suggested ingredients, similar dishes
+        driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'this dish')]").click()
+        upload = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input"))
+        upload[0].send_keys(str(Path(photo).resolve()))
+        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo img"))
+        driver.find_element(By.CSS_SELECTOR, "#identify").click()
+        seen.recipe_rows = _wait(driver, lambda d: _rows(d))
+        seen.suggested = _wait(driver, lambda d: _text(d, "#suggested"))
+        seen.similar_images = len(driver.find_elements(By.CSS_SELECTOR, "#similar img"))
+        _shot(driver, screenshots, "search-by-photo", seen)
+        # an empty query -> a message, not a crash
+        driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'from words')]").click()
+        _type(driver, "#query textarea", "")
+        driver.find_element(By.CSS_SELECTOR, "#search").click()
+        seen.empty_query_message = _wait(driver, lambda d: _toast(d))
+    finally:
+        driver.quit()
+    return seen
+
+
+def _wait(driver, condition, timeout: float = TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition(driver)
+        except Exception:  # an element replaced while read: look again
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page did not show it within {timeout}s")
+        time.sleep(0.2)
+
+
+def _type(driver, selector: str, text: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, selector))[0]
+    box.click()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    if text:
+        box.send_keys(text)
+
+
+def _open_accordion(driver, label: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    for button in driver.find_elements(By.CSS_SELECTOR, "button.label-wrap, .label-wrap"):
+        if label in button.text:
+            if "open" not in (button.get_attribute("class") or ""):
+                button.click()
+            return
+
+
+def _captions(driver, selector: str) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    root = driver.find_element(By.CSS_SELECTOR, selector)
+    if not root.find_elements(By.CSS_SELECTOR, "img"):
+        return []
+    labels = root.find_elements(By.CSS_SELECTOR, ".caption-label")
+    captions = [label.text for label in labels if label.text]
+    if not captions:
+        captions = [i.get_attribute("alt") or "" for i in root.find_elements(By.TAG_NAME, "img")]
+    return captions
+
+
+def _settled(driver, selector: str, before: list[str]) -> list[str] | None:
+    """The gallery's captions once they differ from ``before`` and stop changing."""
+    first = _captions(driver, selector)
+    if not first or first == before:
+        return None
+    time.sleep(0.7)
+    return first if _captions(driver, selector) == first else None
+
+
+def _rows(driver) -> list[str]:
+    """The table's cell texts after its header (the table renders rows virtually)."""
+
+    lines = [line.strip() for line in _element_text(driver, "#recipes").splitlines()]
+    lines = [line for line in lines if line]
+    if "ingredients" not in lines:
+        return []
+    cells = lines[lines.index("ingredients") + 1 :]
+    return cells if any(_is_score(cell) for cell in cells) else []
+
+
+def _is_score(text: str) -> bool:
+    try:
+        return -1.0 <= float(text) <= 1.0 and "." in text
+    except ValueError:
+        return False
+
+
+def _element_text(driver, selector: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, selector).text
+
+
+def _text(driver, selector: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    text = driver.find_element(By.CSS_SELECTOR, selector).text
+    return text if "%" in text or any(ch.isdigit() for ch in text) else ""
+
+
+def _toast(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    for toast in driver.find_elements(By.CSS_SELECTOR, ".toast-body, [data-testid='toast-body']"):
+        if toast.text.strip():
+            return toast.text.strip()
+    return ""
+
+
+def _shot(driver, folder: Path | None, name: str, seen: PageObservations) -> None:
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"screenshot-{name}.png"
+    time.sleep(1.0)  # let images finish painting
+    driver.save_screenshot(str(path))
+    seen.screenshots.append(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Drive the page in headless Chromium.")
+    parser.add_argument("--url", default="http://127.0.0.1:7860/")
+    parser.add_argument("--photo", required=True)
+    parser.add_argument("--query", default="tortillas, beef, salsa, cheese")
+    parser.add_argument("--with", dest="with_ingredient", default="avocado")
+    parser.add_argument("--screenshots", default="assets")
+    args = parser.parse_args(argv)
+    seen = drive(args.url, Path(args.photo), args.query, args.with_ingredient,
+                 Path(args.screenshots))  # fmt: skip
+    print(f"gallery: {seen.gallery_captions[:4]}")
+    print(f"with {args.with_ingredient}: {seen.filtered_captions[:4]}")
+    print(f"recipes: {seen.recipe_rows[:3]}")
+    print(f"suggested: {seen.suggested[:200]!r}")
+    print(f"empty query: {seen.empty_query_message!r}")
+    print("screenshots: " + ", ".join(str(p) for p in seen.screenshots))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -98,7 +98,10 @@ class RecipeApp:
 
     def text_to_image(self, query, image, image_weight, dishes, with_text, without_text):
         """Photos for a text query, optionally mixed with a photo; gallery, hits, map."""
-        terms = parse_query(query) if query and query.strip() else []
+        try:
+            terms = parse_query(query) if query and query.strip() else []
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
         if image is not None:
             terms.append(Term("image", self._checked(image), float(image_weight)))
         if not terms:
@@ -248,7 +251,9 @@ def build_blocks(app: RecipeApp) -> gr.Blocks:
                 mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
             gallery = gr.Gallery(label="Dishes (score · title)", columns=4, height=430,
                                  elem_id="gallery")  # fmt: skip
-            hits = gr.State([])
+            hits = gr.JSON(
+                visible=False
+            )  # the results with payloads, for "more like this" and the API
             chosen = gr.State("")
             with gr.Row():
                 recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")

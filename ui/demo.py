@@ -96,11 +96,11 @@ def ensure_model(model: str | None, data: Path, progress: bool = True) -> str:
     from multimodal.training.config import TrainConfig
 
     resume = (run / "state.pt").is_file()
+    settings = dict(DEMO_TRAINING)
+    pairs = len(read_records(data, "train"))  # a small data set of your own: smaller batches
+    settings["batch_size"] = max(2, min(settings["batch_size"], pairs))
     config = TrainConfig(
-        data=str(data),
-        out=str(run),
-        feature_cache=str(data_home() / "feature-cache"),
-        **DEMO_TRAINING,
+        data=str(data), out=str(run), feature_cache=str(data_home() / "feature-cache"), **settings
     )
     print(
         ("Resuming" if resume else "Training")

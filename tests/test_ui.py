@@ -1,0 +1,132 @@
+"""The page: its handlers, its named API through gradio_client, and the running page driven in
+a real headless Chromium."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from conftest import write_recipes5k
+from PIL import Image
+
+from indexer.edge import EdgeStore
+from indexer.pipeline import index_records
+from indexer.search import Searcher
+from multimodal.data.readers import read_records
+from ui.app import RecipeApp, launch, recipe_markdown
+from ui.browser import drive, find_chromium
+
+
+@pytest.fixture(scope="module")
+def recipe_app(tmp_path_factory, tiny_encoder):
+    """A drawn Recipes5k-shaped data set, indexed with a tiny model into an embedded store."""
+    root = write_recipes5k(tmp_path_factory.mktemp("r5k"), per_split=9)
+    store = EdgeStore(tmp_path_factory.mktemp("store"))
+    index_records(tiny_encoder, store, "dishes", read_records(root), workers=0, progress=False)
+    app = RecipeApp(Searcher(tiny_encoder, store, "dishes"))
+    yield app, root
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def served(recipe_app):
+    app, root = recipe_app
+    blocks = launch(app, block=False)
+    yield blocks.local_url, app, root
+    blocks.close()
+
+
+def test_handlers(recipe_app):
+    app, root = recipe_app
+    gallery, hits, figure = app.text_to_image("blue circle cake", None, 1.0, [], "", "")
+    assert len(gallery) == len(hits) == 12  # RESULTS, out of 18 items
+    assert all(Path(path).is_file() and " · " in caption for path, caption in gallery)
+    assert hits[0]["score"] >= hits[-1]["score"] and figure is not None
+    only_blue = app.text_to_image("cake", None, 1.0, [], "blue", "")[1]
+    assert only_blue and all("Blue" in h["payload"]["title"] for h in only_blue)
+    no_red = app.text_to_image("cake", None, 1.0, [], "", "red, green")[1]
+    assert no_red and all("Blue" in h["payload"]["title"] for h in no_red)
+    one_dish = app.text_to_image("cake", None, 1.0, [app.labels[0]], "", "")[1]
+    assert {h["payload"]["label"] for h in one_dish} == {app.labels[0]}
+
+    photo = Image.open(next(root.glob("images/*/*.jpg")))
+    rows, suggested, similar, _ = app.image_to_text(photo, [], "", "")
+    assert [row[0] for row in rows] == list(range(1, len(rows) + 1)) and len(rows) == 12
+    assert set(suggested) >= {"flour", "sugar"} and max(suggested.values()) == pytest.approx(1.0)
+    assert len(similar) == 12
+
+    chosen = hits[0]["id"]
+    more = app.more_like_this(chosen, [], "", "")[1]
+    assert chosen not in [h["id"] for h in more]
+    card = recipe_markdown(hits[0])
+    assert hits[0]["payload"]["title"] in card and "flour" in card
+
+
+def test_bad_input_is_a_readable_message(recipe_app):
+    app, _ = recipe_app
+    with pytest.raises(gr.Error, match="Type a dish"):
+        app.text_to_image("   ", None, 1.0, [], "", "")
+    with pytest.raises(gr.Error, match="Upload, paste or drop"):
+        app.image_to_text(None, [], "", "")
+    huge = Image.new("1", (9000, 9000))  # 81 million pixels in 10 MB: over the 64M limit
+    with pytest.raises(gr.Error, match="pixel limit"):
+        app.image_to_text(huge, [], "", "")
+    with pytest.raises(gr.Error, match="Click a photo"):
+        app.more_like_this("", [], "", "")
+    with pytest.raises(gr.Error, match="positive term"):
+        app.text_to_image("- chocolate", None, 1.0, [], "", "")
+
+
+def test_named_endpoints_through_gradio_client(served):
+    from gradio_client import Client, handle_file
+
+    url, app, root = served
+    client = Client(url, verbose=False)
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/text_to_image", "/image_to_text", "/more_like_this"} <= set(named)
+    gallery, hits, _ = client.predict(
+        "red square cake", None, 1, [], "", "", api_name="/text_to_image"
+    )
+    assert len(gallery) == 12 and hits[0]["payload"]["title"]
+    photo = handle_file(str(next(root.glob("images/*/*.jpg"))))
+    table, suggested, similar, _ = client.predict(photo, [], "", "", api_name="/image_to_text")
+    assert len(table["data"]) == 12 and suggested["confidences"]
+
+
+def test_only_loopback_and_indexed_files_are_served(served):
+    import urllib.error
+    import urllib.request
+
+    url, _, root = served
+    assert url.startswith("http://127.0.0.1:")
+    inside = next(root.glob("images/*/*.jpg"))
+    with urllib.request.urlopen(f"{url}gradio_api/file={inside}") as response:
+        assert response.status == 200
+    outside = Path(__file__).resolve()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{url}gradio_api/file={outside}")
+    assert refused.value.code in (403, 404)
+
+
+def test_page_in_headless_chromium(served, tmp_path):
+    if find_chromium() is None:
+        if os.environ.get("MULTIMODAL_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is required here: apt-get install chromium chromium-driver")
+        pytest.skip("no Chromium: apt-get install chromium chromium-driver")
+    url, app, root = served
+    photo = next(root.glob("images/square/*.jpg"))
+    seen = drive(url, photo, "red square cake", "blue", screenshots=tmp_path)
+    # words -> photos, with scores
+    assert len(seen.gallery_captions) == 12
+    assert all(float(c.split(" · ")[0]) <= 1.0 for c in seen.gallery_captions)
+    # the filter changed the results: only recipes with blue in their ingredients
+    assert seen.filtered_captions != seen.gallery_captions
+    assert seen.filtered_captions and all("Blue" in c for c in seen.filtered_captions)
+    # a photo -> recipes (a score per row), suggested ingredients with shares, similar dishes
+    assert any(cell.endswith("Cake") for cell in seen.recipe_rows)
+    assert "flour" in seen.suggested and "%" in seen.suggested
+    assert seen.similar_images >= 1
+    assert "Type a dish" in seen.empty_query_message
+    assert all(p.stat().st_size > 10_000 for p in seen.screenshots)

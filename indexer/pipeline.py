@@ -247,7 +247,10 @@ def index_records(
         work, unreadable = plan(store, collection, items)
     report.unchanged, report.rejects = work.unchanged, list(unreadable)
     with tqdm(
-        total=len(work.todo), unit="item", desc=f"indexing {collection}", disable=not progress
+        total=len(work.todo),
+        unit="item",
+        desc=f"indexing {collection}",
+        disable=not progress or not work.todo,
     ) as bar:
         for batch in encode_batches(encoder, work.todo, batch_size, workers, max_pixels, clock):
             points = to_points(batch)

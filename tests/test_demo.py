@@ -105,6 +105,7 @@ def test_demo_trains_on_first_use_and_a_second_run_redoes_nothing(tmp_path, home
     assert cli(["demo", "--data", str(data), "--no-serve", "--no-progress"]) == 0
     first = capsys.readouterr().out
     assert "Training the recipe model" in first and "recipe model trained" in first
+    assert re.search(r"val R@1 image->text [\d.]+, text->image [\d.]+", first), first
     assert re.search(r"indexed 12, unchanged 0", first), first
     assert (home / "models" / "recipe" / "best" / "checkpoint.json").is_file()
     assert cli(["demo", "--data", str(data), "--no-serve", "--no-progress"]) == 0

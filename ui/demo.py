@@ -113,6 +113,13 @@ def ensure_model(model: str | None, data: Path, progress: bool = True) -> str:
     state = trainer.run()
     (run / "done").write_text(f"best epoch {state.best_epoch}, score {state.best_score:.2f}\n")
     print(f"recipe model trained in {time.perf_counter() - started:.0f}s: {run / 'best'}")
+    best = next((h for h in state.history if h["epoch"] == state.best_epoch), None)
+    if best and best.get("metrics"):
+        m = best["metrics"]
+        print(
+            f"val R@1 image->text {m['image_to_text']['R@1']:.1f}, text->image "
+            f"{m['text_to_image']['R@1']:.1f} (best epoch {state.best_epoch})"
+        )
     return str(run / "best")
 
 

@@ -8,6 +8,7 @@ Binds 127.0.0.1 unless ``--host`` says otherwise; never creates a public share l
 from __future__ import annotations
 
 import argparse
+import signal
 
 from multimodal.commands.common import add_store_arguments, command, open_store_from_args
 
@@ -29,17 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(store, collection: str, model: str | None, args, examples=None) -> int:
+def serve(store, collection: str, model: str | None, args, encoder=None) -> int:
     from indexer.search import Searcher
     from multimodal.encoder import load_encoder
     from ui.app import RecipeApp, launch
     from ui.demo import example_photos
 
-    model = model or store.metadata(collection)["model"]["name"]
-    searcher = Searcher(load_encoder(model, args.device), store, collection)
-    app = RecipeApp(searcher, examples or example_photos(store, collection))
+    if encoder is None:
+        model = model or store.metadata(collection)["model"]["name"]
+        encoder = load_encoder(model, args.device)
+    searcher = Searcher(encoder, store, collection)
+    app = RecipeApp(searcher, example_photos(store, collection))
     blocks = launch(app, args.host, args.port, args.concurrency, block=False)
     print(f"search page: {blocks.local_url}  (Ctrl-C stops)", flush=True)
+    signal.signal(signal.SIGTERM, _stop)  # a service manager's stop: close the store cleanly
     try:
         blocks.block_thread()
     except KeyboardInterrupt:
@@ -47,6 +51,10 @@ def serve(store, collection: str, model: str | None, args, examples=None) -> int
     finally:
         blocks.close()
     return 0
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
 
 
 @command("serve")

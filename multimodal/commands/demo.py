@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     with EdgeStore(args.store or default_store_path()) as store:
         report = ensure_index(encoder, store, collection, data, progress)
         print(report.summary())
-        print(f"indexed and ready in {time.perf_counter() - started:.1f}s", flush=True)
+        print(f"ready in {time.perf_counter() - started:.1f}s", flush=True)
         if args.no_serve:
             return 0
         return serve(store, collection, model, args, encoder)

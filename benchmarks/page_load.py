@@ -71,7 +71,9 @@ def direct(app: RecipeApp, job) -> None:
 def through_page(url: str, job) -> float:
     from gradio_client import Client, handle_file
 
-    client = Client(url, verbose=False)
+    # Results carry file URLs; a script that wants the photos fetches them itself, so the
+    # client is not made to download twelve images per search here.
+    client = Client(url, verbose=False, download_files=False)
     kind, value = job
     started = time.perf_counter()
     if kind == "text":

@@ -329,3 +329,19 @@ def _folder_records(folder: Path) -> list[Record]:
     from multimodal.data.readers import read_records
 
     return read_records(folder)
+
+
+def test_cli_writes_the_rejects_file(tmp_path, capsys):
+    data = tmp_path / "photos"
+    draw_image(data / "good.png", "red", "square")
+    (data / "broken.jpg").write_bytes(b"\xff\xd8\xff not a photo")
+    store = tmp_path / "store"
+    args = ["index", "--model", "tiny-random", "--data", str(data), "--collection", "c",
+            "--store", str(store), "--workers", "0", "--no-progress"]  # fmt: skip
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert "indexed 1, unchanged 0, rejected 1" in out
+    rejects = store / "c.rejects.jsonl"
+    assert f"reasons in {rejects}" in out
+    (row,) = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert row["path"].endswith("broken.jpg") and row["reason"]

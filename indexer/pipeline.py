@@ -215,8 +215,8 @@ def model_stamp(encoder: DualEncoder) -> dict:
     architecture and, for a checkpoint, the hash of its weights."""
     info = encoder.info
     name = info.spec
-    if Path(name).is_dir():
-        name = str(Path(name).resolve())
+    if Path(name).expanduser().is_dir():
+        name = str(Path(name).expanduser().resolve())
     return {
         "name": name,
         "arch": info.arch,

@@ -46,11 +46,11 @@ def parse_model_spec(text: str) -> ModelSpec:
     if text.startswith(HF_HUB_PREFIX):
         return ModelSpec(text, "hf-hub", source=text[len(HF_HUB_PREFIX) :])
     if text.startswith(LOCAL_DIR_PREFIX):
-        return _checkpoint_spec(text, Path(text[len(LOCAL_DIR_PREFIX) :]))
+        return _checkpoint_spec(text, Path(text[len(LOCAL_DIR_PREFIX) :]).expanduser())
     if text in BUILTIN_MODELS:
         return ModelSpec(text, "builtin", arch=text)
-    if Path(text).is_dir():
-        return _checkpoint_spec(text, Path(text))
+    if Path(text).expanduser().is_dir():  # "~/models/recipe" from Python, unexpanded by a shell
+        return _checkpoint_spec(text, Path(text).expanduser())
     arch, sep, source = text.partition(":")
     if sep:
         return _arch_spec(text, arch, source)

@@ -220,3 +220,14 @@ def test_length_sorted_text_batches_keep_input_order_and_values(starter_encoder)
     batched = starter_encoder.encode_texts(texts, batch_size=2)
     one_by_one = np.concatenate([starter_encoder.encode_texts([t], batch_size=1) for t in texts])
     np.testing.assert_allclose(batched, one_by_one, atol=2e-5)
+
+
+def test_checkpoint_folder_under_home_is_found_from_python(tmp_path, monkeypatch, tiny_encoder):
+    """A "~/..." spec from Python code, where no shell expanded the tilde."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    info = tiny_encoder.info
+    save_checkpoint(tmp_path / "models" / "tiny", tiny_encoder.model, arch=info.arch,
+                    model_cfg=info.model_cfg, preprocess_cfg=info.preprocess_cfg,
+                    tokenizer=tiny_encoder.tokenizer, provenance={"made_by": "test"})  # fmt: skip
+    spec = parse_model_spec("~/models/tiny")
+    assert spec.kind == "checkpoint" and spec.source == str((tmp_path / "models" / "tiny"))

@@ -230,4 +230,4 @@ def test_checkpoint_folder_under_home_is_found_from_python(tmp_path, monkeypatch
                     model_cfg=info.model_cfg, preprocess_cfg=info.preprocess_cfg,
                     tokenizer=tiny_encoder.tokenizer, provenance={"made_by": "test"})  # fmt: skip
     spec = parse_model_spec("~/models/tiny")
-    assert spec.kind == "checkpoint" and spec.source == str((tmp_path / "models" / "tiny"))
+    assert spec.kind == "checkpoint" and spec.source == str(tmp_path / "models" / "tiny")

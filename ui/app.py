@@ -179,7 +179,12 @@ class RecipeApp:
         for hit in hits:
             path = hit.image_path
             if path is not None and path.is_file():
-                items.append((str(path), f"{hit.score:.3f} · {hit.payload.get('title') or '-'}"))
+                names = hit.payload.get("base_ingredients") or hit.payload.get("ingredients") or []
+                caption = f"{hit.score:.3f} · {hit.payload.get('title') or '-'}"
+                if names:
+                    more = ", …" if len(names) > 4 else ""
+                    caption += f" · {', '.join(names[:4])}{more}"
+                items.append((str(path), caption))
         return items
 
     def _suggestions(self, recipes: list[Hit]) -> dict[str, float]:
@@ -249,8 +254,8 @@ def build_blocks(app: RecipeApp) -> gr.Blocks:
                 mix_image = gr.Image(type="pil", label="Photo", sources=["upload", "clipboard"],
                                      height=180)  # fmt: skip
                 mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
-            gallery = gr.Gallery(label="Dishes (score · title)", columns=4, height=430,
-                                 elem_id="gallery")  # fmt: skip
+            gallery = gr.Gallery(label="Dishes (score · title · ingredients)", columns=4,
+                                 height=430, elem_id="gallery")  # fmt: skip
             hits = gr.JSON(
                 visible=False
             )  # the results with payloads, for "more like this" and the API

@@ -30,6 +30,7 @@ from indexer.store import (
     StoreError,
     check_model,
 )
+from multimodal.files import write_json
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -226,11 +227,7 @@ class EdgeStore(Store):
         return shard
 
     def _write_metadata(self, name: str, metadata: dict[str, Any]) -> None:
-        path = self._folder(name) / "collection.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(path.name + ".partial")
-        staging.write_text(json.dumps(metadata, indent=2) + "\n")
-        staging.replace(path)
+        write_json(self._folder(name) / "collection.json", metadata)
 
 
 def _record(record, with_vectors: bool) -> dict[str, Any]:

@@ -15,7 +15,6 @@ Each stage is a small function with its own test and its own clock:
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from collections import defaultdict
@@ -33,6 +32,7 @@ from multimodal.data.loading import Reject, iter_image_batches
 from multimodal.data.records import Record
 from multimodal.data.text import RecipeTextBuilder
 from multimodal.encoder import DualEncoder
+from multimodal.files import write_jsonl
 
 ID_NAMESPACE = uuid.UUID("8f0b7d4e-5d1c-4f43-9d55-6a1f0c2f7b10")  # this project's ids
 RETRIEVE_CHUNK = 512
@@ -286,14 +286,7 @@ def prune_missing(store: Store, collection: str, roots: set) -> int:
 
 
 def write_rejects(path: str | Path, rejects: Sequence[Reject]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".partial")
-    with open(staging, "w") as handle:
-        for reject in rejects:
-            handle.write(json.dumps({"path": reject.path, "reason": reject.reason}) + "\n")
-    staging.replace(path)
-    return path
+    return write_jsonl(path, (reject.as_dict() for reject in rejects))
 
 
 @contextmanager

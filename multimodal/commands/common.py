@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageLoadError
 from multimodal.data.readers import dataset_splits, read_records
@@ -67,15 +65,6 @@ def image_batch_size(requested: int | None, device) -> int:
             raise ValueError("--batch-size must be at least 1")
         return requested
     return 128 if str(device).startswith("cuda") else 16
-
-
-def write_json(path: str | Path, payload: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".partial")
-    staging.write_text(json.dumps(payload, indent=2) + "\n")
-    staging.replace(path)
-    return path
 
 
 def command(name: str) -> Callable:

@@ -30,12 +30,12 @@ from multimodal.commands.common import (
     command,
     image_batch_size,
     load_data,
-    write_json,
 )
 from multimodal.data.records import Record
 from multimodal.data.text import RecipeTextBuilder
 from multimodal.embedding import embed_images, embed_texts
 from multimodal.encoder import DualEncoder, load_encoder
+from multimodal.files import atomic_path, write_json, write_jsonl
 from multimodal.spec import parse_model_spec
 
 PLAN_KEYS = ("model", "model_sha256", "data", "split", "shard_size", "items")
@@ -140,9 +140,7 @@ def _embed_shard(
     ]
     _save_atomic(out / "img_emb" / f"img_emb_{index:04d}.npy", image_rows)
     _save_atomic(out / "text_emb" / f"text_emb_{index:04d}.npy", text_rows)
-    _write_jsonl_atomic(
-        out / "rejects" / f"rejects_{index:04d}.jsonl", [r.as_dict() for r in rejects]
-    )
+    write_jsonl(out / "rejects" / f"rejects_{index:04d}.jsonl", [r.as_dict() for r in rejects])
     _write_metadata(_metadata_path(out, index, args.metadata_format), metadata)
     return len(rejects)
 
@@ -165,31 +163,18 @@ def _metadata_path(out: Path, index: int, fmt: str) -> Path:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.stem + ".partial.npy")
-    np.save(staging, array)
-    staging.replace(path)
+    with atomic_path(path) as staging, open(staging, "wb") as handle:
+        np.save(handle, array)  # to a handle: np.save would add .npy to a staging name
 
 
 def _write_metadata(path: Path, rows: list[dict]) -> None:
-    if path.suffix == ".parquet":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(path.name + ".partial")
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise RuntimeError("parquet metadata needs pyarrow: pip install pyarrow") from None
+    if path.suffix != ".parquet":
+        write_jsonl(path, rows)
+        return
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise RuntimeError("parquet metadata needs pyarrow: pip install pyarrow") from None
+    with atomic_path(path) as staging:
         pq.write_table(pa.Table.from_pylist(rows), staging)
-        staging.replace(path)
-    else:
-        _write_jsonl_atomic(path, rows)
-
-
-def _write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".partial")
-    with open(staging, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    staging.replace(path)

@@ -16,10 +16,10 @@ from multimodal.commands.common import (
     command,
     image_batch_size,
     load_data,
-    write_json,
 )
 from multimodal.embedding import embed_pairs
 from multimodal.encoder import load_encoder
+from multimodal.files import write_json
 from multimodal.metrics import bag_metrics, format_table, retrieval_metrics
 from multimodal.spec import parse_model_spec
 

@@ -26,14 +26,6 @@ class DownloadError(RuntimeError):
     pass
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(url: str, target: Path, sha256: str | None = None, progress: bool = True) -> str:
     """Stream ``url`` to ``target``; returns the archive's sha256 (checked if given)."""
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from multimodal.data.records import Record
 from multimodal.embedding import embed_images, embed_pairs
 from multimodal.encoder import DualEncoder, trim_padding
 from multimodal.factory import LoadedModel
+from multimodal.files import atomic_path
 from multimodal.loss import ContrastiveLoss
 from multimodal.metrics import retrieval_metrics
 from multimodal.mining import MiningConfig, mine_hard_negatives
@@ -371,10 +372,8 @@ class Trainer:
         else:
             self._compute_cache()
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            staging = path.with_name(path.name + ".partial")
-            torch.save(self.cache, staging)
-            staging.replace(path)
+            with atomic_path(path) as staging:
+                torch.save(self.cache, staging)
 
     def _feature_cache_path(self) -> Path | None:
         """A file named by everything the cached features depend on."""
@@ -515,9 +514,8 @@ class Trainer:
             "hard_texts": self.hard_texts,
             "hard_images": self.hard_images,
         }
-        staging = self.out / (STATE_FILE + ".partial")
-        torch.save(payload, staging)
-        staging.replace(self.out / STATE_FILE)
+        with atomic_path(self.out / STATE_FILE) as staging:
+            torch.save(payload, staging)
 
     def load_state(self) -> None:
         path = self.out / STATE_FILE

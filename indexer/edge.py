@@ -28,7 +28,8 @@ from indexer.store import (
     SearchFilter,
     Store,
     StoreError,
-    check_model,
+    as_record,
+    check_compatible,
 )
 from multimodal.files import write_json
 
@@ -59,9 +60,7 @@ class EdgeStore(Store):
         folder = self._folder(name)
         if (folder / "collection.json").is_file():
             metadata = self.metadata(name)
-            check_model(name, metadata["model"], spec.model)
-            if metadata["dim"] != spec.dim:
-                raise StoreError(f"collection {name!r} has {metadata['dim']}-d vectors")
+            check_compatible(name, metadata, spec)
             self._shard(name)
             return metadata
         if folder.exists():  # a create that died before its metadata was written
@@ -148,7 +147,7 @@ class EdgeStore(Store):
         records = self._shard(name).retrieve(
             [uuid.UUID(i) for i in ids], with_payload=payload, with_vector=with_vectors
         )
-        return [_record(r, with_vectors) for r in records]
+        return [as_record(r, with_vectors) for r in records]
 
     def scroll(
         self,
@@ -170,7 +169,7 @@ class EdgeStore(Store):
             )
             records, offset = shard.scroll(request)
             for record in records:
-                yield _record(record, with_vectors)
+                yield as_record(record, with_vectors)
             if offset is None:
                 return
 
@@ -228,13 +227,6 @@ class EdgeStore(Store):
 
     def _write_metadata(self, name: str, metadata: dict[str, Any]) -> None:
         write_json(self._folder(name) / "collection.json", metadata)
-
-
-def _record(record, with_vectors: bool) -> dict[str, Any]:
-    out = {"id": str(record.id), "payload": record.payload or {}}
-    if with_vectors:
-        out["vectors"] = record.vector or {}
-    return out
 
 
 def _ingredient_match(ingredient: str) -> qe.Filter:

@@ -179,11 +179,24 @@ class Searcher:
         """The ``limit`` nearest items in ``target`` space ("image": their photos, "text":
         their recipe texts), best first. ``group_by`` (e.g. "label", "recipe_id") keeps at
         most ``group_size`` results per value, so one dish type cannot fill the page."""
-        if target not in TARGETS:
-            raise ValueError(f"target must be image or text, not {target!r}")
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
+        _check_request(target, limit)  # before the query is encoded
         vector, sources = self.query_vector(query)
+        return self.nearest(vector, sources, target, limit, filter, group_by, group_size, exact)
+
+    def nearest(
+        self,
+        vector: np.ndarray,
+        sources: set[str] = frozenset(),
+        target: str = "image",
+        limit: int = 10,
+        filter: SearchFilter | None = None,
+        group_by: str | None = None,
+        group_size: int = 1,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """:meth:`search` for a query vector already made (``sources``: the stored points it
+        came from, left out of the results)."""
+        _check_request(target, limit)
         fetch = limit + len(sources)
         if group_by:
             fetch = min(max(fetch * 8, 64), 1000)
@@ -207,6 +220,13 @@ class Searcher:
             if label:
                 seen.add(label)
         return sorted(seen)
+
+
+def _check_request(target: str, limit: int) -> None:
+    if target not in TARGETS:
+        raise ValueError(f"target must be image or text, not {target!r}")
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
 
 
 def vote_ingredients(hits: list[Hit], top: int = 12) -> list[tuple[str, float]]:

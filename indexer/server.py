@@ -27,7 +27,8 @@ from indexer.store import (
     SearchFilter,
     Store,
     StoreError,
-    check_model,
+    as_record,
+    check_compatible,
 )
 
 UPLOAD_BATCH = 256
@@ -72,9 +73,7 @@ class ServerStore(Store):
     def create_or_open(self, name: str, spec: CollectionSpec) -> dict[str, Any]:
         if self.client.collection_exists(name):
             metadata = self.metadata(name)
-            check_model(name, metadata["model"], spec.model)
-            if metadata["dim"] != spec.dim:
-                raise StoreError(f"collection {name!r} has {metadata['dim']}-d vectors")
+            check_compatible(name, metadata, spec)
             return metadata
         quantization = None
         if spec.quantization == "int8":
@@ -176,7 +175,7 @@ class ServerStore(Store):
             with_payload=list(fields) if fields else True,
             with_vectors=with_vectors,
         )
-        return [_record(r, with_vectors) for r in records]
+        return [as_record(r, with_vectors) for r in records]
 
     def scroll(
         self,
@@ -197,7 +196,7 @@ class ServerStore(Store):
                 with_vectors=with_vectors,
             )
             for record in records:
-                yield _record(record, with_vectors)
+                yield as_record(record, with_vectors)
             if offset is None:
                 return
 
@@ -222,13 +221,6 @@ class ServerStore(Store):
 
     def close(self) -> None:
         self.client.close()
-
-
-def _record(record, with_vectors: bool) -> dict[str, Any]:
-    out = {"id": str(record.id), "payload": record.payload or {}}
-    if with_vectors:
-        out["vectors"] = record.vector or {}
-    return out
 
 
 def _ingredient_match(ingredient: str) -> qm.Filter:

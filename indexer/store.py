@@ -104,6 +104,21 @@ def check_model(name: str, recorded: dict[str, Any], model: dict[str, Any]) -> N
         )
 
 
+def check_compatible(name: str, metadata: dict[str, Any], spec: CollectionSpec) -> None:
+    """An existing collection takes vectors only from the model and size that made it."""
+    check_model(name, metadata["model"], spec.model)
+    if metadata["dim"] != spec.dim:
+        raise StoreError(f"collection {name!r} has {metadata['dim']}-d vectors")
+
+
+def as_record(record, with_vectors: bool) -> dict[str, Any]:
+    """A Qdrant record (either API) as the interface's ``{"id", "payload"[, "vectors"]}``."""
+    out = {"id": str(record.id), "payload": record.payload or {}}
+    if with_vectors:
+        out["vectors"] = record.vector or {}
+    return out
+
+
 class Store(ABC):
     """A collection store. Point ids are UUID strings; vectors are unit-length floats."""
 

@@ -149,15 +149,13 @@ class RecipeApp:
             with_ingredients=_words(with_text),
             without_ingredients=_words(without_text),
         )
-        sources = {t.value for t in terms if t.kind == "point"}
-        store, name = self.searcher.store, self.searcher.collection
         try:
             with self._lock:
-                vector, _ = self.searcher.query_vector(terms)
-            results = []
-            for target in targets:
-                hits = store.query(name, vector, target, RESULTS + len(sources), search_filter)
-                results.append([h for h in hits if h.id not in sources][:RESULTS])
+                vector, sources = self.searcher.query_vector(terms)
+            results = [
+                self.searcher.nearest(vector, sources, target, RESULTS, search_filter)
+                for target in targets
+            ]
         except (ValueError, ImageLoadError, StoreError) as err:
             raise gr.Error(str(err)) from None
         return results, vector

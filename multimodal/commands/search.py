@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from indexer.search import Searcher, Term, parse_query
+from indexer.search import Searcher, Term, parse_query, vote_ingredients
 from indexer.store import SearchFilter
 from multimodal.commands.common import add_store_arguments, command, open_store_from_args
 from multimodal.encoder import load_encoder
@@ -92,10 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     with open_store_from_args(args) as store:
         model = args.model or store.metadata(args.collection)["model"]["name"]
         searcher = Searcher(load_encoder(model, args.device), store, args.collection)
-        hits = searcher.search(terms, args.target, args.limit, search_filter, args.group_by)
-        suggested = (
-            searcher.suggest_ingredients(terms, filter=search_filter) if args.suggest else []
+        vector, sources = searcher.query_vector(terms)  # once, for results and suggestions
+        hits = searcher.nearest(
+            vector, sources, args.target, args.limit, search_filter, args.group_by
         )
+        suggested = []
+        if args.suggest:
+            neighbours = searcher.nearest(vector, sources, "text", 20, search_filter)
+            suggested = vote_ingredients(neighbours)
     if args.json:
         for rank, hit in enumerate(hits, 1):
             path = hit.image_path

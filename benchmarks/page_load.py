@@ -26,8 +26,7 @@ import numpy as np
 from indexer.search import Searcher
 from indexer.store import open_store
 from multimodal.encoder import load_encoder
-from ui.app import RecipeApp, launch
-from ui.demo import example_photos
+from ui.app import RecipeApp, example_photos, launch
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

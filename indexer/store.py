@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from multimodal.paths import data_home
+
 COLLECTION_FORMAT = "recipe-search-collection/1"
 VECTOR_NAMES = ("image", "text")
 # Payload fields with an index: what the page filters on.
@@ -199,11 +201,7 @@ class Store(ABC):
 
 def default_store_path() -> Path:
     """``$MULTIMODAL_HOME/qdrant``, else the XDG data directory (``~/.local/share``)."""
-    home = os.environ.get("MULTIMODAL_HOME")
-    if home:
-        return Path(home).expanduser() / "qdrant"
-    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data).expanduser() / "multimodal" / "qdrant"
+    return data_home() / "qdrant"
 
 
 def open_store(

@@ -1,36 +1,50 @@
-"""The ``multimodal`` console command: ``multimodal SUBCOMMAND [options]``."""
+"""The ``multimodal`` console command: ``multimodal SUBCOMMAND [options]``.
+
+Each package owns its subcommands and lists them in a ``COMMANDS`` registry (name -> module
+with ``main(argv) -> int``, one-line summary). The registries are found through the
+``multimodal.commands`` entry point group declared in ``pyproject.toml``, so this dispatcher
+imports nothing from the packages built on the library; a command's module is imported only
+when it runs, so ``--help`` is instant.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
+from importlib.metadata import entry_points
 
-# Subcommand -> module with ``main(argv) -> int``; imported on use, so ``--help`` is instant.
-COMMANDS = {
-    "demo": ("multimodal.commands.demo", "the recipe search page on Recipes5k, in one command"),
-    "eval": ("multimodal.commands.eval", "recall of a model on a data set, both directions"),
-    "embed": ("multimodal.commands.embed", "embed a data set to .npy files plus metadata"),
-    "train": ("multimodal.commands.train", "fine-tune with a contrastive loss and hard negatives"),
-    "index": ("multimodal.commands.index", "load a data set into Qdrant (incremental, resumable)"),
-    "search": ("multimodal.commands.search", "search a collection: text, image, or a mix"),
-    "serve": ("multimodal.commands.serve", "the search page for an indexed collection"),
-}
+from multimodal.commands import COMMANDS as LIBRARY_COMMANDS
 
-USAGE = "usage: multimodal {" + ",".join(COMMANDS) + "} [options]  (multimodal COMMAND --help)"
+ENTRY_POINT_GROUP = "multimodal.commands"
+
+
+def registry() -> dict[str, tuple[str, str]]:
+    """Every installed command: the library's first, then each registered package's."""
+    commands = dict(LIBRARY_COMMANDS)
+    found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    for entry_point in found:
+        for name, entry in entry_point.load().items():
+            commands.setdefault(name, entry)
+    return commands
+
+
+def usage(commands: dict[str, tuple[str, str]]) -> str:
+    return "usage: multimodal {" + ",".join(commands) + "} [options]  (multimodal COMMAND --help)"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    commands = registry()
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        for name, (_, summary) in COMMANDS.items():
+        print(usage(commands))
+        for name, (_, summary) in commands.items():
             print(f"  {name:<8} {summary}")
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"multimodal: unknown command {name!r}\n{USAGE}", file=sys.stderr)
+    if name not in commands:
+        print(f"multimodal: unknown command {name!r}\n{usage(commands)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
+    module = importlib.import_module(commands[name][0])
     return module.main(rest)
 
 

@@ -17,7 +17,7 @@ from conftest import write_recipes5k
 
 from multimodal.cli import main as cli
 from multimodal.data.download import DownloadError, fetch_dataset, unpack
-from ui.demo import _recipes5k_root, find_recipes5k
+from multimodal.data.recipes5k import find_recipes5k, recipes5k_root
 
 
 @pytest.fixture
@@ -53,16 +53,16 @@ def test_download_checks_the_checksum_and_unpacks(tmp_path, loopback):
     checksum = zip_folder(source, www / "Recipes5k.zip")
     target = tmp_path / "datasets" / "recipes5k"
     with pytest.raises(DownloadError, match="checksum mismatch"):
-        fetch_dataset(f"{url}/Recipes5k.zip", target, _recipes5k_root, "0" * 64, progress=False)
+        fetch_dataset(f"{url}/Recipes5k.zip", target, recipes5k_root, "0" * 64, progress=False)
     assert not target.exists() and not list(target.parent.glob("*.archive*"))
-    root = fetch_dataset(f"{url}/Recipes5k.zip", target, _recipes5k_root, checksum, progress=False)
+    root = fetch_dataset(f"{url}/Recipes5k.zip", target, recipes5k_root, checksum, progress=False)
     assert root == target / "Recipes5k"
     assert sorted(p.name for p in (root / "annotations").iterdir()) == sorted(
         p.name for p in (source / "annotations").iterdir()
     )
     assert (target / "SHA256").read_text().startswith(checksum)
     with pytest.raises(DownloadError, match="cannot download"):
-        fetch_dataset(f"{url}/missing.zip", tmp_path / "other", _recipes5k_root, progress=False)
+        fetch_dataset(f"{url}/missing.zip", tmp_path / "other", recipes5k_root, progress=False)
 
 
 def test_unpack_refuses_paths_outside_the_target(tmp_path):

@@ -16,7 +16,7 @@ from indexer.pipeline import index_records
 from indexer.search import Searcher
 from multimodal.data.readers import read_records
 from ui.app import RecipeApp, launch, recipe_markdown
-from ui.browser import drive, find_chromium
+from browser import drive, find_chromium
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from indexer.search import Searcher, Term, parse_query, vote_ingredients
-from indexer.store import Hit, SearchFilter, StoreError
+from indexer.store import Hit, SearchFilter, Store, StoreError
 from multimodal.data.images import ImageLoadError
 
 matplotlib.use("Agg")
@@ -34,6 +34,24 @@ CSS = """
 .recipe-card {min-height: 12rem}
 footer {display: none !important}
 """
+
+
+def example_photos(store: Store, collection: str, count: int = 6) -> list[Path]:
+    """A few photos of different dish types from the collection (the val split when there
+    is one), for one-click examples."""
+    picked, seen = [], set()
+    for spec in (SearchFilter(splits=["val"]), None):
+        for record in store.scroll(collection, spec, ["image", "root", "label"], page=256):
+            payload = record["payload"]
+            if payload.get("label") in seen or not payload.get("image"):
+                continue
+            path = Path(payload.get("root") or "", payload["image"])
+            if path.is_file():
+                picked.append(path)
+                seen.add(payload.get("label"))
+            if len(picked) >= count:
+                return picked
+    return picked
 
 
 @dataclass

@@ -79,7 +79,7 @@ def command(name: str) -> Callable:
             except (ValueError, FileNotFoundError, ImageLoadError) as err:
                 print(f"multimodal {name}: error: {err}", file=sys.stderr)
                 return 2
-            except RuntimeError as err:  # StoreError included
+            except RuntimeError as err:  # the indexer's StoreError included
                 print(f"multimodal {name}: error: {err}", file=sys.stderr)
                 return 1
             except KeyboardInterrupt:
@@ -89,27 +89,3 @@ def command(name: str) -> Callable:
         return main
 
     return decorate
-
-
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--collection", required=True, help="collection name, e.g. recipes5k")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--store",
-        default=None,
-        help="embedded Qdrant Edge folder (default: $MULTIMODAL_HOME/qdrant or "
-        "~/.local/share/multimodal/qdrant)",
-    )
-    where.add_argument("--qdrant-url", default=None, help="a Qdrant server, e.g. http://host:6333")
-    parser.add_argument(
-        "--api-key-env",
-        default="QDRANT_API_KEY",
-        help="environment variable holding the server's API key",
-    )
-    parser.add_argument("--grpc", action="store_true", help="talk to the server over gRPC")
-
-
-def open_store_from_args(args: argparse.Namespace):
-    from indexer.store import open_store
-
-    return open_store(args.store, args.qdrant_url, args.api_key_env, args.grpc)

@@ -16,9 +16,8 @@ from tqdm.auto import tqdm
 
 # The archive the Recipes5k authors link from http://www.ub.edu/cvub/recipes5k/ .
 RECIPES5K_URL = "https://www.dropbox.com/s/i1hvs96mnahozq0/Recipes5k.zip?dl=1"
-# Not pinned: it could not be fetched from this offline machine to be measured. Pass
-# --sha256 (or MULTIMODAL_RECIPES5K_SHA256) to pin it; the hash of what was downloaded is
-# always written beside the data set.
+# Not pinned: it could not be fetched from an offline machine to be measured. Pass the demo's
+# --sha256 to pin it; the hash of what was downloaded is always written beside the data set.
 RECIPES5K_SHA256: str | None = None
 
 

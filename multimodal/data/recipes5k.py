@@ -10,15 +10,21 @@ annotations/ingredients_simplified_Recipes5k.txt  the same, as base ingredients
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from multimodal.data.download import RECIPES5K_SHA256, RECIPES5K_URL, fetch_dataset
 from multimodal.data.records import Record
+from multimodal.paths import data_home
 
 SOURCE = "recipes5k"
 KNOWN_SPLITS = ("train", "val", "test")
 TITLES = "classes_Recipes5k.txt"
 INGREDIENTS = "ingredients_Recipes5k.txt"
 INGREDIENTS_SIMPLIFIED = "ingredients_simplified_Recipes5k.txt"
+DATA_ENV = "MULTIMODAL_RECIPES5K"
+# Where the project's checkout keeps the shared copy (from the repository root).
+SHARED_COPY = Path("../shared/datasets/recipes5k")
 
 
 def is_recipes5k(root: str | Path) -> bool:
@@ -98,3 +104,49 @@ def _lines(path: Path) -> list[str]:
 
 def _split_list(line: str) -> list[str]:
     return [item.strip() for item in line.split(",") if item.strip()]
+
+
+def find_recipes5k(explicit: str | None = None) -> Path | None:
+    """``--data``, then ``$MULTIMODAL_RECIPES5K``, then the checkout's shared copy, then a
+    copy the demo downloaded before."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"no data set at {path}")
+        if not is_recipes5k(path):
+            raise ValueError(f"{path} is not a Recipes5k folder (no annotations/ and images/)")
+        return path
+    candidates = [os.environ.get(DATA_ENV), SHARED_COPY, data_home() / "datasets" / "recipes5k"]
+    for candidate in candidates:
+        if candidate:
+            found = recipes5k_root(Path(candidate).expanduser())
+            if found is not None:
+                return found
+    return None
+
+
+def ensure_recipes5k(
+    explicit: str | None = None,
+    url: str = RECIPES5K_URL,
+    sha256: str | None = RECIPES5K_SHA256,
+    progress: bool = True,
+) -> Path:
+    """A Recipes5k folder: one found by :func:`find_recipes5k`, else the official archive
+    downloaded (with a progress bar, checked against ``sha256`` when given) into the data home."""
+    found = find_recipes5k(explicit)
+    if found is not None:
+        return found
+    target = data_home() / "datasets" / "recipes5k"
+    print(f"Recipes5k not found locally; downloading it to {target}")
+    return fetch_dataset(url, target, recipes5k_root, sha256, progress)
+
+
+def recipes5k_root(path: Path) -> Path | None:
+    """The Recipes5k folder at ``path`` or one level inside it (archives wrap it)."""
+    if path.is_dir() and is_recipes5k(path):
+        return path
+    if path.is_dir():
+        for child in sorted(path.iterdir()):
+            if child.is_dir() and is_recipes5k(child):
+                return child
+    return None

@@ -16,14 +16,13 @@ from pathlib import Path
 
 from indexer.pipeline import index_records, write_rejects
 from indexer.store import default_store_path
+from indexer.commands.common import add_store_arguments, open_store_from_args
 from multimodal.commands.common import (
     add_data_arguments,
     add_model_arguments,
-    add_store_arguments,
     command,
     image_batch_size,
     load_data,
-    open_store_from_args,
 )
 from multimodal.encoder import load_encoder
 

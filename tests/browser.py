@@ -2,7 +2,7 @@
 ``chromium-driver``, through Selenium): the end-to-end test uses it, and so does the README's
 screenshot run::
 
-    python -m ui.browser --url http://127.0.0.1:7860 --photo dish.jpg --query "tacos, salsa" \\
+    python tests/browser.py --url http://127.0.0.1:7860 --photo dish.jpg --query "tacos, salsa" \\
         --with avocado --screenshots assets
 
 Each step waits for the page to change, then reads what a person would see.

@@ -14,7 +14,7 @@ import argparse
 import time
 
 from multimodal.commands.common import command
-from multimodal.commands.serve import add_server_arguments, serve
+from ui.commands.serve import add_server_arguments, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     from indexer.pipeline import model_stamp
     from indexer.store import default_store_path
     from multimodal.data.download import RECIPES5K_SHA256, RECIPES5K_URL
+    from multimodal.data.recipes5k import ensure_recipes5k
     from multimodal.encoder import load_encoder
-    from ui.demo import collection_name, ensure_index, ensure_model, ensure_recipes5k
+    from ui.demo import collection_name, ensure_index, ensure_model
 
     args = build_parser().parse_args(argv)
     started = time.perf_counter()

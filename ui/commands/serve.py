@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import signal
 
-from multimodal.commands.common import add_store_arguments, command, open_store_from_args
+from indexer.commands.common import add_store_arguments, open_store_from_args
+from multimodal.commands.common import command
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def serve(store, collection: str, model: str | None, args, encoder=None) -> int:
     from indexer.search import Searcher
     from multimodal.encoder import load_encoder
-    from ui.app import RecipeApp, launch
-    from ui.demo import example_photos
+    from ui.app import RecipeApp, example_photos, launch
 
     if encoder is None:
         model = model or store.metadata(collection)["model"]["name"]

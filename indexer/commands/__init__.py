@@ -1,0 +1,7 @@
+"""The indexer's subcommands of the ``multimodal`` console command (see
+``multimodal.commands`` for how the console command finds them)."""
+
+COMMANDS = {
+    "index": ("indexer.commands.index", "load a data set into Qdrant (incremental, resumable)"),
+    "search": ("indexer.commands.search", "search a collection: text, image, or a mix"),
+}

@@ -244,6 +244,7 @@ def recipe_markdown(hit: dict) -> str:
 
 
 def build_blocks(app: RecipeApp) -> gr.Blocks:
+    """The page: a header, the filters, the three tabs, and the events that wire them."""
     searcher = app.searcher
     model = searcher.metadata["model"]["name"]
     with gr.Blocks(title="Recipe search") as blocks:
@@ -258,65 +259,71 @@ def build_blocks(app: RecipeApp) -> gr.Blocks:
                 without_text = gr.Textbox(label="Must not contain", elem_id="without")
         filters = [dishes, with_text, without_text]
         with gr.Tab("Find dishes from words", id="words"):
-            with gr.Row():
-                query = gr.Textbox(
-                    label="Ingredients, a dish name or a description",
-                    placeholder='e.g. "strawberries, cream, sugar" or "2:tacos - beef"',
-                    elem_id="query",
-                    scale=4,
-                )
-                search = gr.Button("Search", variant="primary", elem_id="search", scale=1)
-            with gr.Accordion("Mix in a photo (weighted)", open=False), gr.Row():
-                mix_image = gr.Image(type="pil", label="Photo", sources=["upload", "clipboard"],
-                                     height=180)  # fmt: skip
-                mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
-            gallery = gr.Gallery(label="Dishes (score · title · ingredients)", columns=4,
-                                 height=430, elem_id="gallery")  # fmt: skip
-            hits = gr.JSON(
-                visible=False
-            )  # the results with payloads, for "more like this" and the API
-            chosen = gr.State("")
-            with gr.Row():
-                recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
-                more = gr.Button("More like this", elem_id="more")
-            words_map = gr.Plot(label="Embedding map")
-            gr.Examples(
-                [["chocolate cake with strawberries"], ["tortillas, beef, salsa, cheese"],
-                 ["spaghetti, tomato, basil"], ['"2:apple pie" - cinnamon']],
-                [query],
-                label="Example queries",
-            )  # fmt: skip
+            _words_tab(app, filters)
         with gr.Tab("What's this dish?", id="photo"):
-            with gr.Row():
-                photo = gr.Image(type="pil", label="Photo of a dish (upload, paste or drop)",
-                                 sources=["upload", "clipboard"], height=300,
-                                 elem_id="photo")  # fmt: skip
-                suggested = gr.Label(num_top_classes=12, label="Suggested ingredients",
-                                     elem_id="suggested")  # fmt: skip
-            identify = gr.Button("Find recipes", variant="primary", elem_id="identify")
-            recipes = gr.Dataframe(
-                headers=["rank", "score", "title", "dish type", "ingredients"],
-                label="Nearest recipes", wrap=True, elem_id="recipes",
-            )  # fmt: skip
-            similar = gr.Gallery(label="Similar dishes", columns=6, height=240,
-                                 elem_id="similar")  # fmt: skip
-            photo_map = gr.Plot(label="Embedding map")
-            if app.examples:
-                gr.Examples([[str(p)] for p in app.examples], [photo], label="Example photos")
+            _photo_tab(app, filters)
         with gr.Tab("Map", id="map"):
             gr.Plot(app.map.figure() if app.map else None, label="The collection")
-
-        search.click(app.text_to_image, [query, mix_image, mix_weight, *filters],
-                     [gallery, hits, words_map], api_name="text_to_image")  # fmt: skip
-        query.submit(app.text_to_image, [query, mix_image, mix_weight, *filters],
-                     [gallery, hits, words_map], api_visibility="private")  # fmt: skip
-        gallery.select(app.select, [hits], [recipe, chosen], api_visibility="private")
-        more.click(app.more_like_this, [chosen, *filters], [gallery, hits, words_map],
-                   api_name="more_like_this")  # fmt: skip
-        identify.click(app.image_to_text, [photo, *filters],
-                       [recipes, suggested, similar, photo_map],
-                       api_name="image_to_text")  # fmt: skip
     return blocks
+
+
+def _words_tab(app: RecipeApp, filters: list) -> None:
+    """Words -> photos, with an optional weighted photo, the clicked recipe and "more like
+    this"."""
+    with gr.Row():
+        query = gr.Textbox(
+            label="Ingredients, a dish name or a description",
+            placeholder='e.g. "strawberries, cream, sugar" or "2:tacos - beef"',
+            elem_id="query",
+            scale=4,
+        )
+        search = gr.Button("Search", variant="primary", elem_id="search", scale=1)
+    with gr.Accordion("Mix in a photo (weighted)", open=False), gr.Row():
+        mix_image = gr.Image(type="pil", label="Photo", sources=["upload", "clipboard"],
+                             height=180)  # fmt: skip
+        mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
+    gallery = gr.Gallery(label="Dishes (score · title · ingredients)", columns=4,
+                         height=430, elem_id="gallery")  # fmt: skip
+    hits = gr.JSON(visible=False)  # the results with payloads, for "more like this" and the API
+    chosen = gr.State("")
+    with gr.Row():
+        recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
+        more = gr.Button("More like this", elem_id="more")
+    words_map = gr.Plot(label="Embedding map")
+    gr.Examples(
+        [["chocolate cake with strawberries"], ["tortillas, beef, salsa, cheese"],
+         ["spaghetti, tomato, basil"], ['"2:apple pie" - cinnamon']],
+        [query],
+        label="Example queries",
+    )  # fmt: skip
+    inputs, outputs = [query, mix_image, mix_weight, *filters], [gallery, hits, words_map]
+    search.click(app.text_to_image, inputs, outputs, api_name="text_to_image")
+    query.submit(app.text_to_image, inputs, outputs, api_visibility="private")
+    gallery.select(app.select, [hits], [recipe, chosen], api_visibility="private")
+    more.click(app.more_like_this, [chosen, *filters], outputs, api_name="more_like_this")
+
+
+def _photo_tab(app: RecipeApp, filters: list) -> None:
+    """A photo -> the nearest recipes, suggested ingredients and similar dishes."""
+    with gr.Row():
+        photo = gr.Image(type="pil", label="Photo of a dish (upload, paste or drop)",
+                         sources=["upload", "clipboard"], height=300,
+                         elem_id="photo")  # fmt: skip
+        suggested = gr.Label(num_top_classes=12, label="Suggested ingredients",
+                             elem_id="suggested")  # fmt: skip
+    identify = gr.Button("Find recipes", variant="primary", elem_id="identify")
+    recipes = gr.Dataframe(
+        headers=["rank", "score", "title", "dish type", "ingredients"],
+        label="Nearest recipes", wrap=True, elem_id="recipes",
+    )  # fmt: skip
+    similar = gr.Gallery(label="Similar dishes", columns=6, height=240,
+                         elem_id="similar")  # fmt: skip
+    photo_map = gr.Plot(label="Embedding map")
+    if app.examples:
+        gr.Examples([[str(p)] for p in app.examples], [photo], label="Example photos")
+    identify.click(app.image_to_text, [photo, *filters],
+                   [recipes, suggested, similar, photo_map],
+                   api_name="image_to_text")  # fmt: skip
 
 
 def launch(

@@ -26,11 +26,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model spec (e.g. ViT-B-32:laion2b_s34b_b79k when online, or runs/NAME/best); "
         "default: the demo's recipe model, trained on first use",
     )
-    parser.add_argument("--store", default=None, help="embedded store folder")
-    parser.add_argument("--download-url", default=None, help="where to fetch Recipes5k from")
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="embedded store folder (default: $MULTIMODAL_HOME/qdrant or "
+        "~/.local/share/multimodal/qdrant)",
+    )
+    parser.add_argument(
+        "--download-url",
+        default=None,
+        help="where to fetch Recipes5k from (default: the archive its authors link)",
+    )
     parser.add_argument("--sha256", default=None, help="expected checksum of that archive")
     parser.add_argument("--no-serve", action="store_true", help="prepare everything, then stop")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_server_arguments(parser)
     return parser
 

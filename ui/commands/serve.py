@@ -15,10 +15,18 @@ from multimodal.commands.common import command
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve your network")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--concurrency", type=int, default=2, help="searches run at once")
-    parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: loopback only; 0.0.0.0 serves your network)",
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port to bind (default: 7860)")
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="searches run at once (default: 2)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="cuda or cpu for the model (default: cuda if available)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="multimodal serve", description="Serve the search page for a collection."
     )
     add_store_arguments(parser)
-    parser.add_argument("--model", default=None, help="default: the collection's model")
+    parser.add_argument(
+        "--model", default=None, help="model spec for queries (default: the collection's model)"
+    )
     add_server_arguments(parser)
     return parser
 

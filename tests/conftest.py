@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from multimodal import towers
 from multimodal.data.records import Record
 
 # Tests never reach a model hub: a hub lookup fails at once instead of waiting on the network.
@@ -17,6 +19,35 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES5K = REPO.parent / "shared" / "datasets" / "recipes5k"
+
+# The test being set up or run; fixtures of any scope are set up inside it.
+_running: dict[str, pytest.Item | None] = {"item": None}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _running["item"] = item
+
+
+def _slow_only(find_weights):
+    """``pytest -m "not slow"`` is the fast loop: a test that finds the packaged pretrained
+    weights (the starting towers) without the ``slow`` marker fails and says so."""
+
+    @functools.wraps(find_weights)
+    def guarded(*args, **kwargs):
+        path = find_weights(*args, **kwargs)
+        item = _running["item"]
+        if item is not None and item.get_closest_marker("slow") is None:
+            pytest.fail(
+                f"{item.nodeid} loads pretrained towers: mark it @pytest.mark.slow", pytrace=False
+            )
+        return path
+
+    return guarded
+
+
+towers.minilm_path = _slow_only(towers.minilm_path)
+towers.efficientnet_lite_weights = _slow_only(towers.efficientnet_lite_weights)
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220)}
 SHAPES = ("square", "circle", "triangle")

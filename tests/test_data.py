@@ -104,7 +104,9 @@ def test_recipe_text_reads_naturally():
     assert recipe_text("a red square", []) == "a red square"
 
 
-@pytest.mark.parametrize("spec", ["recipe-starter", "tiny-random"])
+@pytest.mark.parametrize(
+    "spec", [pytest.param("recipe-starter", marks=pytest.mark.slow), "tiny-random"]
+)
 def test_builder_fits_context_without_cutting_the_title(spec):
     tokenizer = load_encoder(spec, device="cpu").tokenizer
     count = token_counter(tokenizer)

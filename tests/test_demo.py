@@ -100,6 +100,7 @@ def test_demo_downloads_when_nothing_is_local(tmp_path, home, loopback, monkeypa
     assert re.search(r"indexed 12, unchanged 0, rejected 0", out), out
 
 
+@pytest.mark.slow
 def test_demo_trains_on_first_use_and_a_second_run_redoes_nothing(tmp_path, home, capsys):
     data = write_recipes5k(tmp_path / "r5k", per_split=6)
     assert cli(["demo", "--data", str(data), "--no-serve", "--no-progress"]) == 0

@@ -78,6 +78,7 @@ def test_builtin_models_are_reproducible():
     np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.slow
 def test_starter_model_contract(starter_encoder, tmp_path):
     assert starter_encoder.context_length == 128
     assert starter_encoder.embed_dim == 512 and starter_encoder.image_size == 224
@@ -146,7 +147,9 @@ def test_weights_file_of_another_architecture_is_refused(tmp_path, tiny_encoder)
         load_encoder(f"RN50:{path}", device="cpu")
 
 
-@pytest.mark.parametrize("spec", ["tiny-random", "recipe-starter"])
+@pytest.mark.parametrize(
+    "spec", ["tiny-random", pytest.param("recipe-starter", marks=pytest.mark.slow)]
+)
 def test_checkpoint_round_trip_and_plain_open_clip(spec, tmp_path):
     loaded = create_model_and_transforms(spec)
     encoder = DualEncoder(loaded, device="cpu")
@@ -213,6 +216,7 @@ def test_saving_over_a_checkpoint_replaces_it_whole(tmp_path):
     assert reloaded.model.logit_scale.item() == pytest.approx(1.234)
 
 
+@pytest.mark.slow
 def test_length_sorted_text_batches_keep_input_order_and_values(starter_encoder):
     """The HF tower sorts texts by length and trims padding; results must not change."""
     assert starter_encoder.trim_padding and starter_encoder.channels_last

@@ -73,6 +73,8 @@ if __name__ == "__main__" and "--update" in sys.argv:
     vectors = embeddings(load_encoder("recipe-starter", device="cpu"))
     GOLDEN.parent.mkdir(exist_ok=True)
     document = {"model": "recipe-starter", "caption": CAPTION}
-    document.update({name: [round(float(v), 7) for v in vector] for name, vector in vectors.items()})
+    document.update(
+        {name: [round(float(v), 7) for v in vector] for name, vector in vectors.items()}
+    )
     GOLDEN.write_text(json.dumps(document, indent=1) + "\n")
     print(f"wrote {GOLDEN}")

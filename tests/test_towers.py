@@ -23,6 +23,7 @@ def _drawn_batch(size: int) -> torch.Tensor:
     return ((pixels - 127.0) / 128.0).unsqueeze(0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", [0, 1, 2])
 def test_mapped_timm_trunk_reproduces_original_imagenet_logits(variant):
     efficientnet_lite_pytorch = pytest.importorskip("efficientnet_lite_pytorch")
@@ -42,6 +43,7 @@ def test_mapped_timm_trunk_reproduces_original_imagenet_logits(variant):
     assert torch.softmax(got, dim=1).max() > 0.05
 
 
+@pytest.mark.slow
 def test_every_source_key_maps_to_a_distinct_timm_key():
     trunk = timm.create_model("tf_efficientnet_lite0")
     source = torch.load(towers.efficientnet_lite_weights(0), map_location="cpu", weights_only=True)
@@ -56,6 +58,7 @@ def test_unpackaged_variant_is_a_clear_error():
         towers.efficientnet_lite_weights(4)
 
 
+@pytest.mark.slow
 def test_starter_image_trunk_holds_the_imagenet_weights(starter_encoder):
     trunk = starter_encoder.model.visual.trunk
     source = torch.load(towers.efficientnet_lite_weights(0), map_location="cpu", weights_only=True)
@@ -63,6 +66,7 @@ def test_starter_image_trunk_holds_the_imagenet_weights(starter_encoder):
     torch.testing.assert_close(trunk.conv_head.weight.cpu(), source["_conv_head.weight"])
 
 
+@pytest.mark.slow
 def test_starter_text_tower_is_the_pretrained_minilm(starter_encoder):
     """Mean-pooled tower output equals sentence-transformers' own all-MiniLM-L6-v2 embedding
     (whose pipeline ends in a Normalize module, so both sides are compared normalised)."""

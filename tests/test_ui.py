@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 from browser import drive, find_chromium
 from conftest import write_recipes5k
@@ -14,7 +15,7 @@ from PIL import Image
 
 from indexer.edge import EdgeStore
 from indexer.pipeline import index_records
-from indexer.search import Searcher
+from indexer.search import Searcher, parse_query
 from multimodal.data.readers import read_records
 from ui.app import RecipeApp, launch, recipe_markdown
 
@@ -43,7 +44,12 @@ def test_handlers(recipe_app):
     gallery, hits, figure = app.text_to_image("blue circle cake", None, 1.0, [], "", "")
     assert len(gallery) == len(hits) == 12  # RESULTS, out of 18 items
     assert all(Path(path).is_file() and " · " in caption for path, caption in gallery)
-    assert hits[0]["score"] >= hits[-1]["score"] and figure is not None
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    # the map: every item of the collection, and a star where the query's vector projects
+    items, star = figure.axes[0].collections
+    assert len(items.get_offsets()) == 18
+    vector, _ = app.searcher.query_vector(parse_query("blue circle cake"))
+    np.testing.assert_allclose(star.get_offsets()[0], app.map.project(vector), rtol=1e-5)
     only_blue = app.text_to_image("cake", None, 1.0, [], "blue", "")[1]
     assert only_blue and all("Blue" in h["payload"]["title"] for h in only_blue)
     no_red = app.text_to_image("cake", None, 1.0, [], "", "red, green")[1]
@@ -118,15 +124,17 @@ def test_page_in_headless_chromium(served, tmp_path):
     url, app, root = served
     photo = next(root.glob("images/square/*.jpg"))
     seen = drive(url, photo, "red square cake", "blue", screenshots=tmp_path)
-    # words -> photos, with scores
-    assert len(seen.gallery_captions) == 12
-    assert all(float(c.split(" · ")[0]) <= 1.0 for c in seen.gallery_captions)
+    # words -> photos: the page shows what the search gives, in order, with scores
+    words = app.text_to_image("red square cake", None, 1.0, [], "", "")[0]
+    assert seen.gallery_captions == [caption for _, caption in words]
     # the filter changed the results: only recipes with blue in their ingredients
-    assert seen.filtered_captions != seen.gallery_captions
-    assert seen.filtered_captions and all("Blue" in c for c in seen.filtered_captions)
+    blue = app.text_to_image("red square cake", None, 1.0, [], "blue", "")[0]
+    assert seen.filtered_captions == [caption for _, caption in blue] != seen.gallery_captions
+    assert all("Blue" in c for c in seen.filtered_captions)
     # a photo -> recipes (a score per row), suggested ingredients with shares, similar dishes
     assert any(cell.endswith("Cake") for cell in seen.recipe_rows)
     assert "flour" in seen.suggested and "%" in seen.suggested
-    assert seen.similar_images >= 1
+    similar = app.image_to_text(Image.open(photo), [], "", "")[2]
+    assert seen.similar_images == len(similar) == 12
     assert "Type a dish" in seen.empty_query_message
     assert all(p.stat().st_size > 10_000 for p in seen.screenshots)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from browser import drive, find_chromium
 from conftest import write_recipes5k
 from PIL import Image
 
@@ -16,7 +17,6 @@ from indexer.pipeline import index_records
 from indexer.search import Searcher
 from multimodal.data.readers import read_records
 from ui.app import RecipeApp, launch, recipe_markdown
-from browser import drive, find_chromium
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from indexer.commands.common import add_store_arguments, open_store_from_args
 from indexer.pipeline import index_records, write_rejects
 from indexer.store import default_store_path
-from indexer.commands.common import add_store_arguments, open_store_from_args
 from multimodal.commands.common import (
     add_data_arguments,
     add_model_arguments,

@@ -14,9 +14,9 @@ import json
 import shutil
 from pathlib import Path
 
+from indexer.commands.common import add_store_arguments, open_store_from_args
 from indexer.search import Searcher, Term, parse_query, vote_ingredients
 from indexer.store import SearchFilter
-from indexer.commands.common import add_store_arguments, open_store_from_args
 from multimodal.commands.common import command
 from multimodal.encoder import load_encoder
 

@@ -31,7 +31,7 @@ from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.loading import Reject, iter_image_batches
 from multimodal.data.records import Record
 from multimodal.data.text import RecipeTextBuilder
-from multimodal.encoder import DualEncoder
+from multimodal.encoder import DualEncoder, model_stamp
 from multimodal.files import write_jsonl
 
 ID_NAMESPACE = uuid.UUID("8f0b7d4e-5d1c-4f43-9d55-6a1f0c2f7b10")  # this project's ids
@@ -208,20 +208,6 @@ def to_points(batch: EncodedBatch) -> list[Point]:
         if vectors:
             points.append(Point(item.id, vectors, payload(item)))
     return points
-
-
-def model_stamp(encoder: DualEncoder) -> dict:
-    """What the collection records about the model: its spec (absolute for a folder), its
-    architecture and, for a checkpoint, the hash of its weights."""
-    info = encoder.info
-    name = info.spec
-    if Path(name).expanduser().is_dir():
-        name = str(Path(name).expanduser().resolve())
-    return {
-        "name": name,
-        "arch": info.arch,
-        "weights_sha256": info.provenance.get("weights_sha256"),
-    }
 
 
 def index_records(

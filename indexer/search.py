@@ -22,7 +22,7 @@ from PIL import Image
 
 from indexer.store import Hit, SearchFilter, Store, StoreError, check_model
 from multimodal.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image, to_rgb
-from multimodal.encoder import DualEncoder
+from multimodal.encoder import DualEncoder, model_stamp
 
 TARGETS = ("image", "text")
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*:\s*(.*)$", re.S)
@@ -102,8 +102,6 @@ class Searcher:
         collection: str,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ):
-        from indexer.pipeline import model_stamp
-
         self.encoder, self.store, self.collection = encoder, store, collection
         self.metadata = store.metadata(collection)
         check_model(collection, self.metadata["model"], model_stamp(encoder))

@@ -23,10 +23,10 @@ from indexer.store import (
     TEXT_FIELDS,
     VECTOR_NAMES,
     CollectionSpec,
-    Hit,
     Point,
     SearchFilter,
     Store,
+    StoredPoint,
     StoreError,
     as_record,
     check_compatible,
@@ -128,7 +128,7 @@ class EdgeStore(Store):
         limit: int = 10,
         filter: SearchFilter | None = None,
         exact: bool = False,
-    ) -> list[Hit]:
+    ) -> list[StoredPoint]:
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest([float(x) for x in vector], using=using),
@@ -136,11 +136,14 @@ class EdgeStore(Store):
             with_payload=True,
             params=qe.SearchParams(exact=True) if exact else None,
         )
-        return [Hit(str(p.id), p.score, p.payload or {}) for p in self._shard(name).query(request)]
+        return [
+            StoredPoint(str(p.id), p.payload or {}, score=p.score)
+            for p in self._shard(name).query(request)
+        ]
 
     def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False, fields=None
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoredPoint]:
         if not ids:
             return []
         payload = qe.PayloadSelector.Include(list(fields)) if fields else True
@@ -156,7 +159,7 @@ class EdgeStore(Store):
         fields=None,
         page: int = 1000,
         with_vectors: bool = False,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[StoredPoint]:
         payload = qe.PayloadSelector.Include(list(fields)) if fields else True
         shard, offset = self._shard(name), None
         while True:

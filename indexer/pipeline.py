@@ -134,8 +134,8 @@ def plan(store: Store, collection: str, items: list[Item]) -> tuple[Plan, list[R
     stored: dict[str, str] = {}
     for start in range(0, len(hashed), RETRIEVE_CHUNK):
         chunk = [item.id for item in hashed[start : start + RETRIEVE_CHUNK]]
-        for record in store.retrieve(collection, chunk, fields=["content_hash"]):
-            stored[record["id"]] = record["payload"].get("content_hash", "")
+        for point in store.retrieve(collection, chunk, fields=["content_hash"]):
+            stored[point.id] = point.payload.get("content_hash", "")
     todo = [item for item in hashed if stored.get(item.id) != item.content_hash]
     changed = sum(1 for item in todo if item.id in stored)
     return Plan(todo, len(hashed) - len(todo), changed), rejects
@@ -263,10 +263,10 @@ def prune_missing(store: Store, collection: str, roots: set) -> int:
     """Delete the points under ``roots`` whose image file is gone."""
     gone = []
     for root in sorted(str(Path(r).resolve()) for r in roots):
-        for record in store.scroll(collection, SearchFilter(root=root), fields=["image"]):
-            image = record["payload"].get("image")
+        for point in store.scroll(collection, SearchFilter(root=root), fields=["image"]):
+            image = point.payload.get("image")
             if image and not (Path(root) / image).exists():
-                gone.append(record["id"])
+                gone.append(point.id)
     store.delete(collection, gone)
     return len(gone)
 

@@ -22,10 +22,10 @@ from indexer.store import (
     TEXT_FIELDS,
     VECTOR_NAMES,
     CollectionSpec,
-    Hit,
     Point,
     SearchFilter,
     Store,
+    StoredPoint,
     StoreError,
     as_record,
     check_compatible,
@@ -152,7 +152,7 @@ class ServerStore(Store):
         limit: int = 10,
         filter: SearchFilter | None = None,
         exact: bool = False,
-    ) -> list[Hit]:
+    ) -> list[StoredPoint]:
         response = self.client.query_points(
             name,
             query=[float(x) for x in vector],
@@ -162,11 +162,11 @@ class ServerStore(Store):
             limit=limit,
             with_payload=True,
         )
-        return [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
+        return [StoredPoint(str(p.id), p.payload or {}, score=p.score) for p in response.points]
 
     def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False, fields=None
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoredPoint]:
         if not ids:
             return []
         records = self.client.retrieve(
@@ -184,7 +184,7 @@ class ServerStore(Store):
         fields=None,
         page: int = 1000,
         with_vectors: bool = False,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[StoredPoint]:
         offset = None
         while True:
             records, offset = self.client.scroll(

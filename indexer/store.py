@@ -35,10 +35,14 @@ class Point:
 
 
 @dataclass
-class Hit:
-    id: str
-    score: float
-    payload: dict[str, Any]
+class StoredPoint:
+    """A point as the store gives it back: from :meth:`Store.query` (with its ``score``),
+    :meth:`Store.retrieve` and :meth:`Store.scroll` (with its ``vectors`` when asked)."""
+
+    id: str  # UUID string
+    payload: dict[str, Any] = field(default_factory=dict)  # only the fields asked for
+    vectors: dict[str, list[float]] = field(default_factory=dict)  # empty unless with_vectors
+    score: float | None = None  # similarity to the query; None outside query results
 
     @property
     def image_path(self) -> Path | None:
@@ -48,6 +52,9 @@ class Hit:
             return None
         root = self.payload.get("root")
         return Path(root, image) if root else Path(image)
+
+
+Hit = StoredPoint  # the name the page gives a query result
 
 
 @dataclass
@@ -113,12 +120,10 @@ def check_compatible(name: str, metadata: dict[str, Any], spec: CollectionSpec) 
         raise StoreError(f"collection {name!r} has {metadata['dim']}-d vectors")
 
 
-def as_record(record, with_vectors: bool) -> dict[str, Any]:
-    """A Qdrant record (either API) as the interface's ``{"id", "payload"[, "vectors"]}``."""
-    out = {"id": str(record.id), "payload": record.payload or {}}
-    if with_vectors:
-        out["vectors"] = record.vector or {}
-    return out
+def as_record(record, with_vectors: bool) -> StoredPoint:
+    """A Qdrant record (either API) as a :class:`StoredPoint`."""
+    vectors = (record.vector or {}) if with_vectors else {}
+    return StoredPoint(str(record.id), record.payload or {}, vectors=vectors)
 
 
 class Store(ABC):
@@ -151,13 +156,13 @@ class Store(ABC):
         limit: int = 10,
         filter: SearchFilter | None = None,
         exact: bool = False,
-    ) -> list[Hit]: ...
+    ) -> list[StoredPoint]: ...
 
     @abstractmethod
     def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False, fields=None
-    ) -> list[dict[str, Any]]:
-        """``[{"id", "payload", "vectors"}]`` for the ids that exist, in any order."""
+    ) -> list[StoredPoint]:
+        """The points of ``ids`` that exist, in any order (payload limited to ``fields``)."""
 
     @abstractmethod
     def scroll(
@@ -167,8 +172,8 @@ class Store(ABC):
         fields=None,
         page: int = 1000,
         with_vectors: bool = False,
-    ) -> Iterator[dict[str, Any]]:
-        """Every point (``{"id", "payload"}``, plus ``"vectors"``) matching ``filter``."""
+    ) -> Iterator[StoredPoint]:
+        """Every point matching ``filter``, read ``page`` points at a time."""
 
     @abstractmethod
     def count(self, name: str, filter: SearchFilter | None = None) -> int: ...

@@ -21,7 +21,7 @@ from indexer.edge import EdgeStore
 from indexer.pipeline import content_hash, index_records, make_items, plan, point_id
 from indexer.search import Searcher, Term, parse_query, vote_ingredients
 from indexer.server import ServerStore
-from indexer.store import CollectionSpec, Hit, SearchFilter, StoreError
+from indexer.store import CollectionSpec, SearchFilter, StoredPoint, StoreError
 from multimodal.cli import main as cli
 from multimodal.data.records import Record
 from multimodal.data.text import RecipeTextBuilder
@@ -149,7 +149,7 @@ def test_rerun_skips_unchanged_and_re_embeds_a_changed_file(trained, tmp_path):
         searcher = Searcher(encoder, store, "shapes")
         own = point_id(target.root, target.relative_image)
         (stored,) = store.retrieve("shapes", [own], with_vectors=True)
-        assert np.allclose(stored["vectors"]["image"], searcher.query_vector(target.image)[0],
+        assert np.allclose(stored.vectors["image"], searcher.query_vector(target.image)[0],
                            atol=1e-4)  # fmt: skip
 
 
@@ -228,9 +228,10 @@ def test_query_parsing():
 
 def test_ingredient_votes():
     hits = [
-        Hit("a", 0.6, {"base_ingredients": ["egg", "flour"]}),
-        Hit("b", 0.3, {"base_ingredients": ["egg", "sugar"]}),
-        Hit("c", -0.2, {"base_ingredients": ["salt"]}),  # a negative score casts no vote
+        StoredPoint("a", {"base_ingredients": ["egg", "flour"]}, score=0.6),
+        StoredPoint("b", {"base_ingredients": ["egg", "sugar"]}, score=0.3),
+        # a negative score casts no vote
+        StoredPoint("c", {"base_ingredients": ["salt"]}, score=-0.2),
     ]
     votes = vote_ingredients(hits)
     assert votes[0] == ("egg", pytest.approx(1.0))

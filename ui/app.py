@@ -42,7 +42,7 @@ def example_photos(store: Store, collection: str, count: int = 6) -> list[Path]:
     picked, seen = [], set()
     for spec in (SearchFilter(splits=["val"]), None):
         for record in store.scroll(collection, spec, ["image", "root", "label"], page=256):
-            payload = record["payload"]
+            payload = record.payload
             if payload.get("label") in seen or not payload.get("image"):
                 continue
             path = Path(payload.get("root") or "", payload["image"])
@@ -69,8 +69,8 @@ class MapProjection:
         for record in searcher.store.scroll(
             searcher.collection, SearchFilter(has_vector="image"), ["label"], with_vectors=True
         ):
-            vectors.append(record["vectors"]["image"])
-            labels.append(record["payload"].get("label") or "")
+            vectors.append(record.vectors["image"])
+            labels.append(record.payload.get("label") or "")
             if len(vectors) >= limit:
                 break
         if len(vectors) < 3:

@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from indexer.factory import open_store
 from indexer.search import Searcher
-from indexer.store import open_store
 from multimodal.encoder import load_encoder
 from ui.app import RecipeApp, example_photos, launch
 

@@ -7,7 +7,7 @@
 
 A mixed query is a sum of unit vectors, each with a sign and a weight (rclip's and Marqo's
 convention), normalised again; every term is text unless it names an existing image file or
-a stored point (``id:UUID``).
+a stored point (``id:UUID``). ``open_store`` is :func:`indexer.factory.open_store`.
 """
 
 from __future__ import annotations

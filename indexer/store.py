@@ -2,12 +2,12 @@
 
 Two implementations speak it: :class:`indexer.edge.EdgeStore` (Qdrant Edge, the engine
 in-process on a local folder; the default) and :class:`indexer.server.ServerStore` (a Qdrant
-server or cluster through ``qdrant-client``). Both are tested by one shared suite.
+server or cluster through ``qdrant-client``); :func:`indexer.factory.open_store` picks one.
+Both are tested by one shared suite.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -207,22 +207,3 @@ class Store(ABC):
 def default_store_path() -> Path:
     """``$MULTIMODAL_HOME/qdrant``, else the XDG data directory (``~/.local/share``)."""
     return data_home() / "qdrant"
-
-
-def open_store(
-    path: str | Path | None = None,
-    url: str | None = None,
-    api_key_env: str = "QDRANT_API_KEY",
-    grpc: bool = False,
-) -> Store:
-    """The embedded store at ``path`` (default :func:`default_store_path`), or the server at
-    ``url`` (``:memory:`` for qdrant-client's in-process mode)."""
-    if url is not None and path is not None:
-        raise ValueError("give --store PATH or --qdrant-url URL, not both")
-    if url is not None:
-        from indexer.server import ServerStore
-
-        return ServerStore(url, api_key=os.environ.get(api_key_env) or None, grpc=grpc)
-    from indexer.edge import EdgeStore
-
-    return EdgeStore(Path(path) if path is not None else default_store_path())

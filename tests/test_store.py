@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from indexer.edge import EdgeStore
+from indexer.factory import open_store
 from indexer.server import ServerStore
-from indexer.store import CollectionSpec, Point, SearchFilter, StoredPoint, StoreError, open_store
+from indexer.store import CollectionSpec, Point, SearchFilter, StoredPoint, StoreError
 
 DIM = 8
 MODEL = {"name": "tiny-random", "arch": "tiny-random", "weights_sha256": None}

@@ -2,8 +2,9 @@
 
 Two implementations speak it: :class:`indexer.edge.EdgeStore` (Qdrant Edge, the engine
 in-process on a local folder; the default) and :class:`indexer.server.ServerStore` (a Qdrant
-server or cluster through ``qdrant-client``); :func:`indexer.factory.open_store` picks one.
-Both are tested by one shared suite.
+server or cluster through ``qdrant-client``), both built on
+:class:`indexer.qdrant_base.QdrantStore`, which holds what they share.
+:func:`indexer.factory.open_store` picks one. Both are tested by one shared suite.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ VECTOR_NAMES = ("image", "text")
 # Payload fields with an index: what the page filters on.
 KEYWORD_FIELDS = ("label", "base_ingredients", "split", "root")
 TEXT_FIELDS = ("ingredients",)
+QUANTIZATIONS = ("int8",)  # besides None: full float32 vectors
 
 
 class StoreError(RuntimeError):
@@ -29,6 +31,8 @@ class StoreError(RuntimeError):
 
 @dataclass
 class Point:
+    """A point to write: its id, its vectors by name and its payload."""
+
     id: str  # UUID string
     vectors: dict[str, Sequence[float]]  # "image" and/or "text"
     payload: dict[str, Any] = field(default_factory=dict)
@@ -70,6 +74,7 @@ class SearchFilter:
     has_vector: str | None = None  # only points that have this named vector
 
     def __bool__(self) -> bool:
+        """Whether the filter restricts anything."""
         return bool(
             self.labels
             or self.with_ingredients
@@ -87,9 +92,10 @@ class CollectionSpec:
 
     dim: int
     model: dict[str, Any]  # {"name": spec, "arch": ..., "weights_sha256": ... or None}
-    quantization: str | None = None  # None or "int8"
+    quantization: str | None = None  # None or one of QUANTIZATIONS
 
     def metadata(self) -> dict[str, Any]:
+        """What a collection made for this spec records about itself."""
         return {
             "format": COLLECTION_FORMAT,
             "dim": self.dim,
@@ -104,6 +110,7 @@ def model_identity(model: dict[str, Any]) -> str:
 
 
 def check_model(name: str, recorded: dict[str, Any], model: dict[str, Any]) -> None:
+    """Refuse ``model`` for collection ``name`` when its vectors were made by another one."""
     if model_identity(recorded) != model_identity(model):
         raise StoreError(
             f"collection {name!r} holds vectors of model {recorded.get('name')!r} "
@@ -120,17 +127,18 @@ def check_compatible(name: str, metadata: dict[str, Any], spec: CollectionSpec) 
         raise StoreError(f"collection {name!r} has {metadata['dim']}-d vectors")
 
 
-def as_record(record, with_vectors: bool) -> StoredPoint:
-    """A Qdrant record (either API) as a :class:`StoredPoint`."""
-    vectors = (record.vector or {}) if with_vectors else {}
-    return StoredPoint(str(record.id), record.payload or {}, vectors=vectors)
-
-
 class Store(ABC):
-    """A collection store. Point ids are UUID strings; vectors are unit-length floats."""
+    """A collection store. Point ids are UUID strings; vectors are unit-length floats.
+
+    >>> with open_store() as store:  # indexer.factory.open_store
+    ...     store.create_or_open("recipes5k", CollectionSpec(512, model_stamp(encoder)))
+    ...     store.upsert("recipes5k", points)
+    ...     hits = store.query("recipes5k", vector, using="image", limit=5)
+    """
 
     @abstractmethod
-    def collections(self) -> list[str]: ...
+    def collections(self) -> list[str]:
+        """The names of the collections in the store, sorted."""
 
     @abstractmethod
     def create_or_open(self, name: str, spec: CollectionSpec) -> dict[str, Any]:
@@ -142,10 +150,12 @@ class Store(ABC):
         """The recorded metadata of an existing collection (:class:`StoreError` if none)."""
 
     @abstractmethod
-    def update_metadata(self, name: str, changes: dict[str, Any]) -> None: ...
+    def update_metadata(self, name: str, changes: dict[str, Any]) -> None:
+        """Merge ``changes`` into the collection's recorded metadata."""
 
     @abstractmethod
-    def upsert(self, name: str, points: Sequence[Point]) -> None: ...
+    def upsert(self, name: str, points: Sequence[Point]) -> None:
+        """Write whole points; a point with an id already stored replaces it."""
 
     @abstractmethod
     def query(
@@ -156,7 +166,9 @@ class Store(ABC):
         limit: int = 10,
         filter: SearchFilter | None = None,
         exact: bool = False,
-    ) -> list[StoredPoint]: ...
+    ) -> list[StoredPoint]:
+        """The ``limit`` points nearest to ``vector`` in the ``using`` vector space, best
+        first, with their score and payload; ``exact`` skips the approximate index."""
 
     @abstractmethod
     def retrieve(
@@ -176,10 +188,12 @@ class Store(ABC):
         """Every point matching ``filter``, read ``page`` points at a time."""
 
     @abstractmethod
-    def count(self, name: str, filter: SearchFilter | None = None) -> int: ...
+    def count(self, name: str, filter: SearchFilter | None = None) -> int:
+        """How many points match ``filter`` (exactly)."""
 
     @abstractmethod
-    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        """Delete the points of ``ids``; ids that do not exist are ignored."""
 
     @abstractmethod
     def drop(self, name: str) -> None:
@@ -198,9 +212,11 @@ class Store(ABC):
         return None
 
     def __enter__(self) -> Store:
+        """The store itself, closed when the ``with`` block ends."""
         return self
 
     def __exit__(self, *exc) -> None:
+        """Close the store."""
         self.close()
 
 

@@ -27,6 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search a collection with text, an image, a stored point or a weighted mix "
         "('\"2:strawberry tart\" + photo.jpg - chocolate').",
     )
+    _add_query_arguments(parser)
+    _add_filter_arguments(parser)
+    _add_output_arguments(parser)
+    add_store_arguments(parser)
+    return parser
+
+
+def _add_query_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to search with, and in which space."""
     parser.add_argument(
         "query",
         nargs="?",
@@ -47,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-k", "--limit", type=int, default=10, help="how many results to show (default: 10)"
     )
+
+
+def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which stored items may be results."""
     parser.add_argument(
         "--dish", action="append", default=[], help="only this dish type, e.g. tacos (repeatable)"
     )
@@ -72,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a payload field, e.g. label or recipe_id: at most one result per value",
     )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is printed, and the model that encodes the query."""
     parser.add_argument(
         "--suggest",
         action="store_true",
@@ -94,8 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where the query is encoded: cuda or cpu (default: cuda if available)",
     )
-    add_store_arguments(parser)
-    return parser
 
 
 def query_terms(args) -> list[Term]:

@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from indexer.factory import open_store
 from indexer.search import Searcher
-from indexer.store import open_store
 from multimodal.encoder import load_encoder
 from ui.app import RecipeApp, example_photos, launch
 
@@ -43,8 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def workload(app: RecipeApp, count: int, seed: int) -> list[tuple[str, object]]:
     rng = random.Random(seed)
     titles = []
-    for record in app.searcher.store.scroll(app.searcher.collection, fields=["title"], page=512):
-        titles.append(record["payload"].get("title") or "")
+    for point in app.searcher.store.scroll(app.searcher.collection, fields=["title"], page=512):
+        titles.append(point.payload.get("title") or "")
         if len(titles) >= 500:
             break
     photos = example_photos(app.searcher.store, app.searcher.collection, count=12)

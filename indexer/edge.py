@@ -12,31 +12,22 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
 
-from indexer.store import (
-    KEYWORD_FIELDS,
-    TEXT_FIELDS,
-    VECTOR_NAMES,
-    CollectionSpec,
-    Hit,
-    Point,
-    SearchFilter,
-    Store,
-    StoreError,
-    as_record,
-    check_compatible,
-)
+from indexer.filters import FilterConstructors
+from indexer.qdrant_base import QdrantStore, plain_vectors
+from indexer.store import VECTOR_NAMES, Point, StoreError
 from multimodal.files import write_json
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def check_collection_name(name: str) -> str:
+    """``name`` if it is a safe folder name (ValueError otherwise)."""
     if not NAME_PATTERN.match(name):
         raise ValueError(
             f"bad collection name {name!r}: use letters, digits, '_', '-', '.' (at most 128)"
@@ -44,170 +35,166 @@ def check_collection_name(name: str) -> str:
     return name
 
 
-class EdgeStore(Store):
+EDGE_FILTERS = FilterConstructors(
+    any_of=lambda key, values: qe.FieldCondition(key=key, match=qe.MatchAny(values)),
+    equals=lambda key, value: qe.FieldCondition(key=key, match=qe.MatchValue(value)),
+    has_words=lambda key, text: qe.FieldCondition(key=key, match=qe.MatchText(text)),
+    has_ids=lambda ids: qe.HasIdCondition(set(ids)),
+    has_vector=qe.HasVectorCondition,
+    combine=qe.Filter,
+)
+
+
+class EdgeStore(QdrantStore):
+    """Collections in folders under ``root``, each one Qdrant Edge shard."""
+
+    filters = EDGE_FILTERS
+
     def __init__(self, root: str | Path):
+        """The store in folder ``root`` (made on the first create)."""
         self.root = Path(root).expanduser()
+        self.label = f"qdrant-edge {self.root}"
+        self.place = f"in {self.root}"
         self._shards: dict[str, qe.EdgeShard] = {}
 
-    # -- collections ---------------------------------------------------------------------
-
     def collections(self) -> list[str]:
+        """The sub-folders of ``root`` holding a ``collection.json``, sorted."""
         if not self.root.is_dir():
             return []
         return sorted(p.parent.name for p in self.root.glob("*/collection.json"))
 
-    def create_or_open(self, name: str, spec: CollectionSpec) -> dict[str, Any]:
-        folder = self._folder(name)
-        if (folder / "collection.json").is_file():
-            metadata = self.metadata(name)
-            check_compatible(name, metadata, spec)
-            self._shard(name)
-            return metadata
-        if folder.exists():  # a create that died before its metadata was written
-            shutil.rmtree(folder)
-        quantization = None
-        if spec.quantization == "int8":
-            quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
-        elif spec.quantization is not None:
-            raise ValueError(f"unknown quantization {spec.quantization!r} (known: int8)")
-        vectors = {
-            vector: qe.EdgeVectorParams(spec.dim, qe.Distance.Cosine) for vector in VECTOR_NAMES
-        }
-        config = qe.EdgeConfig(vectors=vectors, quantization_config=quantization)
-        shard = qe.EdgeShard.create(str(folder / "shard"), config)
-        for field in KEYWORD_FIELDS:
-            shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
-        for field in TEXT_FIELDS:
-            params = qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)
-            shard.update(qe.UpdateOperation.create_field_index(field, params))
-        shard.flush()
-        self._shards[name] = shard
-        metadata = spec.metadata()
-        self._write_metadata(name, metadata)  # last: its presence means "created"
-        return metadata
-
-    def metadata(self, name: str) -> dict[str, Any]:
-        path = self._folder(name) / "collection.json"
-        if not path.is_file():
-            known = ", ".join(self.collections()) or "none"
-            raise StoreError(
-                f"no collection {name!r} in {self.root} (collections: {known}); "
-                "build it with multimodal index"
-            )
-        return json.loads(path.read_text())
-
-    def update_metadata(self, name: str, changes: dict[str, Any]) -> None:
-        self._write_metadata(name, {**self.metadata(name), **changes})
-
     def drop(self, name: str) -> None:
+        """Close the collection's shard and delete its folder."""
         shard = self._shards.pop(name, None)
         if shard is not None:
             shard.close()
         shutil.rmtree(self._folder(name), ignore_errors=True)
 
-    # -- points --------------------------------------------------------------------------
-
-    def upsert(self, name: str, points: Sequence[Point]) -> None:
-        if not points:
-            return
-        edge_points = [
-            qe.Point(
-                uuid.UUID(p.id),
-                {k: [float(x) for x in v] for k, v in p.vectors.items()},
-                p.payload,
-            )
-            for p in points
-        ]
-        self._shard(name).update(qe.UpdateOperation.upsert_points(edge_points))
-
-    def query(
-        self,
-        name: str,
-        vector: Sequence[float],
-        using: str,
-        limit: int = 10,
-        filter: SearchFilter | None = None,
-        exact: bool = False,
-    ) -> list[Hit]:
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest([float(x) for x in vector], using=using),
-            filter=_edge_filter(filter),
-            with_payload=True,
-            params=qe.SearchParams(exact=True) if exact else None,
-        )
-        return [Hit(str(p.id), p.score, p.payload or {}) for p in self._shard(name).query(request)]
-
-    def retrieve(
-        self, name: str, ids: Sequence[str], with_vectors: bool = False, fields=None
-    ) -> list[dict[str, Any]]:
-        if not ids:
-            return []
-        payload = qe.PayloadSelector.Include(list(fields)) if fields else True
-        records = self._shard(name).retrieve(
-            [uuid.UUID(i) for i in ids], with_payload=payload, with_vector=with_vectors
-        )
-        return [as_record(r, with_vectors) for r in records]
-
-    def scroll(
-        self,
-        name: str,
-        filter: SearchFilter | None = None,
-        fields=None,
-        page: int = 1000,
-        with_vectors: bool = False,
-    ) -> Iterator[dict[str, Any]]:
-        payload = qe.PayloadSelector.Include(list(fields)) if fields else True
-        shard, offset = self._shard(name), None
-        while True:
-            request = qe.ScrollRequest(
-                offset=offset,
-                limit=page,
-                filter=_edge_filter(filter),
-                with_payload=payload,
-                with_vector=with_vectors,
-            )
-            records, offset = shard.scroll(request)
-            for record in records:
-                yield as_record(record, with_vectors)
-            if offset is None:
-                return
-
-    def count(self, name: str, filter: SearchFilter | None = None) -> int:
-        return self._shard(name).count(qe.CountRequest(exact=True, filter=_edge_filter(filter)))
-
-    def delete(self, name: str, ids: Sequence[str]) -> None:
-        if ids:
-            operation = qe.UpdateOperation.delete_points([uuid.UUID(i) for i in ids])
-            self._shard(name).update(operation)
-
-    def describe(self, name: str) -> dict[str, Any]:
-        info = self._shard(name).info()
-        return {
-            "store": f"qdrant-edge {self.root}",
-            "collection": name,
-            "points": info.points_count,
-            "indexed_vectors": info.indexed_vectors_count,
-            "segments": info.segments_count,
-            "payload_indexes": sorted(info.payload_schema),
-            "metadata": self.metadata(name),
-        }
-
     def optimize(self, name: str) -> None:
+        """Build the shard's HNSW (and quantized) indexes now, before the first query."""
         self._shard(name).optimize()
 
     def close(self) -> None:
+        """Flush and close every open shard."""
         for shard in self._shards.values():
             shard.flush()
             shard.close()
         self._shards.clear()
 
+    # -- primitives ----------------------------------------------------------------------
+
+    def _exists(self, name: str) -> bool:
+        """Whether the collection's metadata file exists: it is written last on create."""
+        return (self._folder(name) / "collection.json").is_file()
+
+    def _open(self, name: str) -> None:
+        """Load the shard now, so a store locked by another process fails here."""
+        self._shard(name)
+
+    def _discard_partial(self, name: str) -> None:
+        """Remove the folder of a create that died before its metadata was written."""
+        folder = self._folder(name)
+        if folder.exists():
+            shutil.rmtree(folder)
+
+    def _create(self, name: str, dim: int, int8: bool, metadata: dict[str, Any]) -> None:
+        """Create the shard (the metadata is written by :meth:`_created`, last)."""
+        quantization = None
+        if int8:
+            quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
+        vectors = {vector: qe.EdgeVectorParams(dim, qe.Distance.Cosine) for vector in VECTOR_NAMES}
+        config = qe.EdgeConfig(vectors=vectors, quantization_config=quantization)
+        self._shards[name] = qe.EdgeShard.create(str(self._folder(name) / "shard"), config)
+
+    def _index_keyword(self, name: str, field: str) -> None:
+        """A keyword index on payload ``field``."""
+        schema = qe.PayloadSchemaType.Keyword
+        self._shards[name].update(qe.UpdateOperation.create_field_index(field, schema))
+
+    def _index_text(self, name: str, field: str) -> None:
+        """A lowercase word index on payload ``field``."""
+        params = qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)
+        self._shards[name].update(qe.UpdateOperation.create_field_index(field, params))
+
+    def _created(self, name: str, metadata: dict[str, Any]) -> None:
+        """Flush the shard, then write the metadata: its presence means "created"."""
+        self._shards[name].flush()
+        self._write_metadata(name, metadata)
+
+    def _read_metadata(self, name: str) -> dict[str, Any]:
+        """The collection's ``collection.json``."""
+        return json.loads((self._folder(name) / "collection.json").read_text())
+
+    def _write_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        """Replace ``collection.json`` atomically."""
+        write_json(self._folder(name) / "collection.json", metadata)
+
+    def _info(self, name: str) -> qe.ShardInfo:
+        """The shard's info."""
+        return self._shard(name).info()
+
+    def _upsert(self, name: str, points: Sequence[Point]) -> None:
+        """Upsert through the shard's write-ahead log."""
+        edge_points = [qe.Point(uuid.UUID(p.id), plain_vectors(p), p.payload) for p in points]
+        self._shard(name).update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def _query(
+        self, name: str, vector: list[float], using: str, limit: int, filter: Any, exact: bool
+    ) -> list:
+        """Nearest points in the shard."""
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(vector, using=using),
+            filter=filter,
+            with_payload=True,
+            params=qe.SearchParams(exact=True) if exact else None,
+        )
+        return self._shard(name).query(request)
+
+    def _retrieve(
+        self, name: str, ids: list[str], fields: list[str] | None, with_vectors: bool
+    ) -> list:
+        """Records by id from the shard."""
+        return self._shard(name).retrieve(
+            [uuid.UUID(i) for i in ids], with_payload=_payload(fields), with_vector=with_vectors
+        )
+
+    def _scroll_page(
+        self,
+        name: str,
+        filter: Any,
+        fields: list[str] | None,
+        limit: int,
+        offset: Any,
+        with_vectors: bool,
+    ) -> tuple[list, Any]:
+        """One page of the shard's points."""
+        request = qe.ScrollRequest(
+            offset=offset,
+            limit=limit,
+            filter=filter,
+            with_payload=_payload(fields),
+            with_vector=with_vectors,
+        )
+        return self._shard(name).scroll(request)
+
+    def _count(self, name: str, filter: Any) -> int:
+        """Exact count in the shard."""
+        return self._shard(name).count(qe.CountRequest(exact=True, filter=filter))
+
+    def _delete(self, name: str, ids: list[str]) -> None:
+        """Delete through the shard's write-ahead log."""
+        operation = qe.UpdateOperation.delete_points([uuid.UUID(i) for i in ids])
+        self._shard(name).update(operation)
+
     # -- helpers -------------------------------------------------------------------------
 
     def _folder(self, name: str) -> Path:
+        """The collection's folder (ValueError for an unsafe name)."""
         return self.root / check_collection_name(name)
 
     def _shard(self, name: str) -> qe.EdgeShard:
+        """The collection's shard, loaded on first use."""
         shard = self._shards.get(name)
         if shard is not None:
             return shard
@@ -225,37 +212,7 @@ class EdgeStore(Store):
         self._shards[name] = shard
         return shard
 
-    def _write_metadata(self, name: str, metadata: dict[str, Any]) -> None:
-        write_json(self._folder(name) / "collection.json", metadata)
 
-
-def _ingredient_match(ingredient: str) -> qe.Filter:
-    """An ingredient appears as a base ingredient (exact) or as a word of an ingredient line."""
-    word = ingredient.strip().lower()
-    return qe.Filter(
-        should=[
-            qe.FieldCondition(key="base_ingredients", match=qe.MatchValue(word)),
-            qe.FieldCondition(key="ingredients", match=qe.MatchText(word)),
-        ]
-    )
-
-
-def _edge_filter(spec: SearchFilter | None) -> qe.Filter | None:
-    must: list = []
-    must_not: list = []
-    if spec:
-        if spec.labels:
-            must.append(qe.FieldCondition(key="label", match=qe.MatchAny(list(spec.labels))))
-        if spec.splits:
-            must.append(qe.FieldCondition(key="split", match=qe.MatchAny(list(spec.splits))))
-        if spec.root:
-            must.append(qe.FieldCondition(key="root", match=qe.MatchValue(spec.root)))
-        if spec.ids:
-            must.append(qe.HasIdCondition({uuid.UUID(i) for i in spec.ids}))
-        if spec.has_vector:
-            must.append(qe.HasVectorCondition(spec.has_vector))
-        must += [_ingredient_match(i) for i in spec.with_ingredients]
-        must_not += [_ingredient_match(i) for i in spec.without_ingredients]
-    if not must and not must_not:
-        return None
-    return qe.Filter(must=must or None, must_not=must_not or None)
+def _payload(fields: list[str] | None):
+    """The shard's payload selector: only ``fields``, or everything."""
+    return qe.PayloadSelector.Include(fields) if fields else True

@@ -31,7 +31,7 @@ from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.loading import Reject, iter_image_batches
 from multimodal.data.records import Record
 from multimodal.data.text import RecipeTextBuilder
-from multimodal.encoder import DualEncoder
+from multimodal.encoder import DualEncoder, model_stamp
 from multimodal.files import write_jsonl
 
 ID_NAMESPACE = uuid.UUID("8f0b7d4e-5d1c-4f43-9d55-6a1f0c2f7b10")  # this project's ids
@@ -134,8 +134,8 @@ def plan(store: Store, collection: str, items: list[Item]) -> tuple[Plan, list[R
     stored: dict[str, str] = {}
     for start in range(0, len(hashed), RETRIEVE_CHUNK):
         chunk = [item.id for item in hashed[start : start + RETRIEVE_CHUNK]]
-        for record in store.retrieve(collection, chunk, fields=["content_hash"]):
-            stored[record["id"]] = record["payload"].get("content_hash", "")
+        for point in store.retrieve(collection, chunk, fields=["content_hash"]):
+            stored[point.id] = point.payload.get("content_hash", "")
     todo = [item for item in hashed if stored.get(item.id) != item.content_hash]
     changed = sum(1 for item in todo if item.id in stored)
     return Plan(todo, len(hashed) - len(todo), changed), rejects
@@ -210,20 +210,6 @@ def to_points(batch: EncodedBatch) -> list[Point]:
     return points
 
 
-def model_stamp(encoder: DualEncoder) -> dict:
-    """What the collection records about the model: its spec (absolute for a folder), its
-    architecture and, for a checkpoint, the hash of its weights."""
-    info = encoder.info
-    name = info.spec
-    if Path(name).expanduser().is_dir():
-        name = str(Path(name).expanduser().resolve())
-    return {
-        "name": name,
-        "arch": info.arch,
-        "weights_sha256": info.provenance.get("weights_sha256"),
-    }
-
-
 def index_records(
     encoder: DualEncoder,
     store: Store,
@@ -277,10 +263,10 @@ def prune_missing(store: Store, collection: str, roots: set) -> int:
     """Delete the points under ``roots`` whose image file is gone."""
     gone = []
     for root in sorted(str(Path(r).resolve()) for r in roots):
-        for record in store.scroll(collection, SearchFilter(root=root), fields=["image"]):
-            image = record["payload"].get("image")
+        for point in store.scroll(collection, SearchFilter(root=root), fields=["image"]):
+            image = point.payload.get("image")
             if image and not (Path(root) / image).exists():
-                gone.append(record["id"])
+                gone.append(point.id)
     store.delete(collection, gone)
     return len(gone)
 

@@ -7,7 +7,7 @@
 
 A mixed query is a sum of unit vectors, each with a sign and a weight (rclip's and Marqo's
 convention), normalised again; every term is text unless it names an existing image file or
-a stored point (``id:UUID``).
+a stored point (``id:UUID``). ``open_store`` is :func:`indexer.factory.open_store`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from indexer.store import Hit, SearchFilter, Store, StoreError, check_model
+from indexer.store import SearchFilter, Store, StoredPoint, StoreError, check_model
 from multimodal.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image, to_rgb
-from multimodal.encoder import DualEncoder
+from multimodal.encoder import DualEncoder, model_stamp
 
 TARGETS = ("image", "text")
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*:\s*(.*)$", re.S)
@@ -102,8 +102,6 @@ class Searcher:
         collection: str,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ):
-        from indexer.pipeline import model_stamp
-
         self.encoder, self.store, self.collection = encoder, store, collection
         self.metadata = store.metadata(collection)
         check_model(collection, self.metadata["model"], model_stamp(encoder))
@@ -140,7 +138,7 @@ class Searcher:
         found = self.store.retrieve(self.collection, [point_id], with_vectors=True)
         if not found:
             raise ValueError(f"no point {point_id} in collection {self.collection!r}")
-        vectors = found[0]["vectors"]
+        vectors = found[0].vectors
         vector = vectors.get("image", vectors.get("text"))
         vector = np.asarray(vector, np.float32)
         return vector / np.linalg.norm(vector)
@@ -175,7 +173,7 @@ class Searcher:
         group_by: str | None = None,
         group_size: int = 1,
         exact: bool = False,
-    ) -> list[Hit]:
+    ) -> list[StoredPoint]:
         """The ``limit`` nearest items in ``target`` space ("image": their photos, "text":
         their recipe texts), best first. ``group_by`` (e.g. "label", "recipe_id") keeps at
         most ``group_size`` results per value, so one dish type cannot fill the page."""
@@ -193,7 +191,7 @@ class Searcher:
         group_by: str | None = None,
         group_size: int = 1,
         exact: bool = False,
-    ) -> list[Hit]:
+    ) -> list[StoredPoint]:
         """:meth:`search` for a query vector already made (``sources``: the stored points it
         came from, left out of the results)."""
         _check_request(target, limit)
@@ -215,8 +213,8 @@ class Searcher:
     def labels(self) -> list[str]:
         """The dish types in the collection, for the page's filter."""
         seen = set()
-        for record in self.store.scroll(self.collection, fields=["label"]):
-            label = record["payload"].get("label")
+        for point in self.store.scroll(self.collection, fields=["label"]):
+            label = point.payload.get("label")
             if label:
                 seen.add(label)
         return sorted(seen)
@@ -229,7 +227,7 @@ def _check_request(target: str, limit: int) -> None:
         raise ValueError("limit must be at least 1")
 
 
-def vote_ingredients(hits: list[Hit], top: int = 12) -> list[tuple[str, float]]:
+def vote_ingredients(hits: list[StoredPoint], top: int = 12) -> list[tuple[str, float]]:
     """Each hit votes for its ingredients with its score (floored at 0); an ingredient's share
     is its votes over all votes, so 1.0 means every neighbour has it."""
     votes: dict[str, float] = defaultdict(float)
@@ -246,7 +244,7 @@ def vote_ingredients(hits: list[Hit], top: int = 12) -> list[tuple[str, float]]:
     return [(name, vote / total) for name, vote in ranked]
 
 
-def _grouped(hits: list[Hit], field: str, size: int) -> list[Hit]:
+def _grouped(hits: list[StoredPoint], field: str, size: int) -> list[StoredPoint]:
     counts: dict[object, int] = defaultdict(int)
     kept = []
     for hit in hits:

@@ -9,32 +9,35 @@ its vectors) lives in Qdrant's own collection metadata.
 
 from __future__ import annotations
 
-import uuid
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from indexer.store import (
-    KEYWORD_FIELDS,
-    TEXT_FIELDS,
-    VECTOR_NAMES,
-    CollectionSpec,
-    Hit,
-    Point,
-    SearchFilter,
-    Store,
-    StoreError,
-    as_record,
-    check_compatible,
-)
+from indexer.filters import FilterConstructors
+from indexer.qdrant_base import QdrantStore, plain_vectors
+from indexer.store import VECTOR_NAMES, Point, StoreError
 
 UPLOAD_BATCH = 256
 
+SERVER_FILTERS = FilterConstructors(
+    any_of=lambda key, values: qm.FieldCondition(key=key, match=qm.MatchAny(any=values)),
+    equals=lambda key, value: qm.FieldCondition(key=key, match=qm.MatchValue(value=value)),
+    has_words=lambda key, text: qm.FieldCondition(key=key, match=qm.MatchText(text=text)),
+    has_ids=lambda ids: qm.HasIdCondition(has_id=[str(i) for i in ids]),
+    has_vector=lambda name: qm.HasVectorCondition(has_vector=name),
+    combine=qm.Filter,
+)
 
-class ServerStore(Store):
+
+class ServerStore(QdrantStore):
+    """Collections on a Qdrant server; their metadata in Qdrant's collection metadata."""
+
+    filters = SERVER_FILTERS
+
     def __init__(
         self,
         url: str,
@@ -43,7 +46,11 @@ class ServerStore(Store):
         timeout: int = 30,
         parallel: int = 2,
     ):
+        """A client of the server at ``url`` (``:memory:``: qdrant-client's in-process mode),
+        probed once so that an unreachable server is one clear :class:`StoreError`."""
         self.url = url
+        self.label = f"qdrant server {url}"
+        self.place = f"at {url}"
         self.parallel = parallel
         if url == ":memory:":
             self.client = QdrantClient(location=":memory:")
@@ -68,48 +75,53 @@ class ServerStore(Store):
             ) from None
 
     def collections(self) -> list[str]:
+        """The names of the server's collections, sorted."""
         return sorted(c.name for c in self.client.get_collections().collections)
 
-    def create_or_open(self, name: str, spec: CollectionSpec) -> dict[str, Any]:
-        if self.client.collection_exists(name):
-            metadata = self.metadata(name)
-            check_compatible(name, metadata, spec)
-            return metadata
+    def drop(self, name: str) -> None:
+        """Delete the collection on the server."""
+        self.client.delete_collection(name)
+
+    def close(self) -> None:
+        """Close the client."""
+        self.client.close()
+
+    # -- primitives ----------------------------------------------------------------------
+
+    def _exists(self, name: str) -> bool:
+        """Whether the server has the collection."""
+        return self.client.collection_exists(name)
+
+    def _create(self, name: str, dim: int, int8: bool, metadata: dict[str, Any]) -> None:
+        """Create the collection with its metadata."""
         quantization = None
-        if spec.quantization == "int8":
+        if int8:
             quantization = qm.ScalarQuantization(
                 scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99)
             )
-        elif spec.quantization is not None:
-            raise ValueError(f"unknown quantization {spec.quantization!r} (known: int8)")
         vectors = {
-            vector: qm.VectorParams(size=spec.dim, distance=qm.Distance.COSINE)
+            vector: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
             for vector in VECTOR_NAMES
         }
-        metadata = spec.metadata()
         self.client.create_collection(
             name, vectors_config=vectors, quantization_config=quantization, metadata=metadata
         )
-        with warnings.catch_warnings():  # the in-process mode warns that it ignores them
-            warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
-            for field in KEYWORD_FIELDS:
-                self.client.create_payload_index(
-                    name, field, qm.PayloadSchemaType.KEYWORD, wait=True
-                )
-            for field in TEXT_FIELDS:
-                params = qm.TextIndexParams(
-                    type=qm.TextIndexType.TEXT, tokenizer=qm.TokenizerType.WORD, lowercase=True
-                )
-                self.client.create_payload_index(name, field, params, wait=True)
-        return metadata
 
-    def metadata(self, name: str) -> dict[str, Any]:
-        if not self.client.collection_exists(name):
-            known = ", ".join(self.collections()) or "none"
-            raise StoreError(
-                f"no collection {name!r} at {self.url} (collections: {known}); "
-                "build it with multimodal index"
-            )
+    def _index_keyword(self, name: str, field: str) -> None:
+        """A keyword index on payload ``field``."""
+        with _local_mode_quiet():
+            self.client.create_payload_index(name, field, qm.PayloadSchemaType.KEYWORD, wait=True)
+
+    def _index_text(self, name: str, field: str) -> None:
+        """A lowercase word index on payload ``field``."""
+        params = qm.TextIndexParams(
+            type=qm.TextIndexType.TEXT, tokenizer=qm.TokenizerType.WORD, lowercase=True
+        )
+        with _local_mode_quiet():
+            self.client.create_payload_index(name, field, params, wait=True)
+
+    def _read_metadata(self, name: str) -> dict[str, Any]:
+        """The collection's metadata, refused if ``multimodal index`` did not make it."""
         metadata = self.client.get_collection(name).config.metadata or {}
         if "model" not in metadata:
             raise StoreError(
@@ -118,22 +130,18 @@ class ServerStore(Store):
             )
         return dict(metadata)
 
-    def update_metadata(self, name: str, changes: dict[str, Any]) -> None:
-        self.client.update_collection(name, metadata={**self.metadata(name), **changes})
+    def _write_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        """Replace the collection's metadata."""
+        self.client.update_collection(name, metadata=metadata)
 
-    def drop(self, name: str) -> None:
-        self.client.delete_collection(name)
+    def _info(self, name: str) -> qm.CollectionInfo:
+        """The collection's info."""
+        return self.client.get_collection(name)
 
-    def upsert(self, name: str, points: Sequence[Point]) -> None:
-        if not points:
-            return
+    def _upsert(self, name: str, points: Sequence[Point]) -> None:
+        """Upload in parallel batches, with retries, and wait until they are applied."""
         structs = [
-            qm.PointStruct(
-                id=p.id,
-                vector={k: [float(x) for x in v] for k, v in p.vectors.items()},
-                payload=p.payload,
-            )
-            for p in points
+            qm.PointStruct(id=p.id, vector=plain_vectors(p), payload=p.payload) for p in points
         ]
         self.client.upload_points(
             name,
@@ -144,111 +152,60 @@ class ServerStore(Store):
             wait=True,
         )
 
-    def query(
-        self,
-        name: str,
-        vector: Sequence[float],
-        using: str,
-        limit: int = 10,
-        filter: SearchFilter | None = None,
-        exact: bool = False,
-    ) -> list[Hit]:
+    def _query(
+        self, name: str, vector: list[float], using: str, limit: int, filter: Any, exact: bool
+    ) -> list:
+        """Nearest points on the server."""
         response = self.client.query_points(
             name,
-            query=[float(x) for x in vector],
+            query=vector,
             using=using,
-            query_filter=_server_filter(filter),
+            query_filter=filter,
             search_params=qm.SearchParams(exact=True) if exact else None,
             limit=limit,
             with_payload=True,
         )
-        return [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
+        return response.points
 
-    def retrieve(
-        self, name: str, ids: Sequence[str], with_vectors: bool = False, fields=None
-    ) -> list[dict[str, Any]]:
-        if not ids:
-            return []
-        records = self.client.retrieve(
-            name,
-            list(ids),
-            with_payload=list(fields) if fields else True,
-            with_vectors=with_vectors,
+    def _retrieve(
+        self, name: str, ids: list[str], fields: list[str] | None, with_vectors: bool
+    ) -> list:
+        """Records by id from the server."""
+        return self.client.retrieve(
+            name, ids, with_payload=fields or True, with_vectors=with_vectors
         )
-        return [as_record(r, with_vectors) for r in records]
 
-    def scroll(
+    def _scroll_page(
         self,
         name: str,
-        filter: SearchFilter | None = None,
-        fields=None,
-        page: int = 1000,
-        with_vectors: bool = False,
-    ) -> Iterator[dict[str, Any]]:
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
-                name,
-                scroll_filter=_server_filter(filter),
-                limit=page,
-                offset=offset,
-                with_payload=list(fields) if fields else True,
-                with_vectors=with_vectors,
-            )
-            for record in records:
-                yield as_record(record, with_vectors)
-            if offset is None:
-                return
+        filter: Any,
+        fields: list[str] | None,
+        limit: int,
+        offset: Any,
+        with_vectors: bool,
+    ) -> tuple[list, Any]:
+        """One page of the collection's points."""
+        return self.client.scroll(
+            name,
+            scroll_filter=filter,
+            limit=limit,
+            offset=offset,
+            with_payload=fields or True,
+            with_vectors=with_vectors,
+        )
 
-    def count(self, name: str, filter: SearchFilter | None = None) -> int:
-        return self.client.count(name, count_filter=_server_filter(filter), exact=True).count
+    def _count(self, name: str, filter: Any) -> int:
+        """Exact count on the server."""
+        return self.client.count(name, count_filter=filter, exact=True).count
 
-    def delete(self, name: str, ids: Sequence[str]) -> None:
-        if ids:
-            self.client.delete(name, qm.PointIdsList(points=list(ids)), wait=True)
-
-    def describe(self, name: str) -> dict[str, Any]:
-        info = self.client.get_collection(name)
-        return {
-            "store": f"qdrant server {self.url}",
-            "collection": name,
-            "points": info.points_count,
-            "indexed_vectors": info.indexed_vectors_count,
-            "segments": info.segments_count,
-            "payload_indexes": sorted(info.payload_schema),
-            "metadata": self.metadata(name),
-        }
-
-    def close(self) -> None:
-        self.client.close()
+    def _delete(self, name: str, ids: list[str]) -> None:
+        """Delete and wait until it is applied."""
+        self.client.delete(name, qm.PointIdsList(points=ids), wait=True)
 
 
-def _ingredient_match(ingredient: str) -> qm.Filter:
-    word = ingredient.strip().lower()
-    return qm.Filter(
-        should=[
-            qm.FieldCondition(key="base_ingredients", match=qm.MatchValue(value=word)),
-            qm.FieldCondition(key="ingredients", match=qm.MatchText(text=word)),
-        ]
-    )
-
-
-def _server_filter(spec: SearchFilter | None) -> qm.Filter | None:
-    must: list = []
-    must_not: list = []
-    if spec:
-        if spec.labels:
-            must.append(qm.FieldCondition(key="label", match=qm.MatchAny(any=list(spec.labels))))
-        if spec.splits:
-            must.append(qm.FieldCondition(key="split", match=qm.MatchAny(any=list(spec.splits))))
-        if spec.root:
-            must.append(qm.FieldCondition(key="root", match=qm.MatchValue(value=spec.root)))
-        if spec.ids:
-            must.append(qm.HasIdCondition(has_id=[str(uuid.UUID(i)) for i in spec.ids]))
-        if spec.has_vector:
-            must.append(qm.HasVectorCondition(has_vector=spec.has_vector))
-        must += [_ingredient_match(i) for i in spec.with_ingredients]
-        must_not += [_ingredient_match(i) for i in spec.without_ingredients]
-    if not must and not must_not:
-        return None
-    return qm.Filter(must=must or None, must_not=must_not or None)
+@contextmanager
+def _local_mode_quiet() -> Iterator[None]:
+    """The in-process mode warns that it ignores payload indexes; that is expected."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+        yield

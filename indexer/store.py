@@ -2,12 +2,13 @@
 
 Two implementations speak it: :class:`indexer.edge.EdgeStore` (Qdrant Edge, the engine
 in-process on a local folder; the default) and :class:`indexer.server.ServerStore` (a Qdrant
-server or cluster through ``qdrant-client``). Both are tested by one shared suite.
+server or cluster through ``qdrant-client``), both built on
+:class:`indexer.qdrant_base.QdrantStore`, which holds what they share.
+:func:`indexer.factory.open_store` picks one. Both are tested by one shared suite.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ VECTOR_NAMES = ("image", "text")
 # Payload fields with an index: what the page filters on.
 KEYWORD_FIELDS = ("label", "base_ingredients", "split", "root")
 TEXT_FIELDS = ("ingredients",)
+QUANTIZATIONS = ("int8",)  # besides None: full float32 vectors
 
 
 class StoreError(RuntimeError):
@@ -29,16 +31,22 @@ class StoreError(RuntimeError):
 
 @dataclass
 class Point:
+    """A point to write: its id, its vectors by name and its payload."""
+
     id: str  # UUID string
     vectors: dict[str, Sequence[float]]  # "image" and/or "text"
     payload: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class Hit:
-    id: str
-    score: float
-    payload: dict[str, Any]
+class StoredPoint:
+    """A point as the store gives it back: from :meth:`Store.query` (with its ``score``),
+    :meth:`Store.retrieve` and :meth:`Store.scroll` (with its ``vectors`` when asked)."""
+
+    id: str  # UUID string
+    payload: dict[str, Any] = field(default_factory=dict)  # only the fields asked for
+    vectors: dict[str, list[float]] = field(default_factory=dict)  # empty unless with_vectors
+    score: float | None = None  # similarity to the query; None outside query results
 
     @property
     def image_path(self) -> Path | None:
@@ -63,6 +71,7 @@ class SearchFilter:
     has_vector: str | None = None  # only points that have this named vector
 
     def __bool__(self) -> bool:
+        """Whether the filter restricts anything."""
         return bool(
             self.labels
             or self.with_ingredients
@@ -80,9 +89,10 @@ class CollectionSpec:
 
     dim: int
     model: dict[str, Any]  # {"name": spec, "arch": ..., "weights_sha256": ... or None}
-    quantization: str | None = None  # None or "int8"
+    quantization: str | None = None  # None or one of QUANTIZATIONS
 
     def metadata(self) -> dict[str, Any]:
+        """What a collection made for this spec records about itself."""
         return {
             "format": COLLECTION_FORMAT,
             "dim": self.dim,
@@ -97,6 +107,7 @@ def model_identity(model: dict[str, Any]) -> str:
 
 
 def check_model(name: str, recorded: dict[str, Any], model: dict[str, Any]) -> None:
+    """Refuse ``model`` for collection ``name`` when its vectors were made by another one."""
     if model_identity(recorded) != model_identity(model):
         raise StoreError(
             f"collection {name!r} holds vectors of model {recorded.get('name')!r} "
@@ -113,19 +124,18 @@ def check_compatible(name: str, metadata: dict[str, Any], spec: CollectionSpec) 
         raise StoreError(f"collection {name!r} has {metadata['dim']}-d vectors")
 
 
-def as_record(record, with_vectors: bool) -> dict[str, Any]:
-    """A Qdrant record (either API) as the interface's ``{"id", "payload"[, "vectors"]}``."""
-    out = {"id": str(record.id), "payload": record.payload or {}}
-    if with_vectors:
-        out["vectors"] = record.vector or {}
-    return out
-
-
 class Store(ABC):
-    """A collection store. Point ids are UUID strings; vectors are unit-length floats."""
+    """A collection store. Point ids are UUID strings; vectors are unit-length floats.
+
+    >>> with open_store() as store:  # indexer.factory.open_store
+    ...     store.create_or_open("recipes5k", CollectionSpec(512, model_stamp(encoder)))
+    ...     store.upsert("recipes5k", points)
+    ...     hits = store.query("recipes5k", vector, using="image", limit=5)
+    """
 
     @abstractmethod
-    def collections(self) -> list[str]: ...
+    def collections(self) -> list[str]:
+        """The names of the collections in the store, sorted."""
 
     @abstractmethod
     def create_or_open(self, name: str, spec: CollectionSpec) -> dict[str, Any]:
@@ -137,10 +147,12 @@ class Store(ABC):
         """The recorded metadata of an existing collection (:class:`StoreError` if none)."""
 
     @abstractmethod
-    def update_metadata(self, name: str, changes: dict[str, Any]) -> None: ...
+    def update_metadata(self, name: str, changes: dict[str, Any]) -> None:
+        """Merge ``changes`` into the collection's recorded metadata."""
 
     @abstractmethod
-    def upsert(self, name: str, points: Sequence[Point]) -> None: ...
+    def upsert(self, name: str, points: Sequence[Point]) -> None:
+        """Write whole points; a point with an id already stored replaces it."""
 
     @abstractmethod
     def query(
@@ -151,13 +163,15 @@ class Store(ABC):
         limit: int = 10,
         filter: SearchFilter | None = None,
         exact: bool = False,
-    ) -> list[Hit]: ...
+    ) -> list[StoredPoint]:
+        """The ``limit`` points nearest to ``vector`` in the ``using`` vector space, best
+        first, with their score and payload; ``exact`` skips the approximate index."""
 
     @abstractmethod
     def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False, fields=None
-    ) -> list[dict[str, Any]]:
-        """``[{"id", "payload", "vectors"}]`` for the ids that exist, in any order."""
+    ) -> list[StoredPoint]:
+        """The points of ``ids`` that exist, in any order (payload limited to ``fields``)."""
 
     @abstractmethod
     def scroll(
@@ -167,14 +181,16 @@ class Store(ABC):
         fields=None,
         page: int = 1000,
         with_vectors: bool = False,
-    ) -> Iterator[dict[str, Any]]:
-        """Every point (``{"id", "payload"}``, plus ``"vectors"``) matching ``filter``."""
+    ) -> Iterator[StoredPoint]:
+        """Every point matching ``filter``, read ``page`` points at a time."""
 
     @abstractmethod
-    def count(self, name: str, filter: SearchFilter | None = None) -> int: ...
+    def count(self, name: str, filter: SearchFilter | None = None) -> int:
+        """How many points match ``filter`` (exactly)."""
 
     @abstractmethod
-    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        """Delete the points of ``ids``; ids that do not exist are ignored."""
 
     @abstractmethod
     def drop(self, name: str) -> None:
@@ -193,31 +209,14 @@ class Store(ABC):
         return None
 
     def __enter__(self) -> Store:
+        """The store itself, closed when the ``with`` block ends."""
         return self
 
     def __exit__(self, *exc) -> None:
+        """Close the store."""
         self.close()
 
 
 def default_store_path() -> Path:
     """``$MULTIMODAL_HOME/qdrant``, else the XDG data directory (``~/.local/share``)."""
     return data_home() / "qdrant"
-
-
-def open_store(
-    path: str | Path | None = None,
-    url: str | None = None,
-    api_key_env: str = "QDRANT_API_KEY",
-    grpc: bool = False,
-) -> Store:
-    """The embedded store at ``path`` (default :func:`default_store_path`), or the server at
-    ``url`` (``:memory:`` for qdrant-client's in-process mode)."""
-    if url is not None and path is not None:
-        raise ValueError("give --store PATH or --qdrant-url URL, not both")
-    if url is not None:
-        from indexer.server import ServerStore
-
-        return ServerStore(url, api_key=os.environ.get(api_key_env) or None, grpc=grpc)
-    from indexer.edge import EdgeStore
-
-    return EdgeStore(Path(path) if path is not None else default_store_path())

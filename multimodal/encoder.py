@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -145,3 +146,21 @@ def load_encoder(
     checkpoint folder, or ``hf-hub:ORG/REPO``; see :func:`multimodal.spec.parse_model_spec`.
     """
     return DualEncoder(create_model_and_transforms(spec), device=device, precision=precision)
+
+
+def model_stamp(encoder: DualEncoder) -> dict:
+    """What a collection records about the model that made its vectors: its spec (absolute
+    for a folder), its architecture and, for a checkpoint, the hash of its weights.
+
+    >>> model_stamp(load_encoder("tiny-random"))
+    {'name': 'tiny-random', 'arch': 'tiny-random', 'weights_sha256': None}
+    """
+    info = encoder.info
+    name = info.spec
+    if Path(name).expanduser().is_dir():
+        name = str(Path(name).expanduser().resolve())
+    return {
+        "name": name,
+        "arch": info.arch,
+        "weights_sha256": info.provenance.get("weights_sha256"),
+    }

@@ -21,7 +21,7 @@ from indexer.edge import EdgeStore
 from indexer.pipeline import content_hash, index_records, make_items, plan, point_id
 from indexer.search import Searcher, Term, parse_query, vote_ingredients
 from indexer.server import ServerStore
-from indexer.store import CollectionSpec, Hit, SearchFilter, StoreError
+from indexer.store import CollectionSpec, SearchFilter, StoredPoint, StoreError
 from multimodal.cli import main as cli
 from multimodal.data.records import Record
 from multimodal.data.text import RecipeTextBuilder
@@ -82,6 +82,7 @@ def store(request, tmp_path):
     made.close()
 
 
+@pytest.mark.slow
 def test_each_item_is_found_first_in_every_direction(trained, store):
     encoder, records = trained
     report = index_records(encoder, store, "shapes", records, workers=0, progress=False)
@@ -101,6 +102,7 @@ def test_each_item_is_found_first_in_every_direction(trained, store):
         assert own_id not in [h.id for h in searcher.search(("id", own_id), "image", 8)]
 
 
+@pytest.mark.slow
 def test_filters_grouping_and_suggestions(trained, store):
     encoder, records = trained
     index_records(encoder, store, "shapes", records, workers=0, progress=False)
@@ -119,6 +121,7 @@ def test_filters_grouping_and_suggestions(trained, store):
     assert max(suggested, key=suggested.get) == "red"
 
 
+@pytest.mark.slow
 def test_mixed_query_moves_toward_and_away(trained, store):
     encoder, records = trained
     index_records(encoder, store, "shapes", records, workers=0, progress=False)
@@ -134,8 +137,8 @@ def test_mixed_query_moves_toward_and_away(trained, store):
     assert np.linalg.norm(mixed) == pytest.approx(1.0)
 
 
-def test_rerun_skips_unchanged_and_re_embeds_a_changed_file(trained, tmp_path):
-    encoder, records = trained
+def test_rerun_skips_unchanged_and_re_embeds_a_changed_file(tiny_encoder, tmp_path):
+    encoder, records = tiny_encoder, shape_items(tmp_path / "shapes")
     records = copied(records, tmp_path / "data")
     with EdgeStore(tmp_path / "store") as store:
         first = index_records(encoder, store, "shapes", records, workers=0, progress=False)
@@ -149,12 +152,12 @@ def test_rerun_skips_unchanged_and_re_embeds_a_changed_file(trained, tmp_path):
         searcher = Searcher(encoder, store, "shapes")
         own = point_id(target.root, target.relative_image)
         (stored,) = store.retrieve("shapes", [own], with_vectors=True)
-        assert np.allclose(stored["vectors"]["image"], searcher.query_vector(target.image)[0],
+        assert np.allclose(stored.vectors["image"], searcher.query_vector(target.image)[0],
                            atol=1e-4)  # fmt: skip
 
 
-def test_bad_files_are_rejected_and_the_rest_indexed(trained, tmp_path):
-    encoder, records = trained
+def test_bad_files_are_rejected_and_the_rest_indexed(tiny_encoder, tmp_path):
+    encoder, records = tiny_encoder, shape_items(tmp_path / "shapes")
     records = list(records)
     broken = tmp_path / "data" / "broken.jpg"
     broken.parent.mkdir(parents=True)
@@ -172,8 +175,8 @@ def test_bad_files_are_rejected_and_the_rest_indexed(trained, tmp_path):
         assert "cannot read" in reasons["gone.png"]
 
 
-def test_prune_removes_points_whose_file_is_gone(trained, tmp_path):
-    encoder, records = trained
+def test_prune_removes_points_whose_file_is_gone(tiny_encoder, tmp_path):
+    encoder, records = tiny_encoder, shape_items(tmp_path / "shapes")
     records = copied(records, tmp_path / "data")
     with EdgeStore(tmp_path / "store") as store:
         index_records(encoder, store, "shapes", records, workers=0, progress=False)
@@ -185,6 +188,7 @@ def test_prune_removes_points_whose_file_is_gone(trained, tmp_path):
         assert (pruned.pruned, pruned.total) == (1, 8)
 
 
+@pytest.mark.slow
 def test_another_model_is_refused_and_nothing_changes(trained, tmp_path, tiny_encoder):
     encoder, records = trained
     with EdgeStore(tmp_path / "store") as store:
@@ -228,9 +232,10 @@ def test_query_parsing():
 
 def test_ingredient_votes():
     hits = [
-        Hit("a", 0.6, {"base_ingredients": ["egg", "flour"]}),
-        Hit("b", 0.3, {"base_ingredients": ["egg", "sugar"]}),
-        Hit("c", -0.2, {"base_ingredients": ["salt"]}),  # a negative score casts no vote
+        StoredPoint("a", {"base_ingredients": ["egg", "flour"]}, score=0.6),
+        StoredPoint("b", {"base_ingredients": ["egg", "sugar"]}, score=0.3),
+        # a negative score casts no vote
+        StoredPoint("c", {"base_ingredients": ["salt"]}, score=-0.2),
     ]
     votes = vote_ingredients(hits)
     assert votes[0] == ("egg", pytest.approx(1.0))
@@ -242,6 +247,7 @@ def test_ingredient_votes():
     }
 
 
+@pytest.mark.slow
 def test_cli_index_then_search(trained, tmp_path, capsys):
     encoder, records = trained
     folder = Path(records[0].root)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from indexer.edge import EdgeStore
+from indexer.factory import open_store
 from indexer.server import ServerStore
-from indexer.store import CollectionSpec, Point, SearchFilter, StoreError, open_store
+from indexer.store import CollectionSpec, Point, SearchFilter, StoredPoint, StoreError
 
 DIM = 8
 MODEL = {"name": "tiny-random", "arch": "tiny-random", "weights_sha256": None}
@@ -74,6 +75,7 @@ def test_create_records_model_and_indexes(filled):
 
 def test_nearest_in_each_vector_space(filled):
     hits = filled.query("dishes", axis(2), using="image", limit=2)
+    assert all(isinstance(hit, StoredPoint) and hit.vectors == {} for hit in hits)
     assert hits[0].payload["title"] == "chicken curry"
     assert hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert hits[0].score > hits[1].score
@@ -114,21 +116,23 @@ def test_upsert_same_id_replaces(filled):
     filled.upsert("dishes", points)
     assert filled.count("dishes") == 4
     (record,) = filled.retrieve("dishes", [points[0].id], with_vectors=True)
-    assert record["payload"]["title"] == "apple tart"
-    assert np.allclose(record["vectors"]["image"], axis(0), atol=1e-5)
+    assert isinstance(record, StoredPoint) and record.score is None
+    assert record.payload["title"] == "apple tart"
+    assert np.allclose(record.vectors["image"], axis(0), atol=1e-5)
 
 
 def test_retrieve_scroll_delete(filled):
     ids = [p.id for p in make_points()]
     found = filled.retrieve("dishes", ids[:2] + [str(uuid.UUID(int=1234))], fields=["title"])
-    assert sorted(r["id"] for r in found) == sorted(ids[:2])
-    assert set(found[0]["payload"]) == {"title"}
-    assert sorted(r["id"] for r in filled.scroll("dishes", page=3)) == sorted(ids)
-    with_vectors = {r["id"]: r["vectors"] for r in filled.scroll("dishes", with_vectors=True)}
+    assert sorted(r.id for r in found) == sorted(ids[:2])
+    assert set(found[0].payload) == {"title"}
+    assert found[0].vectors == {}
+    assert sorted(r.id for r in filled.scroll("dishes", page=3)) == sorted(ids)
+    with_vectors = {r.id: r.vectors for r in filled.scroll("dishes", with_vectors=True)}
     assert np.allclose(with_vectors[ids[2]]["image"], axis(2), atol=1e-5)
     filled.delete("dishes", ids[:3])
     assert filled.count("dishes") == 1
-    assert [r["id"] for r in filled.scroll("dishes")] == ids[3:]
+    assert [r.id for r in filled.scroll("dishes")] == ids[3:]
 
 
 def test_another_model_is_refused(filled):

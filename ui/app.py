@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from indexer.search import Searcher, Term, parse_query, vote_ingredients
-from indexer.store import Hit, SearchFilter, Store, StoreError
+from indexer.store import SearchFilter, Store, StoredPoint, StoreError
 from multimodal.data.images import ImageLoadError
 
 matplotlib.use("Agg")
@@ -42,7 +42,7 @@ def example_photos(store: Store, collection: str, count: int = 6) -> list[Path]:
     picked, seen = [], set()
     for spec in (SearchFilter(splits=["val"]), None):
         for record in store.scroll(collection, spec, ["image", "root", "label"], page=256):
-            payload = record["payload"]
+            payload = record.payload
             if payload.get("label") in seen or not payload.get("image"):
                 continue
             path = Path(payload.get("root") or "", payload["image"])
@@ -69,8 +69,8 @@ class MapProjection:
         for record in searcher.store.scroll(
             searcher.collection, SearchFilter(has_vector="image"), ["label"], with_vectors=True
         ):
-            vectors.append(record["vectors"]["image"])
-            labels.append(record["payload"].get("label") or "")
+            vectors.append(record.vectors["image"])
+            labels.append(record.payload.get("label") or "")
             if len(vectors) >= limit:
                 break
         if len(vectors) < 3:
@@ -190,7 +190,7 @@ class RecipeApp:
         return image
 
     @staticmethod
-    def _gallery(hits: list[Hit]):
+    def _gallery(hits: list[StoredPoint]):
         items = []
         for hit in hits:
             path = hit.image_path
@@ -203,7 +203,7 @@ class RecipeApp:
                 items.append((str(path), caption))
         return items
 
-    def _suggestions(self, recipes: list[Hit]) -> dict[str, float]:
+    def _suggestions(self, recipes: list[StoredPoint]) -> dict[str, float]:
         return dict(vote_ingredients(recipes, top=12))
 
     def _map(self, vector, what: str):
@@ -216,11 +216,11 @@ def _words(text: str | None) -> list[str]:
     return [w.strip() for w in (text or "").split(",") if w.strip()]
 
 
-def _hits_state(hits: list[Hit]) -> list[dict]:
+def _hits_state(hits: list[StoredPoint]) -> list[dict]:
     return [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]
 
 
-def _recipe_rows(hits: list[Hit]) -> list[list]:
+def _recipe_rows(hits: list[StoredPoint]) -> list[list]:
     rows = []
     for rank, hit in enumerate(hits, 1):
         p = hit.payload

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from indexer.store import open_store
+from indexer.factory import open_store
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:

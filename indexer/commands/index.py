@@ -16,7 +16,7 @@ from pathlib import Path
 
 from indexer.commands.common import add_store_arguments, open_store_from_args
 from indexer.pipeline import index_records, write_rejects
-from indexer.store import default_store_path
+from indexer.store import QUANTIZATIONS, default_store_path
 from multimodal.commands.common import (
     add_data_arguments,
     add_model_arguments,
@@ -36,12 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     add_data_arguments(parser)
     add_store_arguments(parser)
-    parser.add_argument("--prune", action="store_true", help="delete points whose file is gone")
     parser.add_argument(
-        "--quantization", choices=("int8",), default=None, help="int8 scalar quantization"
+        "--prune",
+        action="store_true",
+        help="delete the points under the data set's folder whose image file is gone",
     )
     parser.add_argument(
-        "--rejects", default=None, help="JSONL of skipped files (default: in the store folder)"
+        "--quantization",
+        choices=QUANTIZATIONS,
+        default=None,
+        help="compress the stored vectors: int8 scalar quantization, 4x smaller (default: none; "
+        "only a new collection takes it)",
+    )
+    parser.add_argument(
+        "--rejects",
+        default=None,
+        help="where to write the JSONL of skipped files and why (default: "
+        "COLLECTION.rejects.jsonl in the store folder, or here with --qdrant-url)",
     )
     return parser
 

@@ -27,17 +27,42 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search a collection with text, an image, a stored point or a weighted mix "
         "('\"2:strawberry tart\" + photo.jpg - chocolate').",
     )
-    parser.add_argument("query", nargs="?", default=None, help="text or a mixed expression")
+    _add_query_arguments(parser)
+    _add_filter_arguments(parser)
+    _add_output_arguments(parser)
+    add_store_arguments(parser)
+    return parser
+
+
+def _add_query_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to search with, and in which space."""
+    parser.add_argument(
+        "query",
+        nargs="?",
+        default=None,
+        help="text or a mixed expression of weighted terms joined by ' + ' and ' - ' "
+        "(a term is text, an image file, or id:UUID of a stored point)",
+    )
     parser.add_argument("--image", action="append", default=[], help="a query photo (repeatable)")
-    parser.add_argument("--like", default=None, help="id of a stored point: more like this")
+    parser.add_argument(
+        "--like", default=None, help="id of a stored point: more like this (it is left out)"
+    )
     parser.add_argument(
         "--target",
         choices=("image", "text"),
         default="image",
         help="image: find photos; text: find recipe texts",
     )
-    parser.add_argument("-k", "--limit", type=int, default=10)
-    parser.add_argument("--dish", action="append", default=[], help="only this dish type")
+    parser.add_argument(
+        "-k", "--limit", type=int, default=10, help="how many results to show (default: 10)"
+    )
+
+
+def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which stored items may be results."""
+    parser.add_argument(
+        "--dish", action="append", default=[], help="only this dish type, e.g. tacos (repeatable)"
+    )
     parser.add_argument(
         "--with",
         dest="with_ingredients",
@@ -52,18 +77,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="an ingredient that must not appear (repeatable)",
     )
-    parser.add_argument("--split", action="append", default=[], help="only this split")
-    parser.add_argument("--group-by", default=None, help="e.g. label: one result per dish type")
+    parser.add_argument(
+        "--split", action="append", default=[], help="only items of this split (repeatable)"
+    )
+    parser.add_argument(
+        "--group-by",
+        default=None,
+        help="a payload field, e.g. label or recipe_id: at most one result per value",
+    )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is printed, and the model that encodes the query."""
     parser.add_argument(
         "--suggest",
         action="store_true",
         help="also rank ingredients by votes of the nearest recipes",
     )
-    parser.add_argument("--json", action="store_true", help="JSON lines for scripts")
-    parser.add_argument("--model", default=None, help="default: the collection's model")
-    parser.add_argument("--device", default=None)
-    add_store_arguments(parser)
-    return parser
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON lines for scripts: one object per result (rank, score, id, path and "
+        "the stored payload), then the suggested ingredients if --suggest",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="the model that encodes the query (default: the one the collection was indexed "
+        "with; another one is refused)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where the query is encoded: cuda or cpu (default: cuda if available)",
+    )
 
 
 def query_terms(args) -> list[Term]:

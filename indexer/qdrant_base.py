@@ -1,0 +1,248 @@
+"""What the two Qdrant stores share, written once over a few backend primitives.
+
+:class:`QdrantStore` implements the :class:`~indexer.store.Store` interface: creating a
+collection (vectors, quantization, payload indexes, metadata), reading and checking its
+metadata, turning :class:`~indexer.store.SearchFilter` into the backend's filter, paging
+through a scroll, and converting what Qdrant returns into
+:class:`~indexer.store.StoredPoint`. A backend (:class:`indexer.edge.EdgeStore`,
+:class:`indexer.server.ServerStore`) supplies the ``_`` primitives that talk to its API.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from indexer.filters import FilterConstructors, build_filter
+from indexer.store import (
+    KEYWORD_FIELDS,
+    QUANTIZATIONS,
+    TEXT_FIELDS,
+    CollectionSpec,
+    Point,
+    SearchFilter,
+    Store,
+    StoredPoint,
+    StoreError,
+    check_compatible,
+)
+
+
+class QdrantStore(Store):
+    """A :class:`Store` over one Qdrant API; subclasses supply its primitives."""
+
+    filters: ClassVar[FilterConstructors]  # the backend's filter classes
+    label: str  # what :meth:`describe` calls the store, e.g. "qdrant-edge /path"
+    place: str  # where, in an error: "in /path" or "at http://host:6333"
+
+    # -- collections ---------------------------------------------------------------------
+
+    def create_or_open(self, name: str, spec: CollectionSpec) -> dict[str, Any]:
+        """Check an existing collection against ``spec``; or create one: cosine vectors,
+        optional int8 quantization, the payload indexes, then the metadata."""
+        if self._exists(name):
+            metadata = self.metadata(name)
+            check_compatible(name, metadata, spec)
+            self._open(name)
+            return metadata
+        self._discard_partial(name)
+        if spec.quantization is not None and spec.quantization not in QUANTIZATIONS:
+            known = ", ".join(QUANTIZATIONS)
+            raise ValueError(f"unknown quantization {spec.quantization!r} (known: {known})")
+        metadata = spec.metadata()
+        self._create(name, spec.dim, spec.quantization == "int8", metadata)
+        for field in KEYWORD_FIELDS:
+            self._index_keyword(name, field)
+        for field in TEXT_FIELDS:
+            self._index_text(name, field)
+        self._created(name, metadata)
+        return metadata
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        """The backend's recorded metadata, or a :class:`StoreError` naming the collections
+        there are."""
+        if not self._exists(name):
+            known = ", ".join(self.collections()) or "none"
+            raise StoreError(
+                f"no collection {name!r} {self.place} (collections: {known}); "
+                "build it with multimodal index"
+            )
+        return self._read_metadata(name)
+
+    def update_metadata(self, name: str, changes: dict[str, Any]) -> None:
+        """Read, merge and write back the whole metadata record."""
+        self._write_metadata(name, {**self.metadata(name), **changes})
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """The backend's collection info as the interface's plain dict."""
+        info = self._info(name)
+        return {
+            "store": self.label,
+            "collection": name,
+            "points": info.points_count,
+            "indexed_vectors": info.indexed_vectors_count,
+            "segments": info.segments_count,
+            "payload_indexes": sorted(info.payload_schema),
+            "metadata": self.metadata(name),
+        }
+
+    # -- points --------------------------------------------------------------------------
+
+    def upsert(self, name: str, points: Sequence[Point]) -> None:
+        """Hand a non-empty batch to the backend (an empty one is a no-op)."""
+        if points:
+            self._upsert(name, points)
+
+    def query(
+        self,
+        name: str,
+        vector: Sequence[float],
+        using: str,
+        limit: int = 10,
+        filter: SearchFilter | None = None,
+        exact: bool = False,
+    ) -> list[StoredPoint]:
+        """Ask the backend with plain floats and its own filter; its scored points come back
+        as :class:`StoredPoint` with their score."""
+        vector = [float(x) for x in vector]
+        found = self._query(name, vector, using, limit, self._filter(filter), exact)
+        return [StoredPoint(str(p.id), p.payload or {}, score=p.score) for p in found]
+
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, fields=None
+    ) -> list[StoredPoint]:
+        """Ask the backend (not at all for no ids); its records come back as
+        :class:`StoredPoint`."""
+        if not ids:
+            return []
+        records = self._retrieve(name, list(ids), _fields(fields), with_vectors)
+        return [_stored(record, with_vectors) for record in records]
+
+    def scroll(
+        self,
+        name: str,
+        filter: SearchFilter | None = None,
+        fields=None,
+        page: int = 1000,
+        with_vectors: bool = False,
+    ) -> Iterator[StoredPoint]:
+        """Follow the backend's next-page offsets until it returns none, yielding each
+        record as a :class:`StoredPoint`."""
+        backend_filter, offset = self._filter(filter), None
+        while True:
+            records, offset = self._scroll_page(
+                name, backend_filter, _fields(fields), page, offset, with_vectors
+            )
+            for record in records:
+                yield _stored(record, with_vectors)
+            if offset is None:
+                return
+
+    def count(self, name: str, filter: SearchFilter | None = None) -> int:
+        """The backend's exact count under its own filter."""
+        return self._count(name, self._filter(filter))
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        """Ask the backend to delete, unless there is nothing to delete."""
+        if ids:
+            self._delete(name, list(ids))
+
+    def _filter(self, spec: SearchFilter | None) -> Any:
+        """``spec`` as this backend's filter (None when it restricts nothing)."""
+        return build_filter(spec, self.filters)
+
+    # -- backend primitives --------------------------------------------------------------
+
+    @abstractmethod
+    def _exists(self, name: str) -> bool:
+        """Whether collection ``name`` exists (and was completely created)."""
+
+    def _open(self, name: str) -> None:
+        """Get an existing collection ready for use (a no-op unless the backend needs it)."""
+
+    def _discard_partial(self, name: str) -> None:
+        """Remove what a create that died half-way left behind (a no-op unless it can)."""
+
+    @abstractmethod
+    def _create(self, name: str, dim: int, int8: bool, metadata: dict[str, Any]) -> None:
+        """Create the collection: cosine ``image`` and ``text`` vectors of ``dim`` floats,
+        int8 scalar quantization if asked, and (where the backend keeps it there) the
+        metadata."""
+
+    @abstractmethod
+    def _index_keyword(self, name: str, field: str) -> None:
+        """Index payload ``field`` for exact matches."""
+
+    @abstractmethod
+    def _index_text(self, name: str, field: str) -> None:
+        """Index payload ``field`` for lowercase word matches."""
+
+    def _created(self, name: str, metadata: dict[str, Any]) -> None:
+        """Finish a create: whatever makes the new collection count as existing."""
+
+    @abstractmethod
+    def _read_metadata(self, name: str) -> dict[str, Any]:
+        """The metadata recorded in an existing collection."""
+
+    @abstractmethod
+    def _write_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        """Record ``metadata`` in the collection, replacing what was there."""
+
+    @abstractmethod
+    def _info(self, name: str) -> Any:
+        """The backend's collection info: ``points_count``, ``indexed_vectors_count``,
+        ``segments_count`` and ``payload_schema``."""
+
+    @abstractmethod
+    def _upsert(self, name: str, points: Sequence[Point]) -> None:
+        """Write a non-empty batch of points."""
+
+    @abstractmethod
+    def _query(
+        self, name: str, vector: list[float], using: str, limit: int, filter: Any, exact: bool
+    ) -> list:
+        """The backend's scored points (``id``, ``score``, ``payload``), best first."""
+
+    @abstractmethod
+    def _retrieve(
+        self, name: str, ids: list[str], fields: list[str] | None, with_vectors: bool
+    ) -> list:
+        """The backend's records (``id``, ``payload``, ``vector``) of a non-empty ``ids``."""
+
+    @abstractmethod
+    def _scroll_page(
+        self,
+        name: str,
+        filter: Any,
+        fields: list[str] | None,
+        limit: int,
+        offset: Any,
+        with_vectors: bool,
+    ) -> tuple[list, Any]:
+        """One page of records from ``offset`` (None: the start), and the next offset
+        (None after the last page)."""
+
+    @abstractmethod
+    def _count(self, name: str, filter: Any) -> int:
+        """The exact number of points matching the backend filter."""
+
+    @abstractmethod
+    def _delete(self, name: str, ids: list[str]) -> None:
+        """Delete a non-empty list of point ids."""
+
+
+def plain_vectors(point: Point) -> dict[str, list[float]]:
+    """A point's vectors as lists of Python floats, which both APIs take."""
+    return {name: [float(x) for x in vector] for name, vector in point.vectors.items()}
+
+
+def _fields(fields) -> list[str] | None:
+    """The payload fields to return, or None for all of them."""
+    return list(fields) if fields else None
+
+
+def _stored(record, with_vectors: bool) -> StoredPoint:
+    """A Qdrant record (either API) as a :class:`StoredPoint`."""
+    vectors = (record.vector or {}) if with_vectors else {}
+    return StoredPoint(str(record.id), record.payload or {}, vectors=vectors)

@@ -49,12 +49,6 @@ from multimodal.training.report import plot_curves
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
-# Light augmentation for photos of dishes: open_clip's random resized crop and colour jitter.
-AUGMENTATION = {
-    "scale": (0.6, 1.0),
-    "color_jitter": (0.2, 0.2, 0.2, 0.02),
-    "color_jitter_prob": 0.5,
-}
 
 
 @dataclass

@@ -19,12 +19,12 @@ from tqdm.auto import tqdm
 
 from multimodal.checkpoint import save_checkpoint
 from multimodal.data.records import Record
-from multimodal.embedding import embed_images, embed_pairs
+from multimodal.embedding import embed_images
 from multimodal.encoder import DualEncoder, trim_padding
+from multimodal.evaluation import class_labels, evaluate, score_embeddings
 from multimodal.factory import LoadedModel
 from multimodal.files import atomic_path
 from multimodal.loss import ContrastiveLoss
-from multimodal.metrics import retrieval_metrics
 from multimodal.mining import MiningConfig, mine_hard_negatives
 from multimodal.training.cache import ImageSplit, TextSplit, cache_images, cache_texts
 from multimodal.training.config import TrainConfig
@@ -324,14 +324,12 @@ class Trainer:
                     if self.text_split is not None
                     else self._token_embeddings(self.cache["val_tokens"])
                 )
-            return retrieval_metrics(images, texts, self.cache["val_labels"])
+            return score_embeddings(images, texts, self.cache["val_labels"])
         with torch.random.fork_rng(devices=[]):
-            pairs = embed_pairs(
+            result = evaluate(
                 self.encoder, self.val_records, workers=self.config.workers, progress=False
             )
-        labels = [r.label for r in pairs.records]
-        labels = labels if all(label is not None for label in labels) else None
-        return retrieval_metrics(pairs.image, pairs.text, labels)
+        return result.metrics
 
     @torch.inference_mode()
     def _cached_embeddings(self, features: torch.Tensor, split) -> np.ndarray:
@@ -442,10 +440,8 @@ class Trainer:
         cache = {
             "val_images": images.features[0][kept],
             "val_tokens": val_set.tokens[kept],
-            "val_labels": [val_set.records[i].label for i in kept],
+            "val_labels": class_labels([val_set.records[i] for i in kept]),
         }
-        if any(label is None for label in cache["val_labels"]):
-            cache["val_labels"] = None
         if self.text_split is not None:
             cache["val_texts"] = cache_texts(self.text_split, cache["val_tokens"], self.device)
         return cache

@@ -18,7 +18,8 @@ from multimodal.factory import create_model_and_transforms
 from multimodal.spec import parse_model_spec
 from multimodal.training.config import TrainConfig
 from multimodal.training.data import build_train_set
-from multimodal.training.trainer import Trainer, TrainState
+from multimodal.training.persistence import CONFIG_FILE, STATE_FILE, TrainState
+from multimodal.training.trainer import Trainer
 
 FIELD_HELP = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         config = config_from_args(args)
         parse_model_spec(config.model)
-        if (Path(config.out) / "state.pt").exists():
+        if (Path(config.out) / STATE_FILE).exists():
             raise ValueError(
                 f"{config.out} already holds a run: --resume {config.out}, or another --out"
             )
@@ -149,7 +150,7 @@ def summary_table(state: TrainState, seconds: float, device: str) -> str:
 
 
 def _run_config(folder: Path) -> Path:
-    path = folder / "train_config.json"
+    path = folder / CONFIG_FILE
     if not path.is_file():
-        raise ValueError(f"{folder} is not a training run folder (no train_config.json)")
+        raise ValueError(f"{folder} is not a training run folder (no {CONFIG_FILE})")
     return path

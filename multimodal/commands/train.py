@@ -13,13 +13,10 @@ import time
 from pathlib import Path
 
 from multimodal.commands.common import command
-from multimodal.data.readers import dataset_splits, read_records
-from multimodal.factory import create_model_and_transforms
 from multimodal.spec import parse_model_spec
 from multimodal.training.config import TrainConfig
-from multimodal.training.data import build_train_set
 from multimodal.training.persistence import CONFIG_FILE, STATE_FILE, TrainState
-from multimodal.training.trainer import Trainer
+from multimodal.training.trainer import build_trainer
 
 FIELD_HELP = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
@@ -116,17 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(state, time.perf_counter() - started, trainer.device.type))
     print(f"best checkpoint: {Path(config.out) / 'best'} (epoch {state.best_epoch})")
     return 0
-
-
-def build_trainer(config: TrainConfig, progress: bool = True, on_step=None) -> Trainer:
-    splits = dataset_splits(config.data)
-    train_split = config.train_split if splits else None
-    val_split = config.val_split if splits and config.val_split in splits else None
-    train_records = read_records(config.data, train_split)
-    val_records = read_records(config.data, val_split) if val_split else []
-    loaded = create_model_and_transforms(config.model)
-    train_set = build_train_set(train_records, loaded.tokenizer)
-    return Trainer(config, loaded, train_set, val_records, on_step=on_step, progress=progress)
 
 
 def summary_table(state: TrainState, seconds: float, device: str) -> str:

@@ -9,13 +9,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from multimodal.data.readers import dataset_splits, read_records
 from multimodal.data.records import Record
 from multimodal.encoder import DualEncoder
-from multimodal.factory import LoadedModel
+from multimodal.factory import LoadedModel, create_model_and_transforms
 from multimodal.loss import ContrastiveLoss
 from multimodal.training.cache import load_or_build_feature_cache, tower_splits
 from multimodal.training.config import TrainConfig
-from multimodal.training.data import TrainSet, build_train_data, train_transform
+from multimodal.training.data import TrainSet, build_train_data, build_train_set, train_transform
 from multimodal.training.features import TrainFeatures
 from multimodal.training.negatives import mine_both_ways, mining_config, mining_due
 from multimodal.training.optim import (
@@ -181,3 +182,24 @@ class Trainer:
 
     def _save_model(self, name: str) -> None:
         self.folder.save_model(name, self.model, self.loaded, self.config, self.state)
+
+
+def build_trainer(
+    config: TrainConfig,
+    progress: bool = True,
+    on_step: Callable[[Trainer], None] | None = None,
+) -> Trainer:
+    """A trainer for ``config``: reads its data set's train (and val, when there is one)
+    split and builds its starting model.
+
+    >>> config = TrainConfig(model="tiny-random", data=DATA, out="runs/x")  # doctest: +SKIP
+    >>> build_trainer(config).run()  # doctest: +SKIP
+    """
+    splits = dataset_splits(config.data)
+    train_split = config.train_split if splits else None
+    val_split = config.val_split if splits and config.val_split in splits else None
+    train_records = read_records(config.data, train_split)
+    val_records = read_records(config.data, val_split) if val_split else []
+    loaded = create_model_and_transforms(config.model)
+    train_set = build_train_set(train_records, loaded.tokenizer)
+    return Trainer(config, loaded, train_set, val_records, on_step=on_step, progress=progress)

@@ -15,8 +15,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
 # The efficientnet-pytorch layout names the three convolutions of an inverted residual block
 # by role; timm names them by position. A block without an expansion conv (the first stage,
 # a DepthwiseSeparable block in timm) shifts the batch-norm names down by one.

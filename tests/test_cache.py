@@ -118,8 +118,8 @@ def test_cached_training_uses_the_cache_and_resumes_exactly(tmp_path):
 
     straight = _trainer(spec, tmp_path / "a", train, val)
     state = straight.run()
-    assert straight.cache["train_images"].shape[:2] == (2, 18)  # 2 views of 18 photos
-    assert straight.hard_texts is not None and len(state.history) == 3
+    assert straight.features.cache["train_images"].shape[:2] == (2, 18)  # 2 views of 18 photos
+    assert straight.data.hard_texts is not None and len(state.history) == 3
 
     def interrupt(trainer):
         if trainer.state.step == 4:

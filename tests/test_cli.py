@@ -12,6 +12,7 @@ import pytest
 from multimodal import cli
 from multimodal.commands import embed
 from multimodal.commands import eval as eval_command
+from multimodal.commands import train as train_command
 
 
 def _tiny_eval(data, out, *extra: str) -> int:
@@ -63,6 +64,20 @@ def test_eval_errors_are_one_line_and_non_zero(recipes5k_folder, capsys, argv, m
     assert code == 2
     assert err.startswith("multimodal eval: error:") and message in err
     assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [train_command, eval_command, embed])
+def test_every_flag_has_help(command):
+    parser = command.build_parser()
+    assert [a.dest for a in parser._actions if not a.help] == []
+
+
+def test_a_flag_of_fixed_values_fails_at_parse_time(capsys):
+    argv = ["--model", "tiny-random", "--data", "DATA", "--out", "OUT"]
+    with pytest.raises(SystemExit) as exit_info:
+        train_command.main([*argv, "--mining-strategy", "typo"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'typo'" in capsys.readouterr().err
 
 
 def test_embed_writes_aligned_shards_and_resumes(recipes5k_folder, tmp_path, capsys):

@@ -37,8 +37,8 @@ def ensure_model(model: str | None, data: Path, progress: bool = True) -> str:
     run = data_home() / "models" / "recipe"
     if (run / "done").is_file() and (run / "best" / "checkpoint.json").is_file():
         return str(run / "best")  # trained by an earlier run
-    from multimodal.commands.train import build_trainer
     from multimodal.training.config import TrainConfig
+    from multimodal.training.trainer import build_trainer
 
     resume = (run / "state.pt").is_file()
     settings = dict(DEMO_TRAINING)

@@ -17,10 +17,10 @@ from multimodal.commands.common import (
     image_batch_size,
     load_data,
 )
-from multimodal.embedding import embed_pairs
 from multimodal.encoder import load_encoder
+from multimodal.evaluation import evaluate
 from multimodal.files import write_json
-from multimodal.metrics import bag_metrics, format_table, retrieval_metrics
+from multimodal.metrics import bag_metrics, format_table
 from multimodal.spec import parse_model_spec
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     records = load_data(args, default_split="val")
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
-    pairs = embed_pairs(
+    result = evaluate(
         encoder,
         records,
         batch_size=image_batch_size(args.batch_size, encoder.device),
@@ -56,12 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         max_pixels=args.max_pixels,
         progress=not args.no_progress,
     )
-    labels = [r.label for r in pairs.records]
-    labels = labels if all(label is not None for label in labels) else None
-    metrics = retrieval_metrics(pairs.image, pairs.text, labels)
+    pairs, metrics = result.pairs, result.metrics
     bags = None
     if args.bags:
-        bags = bag_metrics(pairs.image, pairs.text, labels, args.bags, args.bag_size, args.seed)
+        bags = bag_metrics(
+            pairs.image, pairs.text, result.labels, args.bags, args.bag_size, args.seed
+        )
     seconds = time.perf_counter() - started
 
     split = args.split or "all"

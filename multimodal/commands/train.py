@@ -13,14 +13,42 @@ import time
 from pathlib import Path
 
 from multimodal.commands.common import command
-from multimodal.data.readers import dataset_splits, read_records
-from multimodal.factory import create_model_and_transforms
 from multimodal.spec import parse_model_spec
 from multimodal.training.config import TrainConfig
-from multimodal.training.data import build_train_set
-from multimodal.training.trainer import Trainer, TrainState
+from multimodal.training.persistence import CONFIG_FILE, STATE_FILE, TrainState
+from multimodal.training.trainer import build_trainer
 
-FIELD_HELP = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# TrainConfig fields with a flag of their own, in --help order; --unlock-image, --unlock-text
+# and --no-augment set lock_image, lock_text and augment.
+TUNABLE = (
+    "train_split",
+    "val_split",
+    "epochs",
+    "batch_size",
+    "accumulate",
+    "lr",
+    "backbone_lr",
+    "weight_decay",
+    "warmup_steps",
+    "grad_clip",
+    "unlock_image_groups",
+    "unlock_text_layers",
+    "hard_negatives",
+    "mining_strategy",
+    "mining_window",
+    "mining_margin",
+    "mine_every",
+    "warmup_epochs",
+    "max_logit_scale",
+    "patience",
+    "seed",
+    "workers",
+    "device",
+    "max_steps",
+    "cache_views",
+    "feature_cache",
+)
+CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,42 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         "hard negatives); selects on the val split; keeps last/ and best/ checkpoints.",
     )
     parser.add_argument("--resume", default=None, help="continue the run in this folder exactly")
-    parser.add_argument("--model", help="starting model spec (e.g. recipe-starter)")
-    parser.add_argument("--data", help="Recipes5k folder, manifest or folder")
-    parser.add_argument("--out", help="run folder, e.g. runs/recipe")
+    for name in ("model", "data", "out"):
+        parser.add_argument(f"--{name}", help=CONFIG_FIELDS[name].metadata["help"])
     defaults = TrainConfig(model="", data="", out="")
-    for name in (
-        "train_split",
-        "val_split",
-        "epochs",
-        "batch_size",
-        "accumulate",
-        "lr",
-        "backbone_lr",
-        "weight_decay",
-        "warmup_steps",
-        "grad_clip",
-        "unlock_image_groups",
-        "unlock_text_layers",
-        "hard_negatives",
-        "mining_strategy",
-        "mining_window",
-        "mining_margin",
-        "mine_every",
-        "warmup_epochs",
-        "max_logit_scale",
-        "patience",
-        "seed",
-        "workers",
-        "device",
-        "max_steps",
-        "cache_views",
-        "feature_cache",
-    ):
-        default = getattr(defaults, name)
-        kind = type(default) if default is not None else str
-        kind = float if name == "mining_margin" else kind
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default)
+    for name in TUNABLE:
+        _add_config_flag(parser, CONFIG_FIELDS[name], getattr(defaults, name))
     parser.add_argument("--unlock-image", action="store_true", help="train the whole image tower")
     parser.add_argument("--unlock-text", action="store_true", help="train the whole text tower")
     parser.add_argument("--no-augment", action="store_true", help="no image augmentation")
@@ -73,10 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_config_flag(parser: argparse.ArgumentParser, field: dataclasses.Field, default) -> None:
+    """``--field-name``, typed by its default (a float for mining_margin, which may be None)."""
+    kind = type(default) if default is not None else str
+    kind = float if field.name == "mining_margin" else kind
+    help_text = field.metadata["help"]
+    if default is not None:
+        help_text += " (default: %(default)s)"
+    parser.add_argument(
+        f"--{field.name.replace('_', '-')}",
+        type=kind,
+        default=default,
+        choices=field.metadata.get("choices"),
+        help=help_text,
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if not (args.model and args.data and args.out):
         raise ValueError("give --model, --data and --out (or --resume RUN_FOLDER)")
-    values = {f: getattr(args, f) for f in FIELD_HELP if hasattr(args, f)}
+    values = {f: getattr(args, f) for f in CONFIG_FIELDS if hasattr(args, f)}
     values.update(
         lock_image=not args.unlock_image,
         lock_text=not args.unlock_text,
@@ -93,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         config = config_from_args(args)
         parse_model_spec(config.model)
-        if (Path(config.out) / "state.pt").exists():
+        if (Path(config.out) / STATE_FILE).exists():
             raise ValueError(
                 f"{config.out} already holds a run: --resume {config.out}, or another --out"
             )
@@ -117,17 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def build_trainer(config: TrainConfig, progress: bool = True, on_step=None) -> Trainer:
-    splits = dataset_splits(config.data)
-    train_split = config.train_split if splits else None
-    val_split = config.val_split if splits and config.val_split in splits else None
-    train_records = read_records(config.data, train_split)
-    val_records = read_records(config.data, val_split) if val_split else []
-    loaded = create_model_and_transforms(config.model)
-    train_set = build_train_set(train_records, loaded.tokenizer)
-    return Trainer(config, loaded, train_set, val_records, on_step=on_step, progress=progress)
-
-
 def summary_table(state: TrainState, seconds: float, device: str) -> str:
     lines = [
         f"{'epoch':>5} {'step':>6} {'i2t R@1':>8} {'t2i R@1':>8} {'i2t MedR':>9} "
@@ -149,7 +151,7 @@ def summary_table(state: TrainState, seconds: float, device: str) -> str:
 
 
 def _run_config(folder: Path) -> Path:
-    path = folder / "train_config.json"
+    path = folder / CONFIG_FILE
     if not path.is_file():
-        raise ValueError(f"{folder} is not a training run folder (no train_config.json)")
+        raise ValueError(f"{folder} is not a training run folder (no {CONFIG_FILE})")
     return path

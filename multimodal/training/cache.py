@@ -5,14 +5,23 @@ A locked backbone gives the same output for the same input, so it runs once per 
 (stem, each block, conv head): the last ``unlocked_groups`` train, the rest is the cached
 prefix. A fully locked text tower is cached up to its pooled output; a partly unlocked one runs
 online (its layers are cheap next to the image trunk).
+
+The features of a run (training photos in several views, val photos, texts) are kept in one
+file under ``--feature-cache``, named by everything they depend on, so the next run with the
+same model and data loads them instead of running the prefix again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from open_clip.hf_model import HFTextEncoder
 from open_clip.timm_model import TimmModel
 from torch import nn
@@ -20,8 +29,20 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from multimodal.data.loading import single_threaded_worker
+from multimodal.data.records import Record
 from multimodal.encoder import trim_padding
-from multimodal.training.data import ANCHOR, PairImages, collate_pairs
+from multimodal.evaluation import class_labels
+from multimodal.factory import LoadedModel
+from multimodal.files import atomic_path
+from multimodal.training.config import TrainConfig
+from multimodal.training.data import (
+    ANCHOR,
+    PairImages,
+    TrainSet,
+    build_train_set,
+    collate_pairs,
+    train_transform,
+)
 
 
 class ImageSplit:
@@ -79,6 +100,25 @@ class TextSplit:
 
     def suffix(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.text.proj(pooled)
+
+
+@dataclass
+class TowerSplits:
+    image: ImageSplit | None  # None: the image tower runs whole, nothing is cached
+    text: TextSplit | None  # None: the text tower runs whole (online)
+
+
+def tower_splits(model: nn.Module, config: TrainConfig) -> TowerSplits:
+    """The towers' cacheable prefixes under ``config``: a locked image tower of a supported
+    kind, and a fully locked Hugging Face text tower; none when ``cache_views`` is 0."""
+    image = None
+    if config.cache_views and config.lock_image and ImageSplit.supports(model.visual):
+        image = ImageSplit(model.visual, config.unlock_image_groups)
+    text = None
+    text_locked = config.lock_text and config.unlock_text_layers == 0
+    if config.cache_views and text_locked and TextSplit.supports(getattr(model, "text", None)):
+        text = TextSplit(model.text)
+    return TowerSplits(image, text)
 
 
 @dataclass
@@ -143,3 +183,151 @@ def cache_texts(split: TextSplit, tokens: torch.Tensor, device: torch.device) ->
         rows = order[start : start + 256]
         pooled[rows] = split.prefix(tokens[rows].to(device)).float().cpu()
     return pooled
+
+
+def feature_cache_path(
+    config: TrainConfig, weights_sha256: str | None, train_set: TrainSet, val_records: list[Record]
+) -> Path | None:
+    """A file named by everything the cached features depend on; None when not kept."""
+    if not config.feature_cache:
+        return None
+    key = {
+        "model": config.model,
+        "weights": weights_sha256,
+        "unlock_image_groups": config.unlock_image_groups,
+        "views": config.cache_views if config.augment else 1,
+        "seed": config.seed,
+        "train": [str(r.image) for r in train_set.records],
+        "train_texts": train_set.texts,
+        "val": [str(r.image) for r in val_records],
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(config.feature_cache) / f"{digest}.pt"
+
+
+def load_or_build_feature_cache(
+    config: TrainConfig,
+    loaded: LoadedModel,
+    splits: TowerSplits,
+    train_set: TrainSet,
+    val_records: list[Record],
+    device: torch.device,
+    progress: bool = True,
+) -> dict:
+    """Frozen-prefix features of the training photos (several views), of val and of the texts,
+    loaded from ``config.feature_cache`` when an identical cache was built before.
+
+    Keys: ``train_images`` (views, N, ...), ``train_kept`` (the photos that loaded),
+    ``train_texts`` (N, width) or None, and with val records ``val_images``, ``val_tokens``,
+    ``val_labels`` and ``val_texts``, for the val pairs whose photo loaded.
+    """
+    path = feature_cache_path(
+        config, loaded.info.provenance.get("weights_sha256"), train_set, val_records
+    )
+    if path is not None and path.is_file():
+        cache = torch.load(path, weights_only=False)
+        if splits.text is None or cache.get("train_texts") is not None:
+            return cache
+        # Built by a run that trained the text layers: the text features are still missing.
+        add_text_features(cache, splits.text, train_set.tokens, device)
+    else:
+        cache = compute_feature_cache(
+            config, loaded, splits, train_set, val_records, device, progress
+        )
+    if path is not None:
+        with atomic_path(path) as staging:
+            torch.save(cache, staging)
+    return cache
+
+
+def compute_feature_cache(
+    config: TrainConfig,
+    loaded: LoadedModel,
+    splits: TowerSplits,
+    train_set: TrainSet,
+    val_records: list[Record],
+    device: torch.device,
+    progress: bool = True,
+) -> dict:
+    """Run the frozen prefixes over the training and val items (see load_or_build_feature_cache)."""
+    loaded.model.eval()
+    views = [loaded.preprocess]
+    if config.augment:
+        augmented = train_transform(loaded.info.preprocess_cfg)
+        views += [augmented] * (config.cache_views - 1)
+    train = cache_images(
+        splits.image,
+        [r.image for r in train_set.records],
+        views,
+        device,
+        config.seed,
+        workers=config.workers,
+        progress=progress,
+        desc="caching training image features",
+    )
+    val = val_features(loaded, splits, val_records, device, config.workers, progress)
+    texts = None
+    if splits.text is not None:
+        texts = cache_texts(splits.text, train_set.tokens, device)
+    return {"train_images": train.features, "train_kept": train.kept, "train_texts": texts, **val}
+
+
+def val_features(
+    loaded: LoadedModel,
+    splits: TowerSplits,
+    val_records: list[Record],
+    device: torch.device,
+    workers: int,
+    progress: bool = True,
+) -> dict:
+    """The val part of a feature cache: one unaugmented view of each val pair whose photo
+    loads, its tokens and its class label."""
+    if not val_records:
+        return {}
+    val_set = build_train_set(val_records, loaded.tokenizer)
+    images = cache_images(
+        splits.image,
+        [r.image for r in val_set.records],
+        [loaded.preprocess],
+        device,
+        workers=workers,
+        progress=progress,
+        desc="caching val image features",
+    )
+    kept = images.kept
+    cache = {
+        "val_images": images.features[0][kept],
+        "val_tokens": val_set.tokens[kept],
+        "val_labels": class_labels([val_set.records[i] for i in kept]),
+    }
+    if splits.text is not None:
+        cache["val_texts"] = cache_texts(splits.text, cache["val_tokens"], device)
+    return cache
+
+
+def add_text_features(
+    cache: dict, split: TextSplit, train_tokens: torch.Tensor, device: torch.device
+) -> None:
+    """Add the pooled text features to a cache built while the text tower was training."""
+    cache["train_texts"] = cache_texts(split, train_tokens, device)
+    if "val_tokens" in cache:
+        cache["val_texts"] = cache_texts(split, cache["val_tokens"], device)
+
+
+@torch.inference_mode()
+def suffix_embeddings(
+    features: torch.Tensor,
+    split: ImageSplit | TextSplit,
+    model: nn.Module,
+    device: torch.device,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Normalised embeddings from cached prefix ``features`` through the split's suffix."""
+    model.eval()
+    parts = []
+    for start in range(0, len(features), batch_size):
+        chunk = features[start : start + batch_size].to(device)
+        if chunk.ndim == 4:
+            chunk = chunk.contiguous(memory_format=torch.channels_last)
+        parts.append(F.normalize(split.suffix(chunk).float(), dim=-1).cpu())
+    return torch.cat(parts).numpy()

@@ -1,48 +1,80 @@
-"""Training configuration: one typed dataclass, written to the run folder."""
+"""Training configuration: one typed dataclass, written to the run folder.
+
+Each field's help (its ``metadata["help"]``) is written once here; ``multimodal train`` shows
+it for the field's flag, and ``metadata["choices"]`` limits a flag to a fixed set of values.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from multimodal.mining import STRATEGIES
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, choices: tuple = ()) -> Any:
+    """A configuration field with its help text (and its allowed values, when fixed)."""
+    metadata = {"help": help, "choices": choices} if choices else {"help": help}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
-    model: str  # the model spec training starts from
-    data: str  # data set path (see multimodal.data.read_records)
-    out: str  # run folder
-    train_split: str | None = "train"  # split to train on (None: all records)
-    val_split: str | None = "val"  # split to select on (None: no evaluation)
-    epochs: int = 10  # passes over the training set
-    batch_size: int = 64  # pairs per optimiser step (before accumulation)
-    accumulate: int = 1  # batches per optimiser step
-    lr: float = 1e-3  # projection heads and temperature
-    backbone_lr: float = 1e-5  # unlocked backbone layers
-    weight_decay: float = 0.1  # not on biases, norms or the temperature
-    warmup_steps: int = 50  # linear warm-up, then cosine decay to zero
-    grad_clip: float = 1.0  # max gradient norm (0: off)
-    lock_image: bool = True  # freeze the image backbone (LiT)...
-    unlock_image_groups: int = 0  # ...except its last N layer groups
-    lock_text: bool = True  # freeze the text backbone...
-    unlock_text_layers: int = 0  # ...except its last N layers
-    hard_negatives: int = 0  # mined negatives per item and direction (0: in-batch only)
-    mining_strategy: str = "hardest"  # hardest, semi-hard or random (within the window)
-    mining_window: int = 50  # random: draw from this many top eligible ranks
-    mining_margin: float | None = 0.05  # skip items scoring above positive - margin
-    mine_every: int = 1  # re-mine every M epochs
-    warmup_epochs: int = 1  # in-batch only for these first epochs
-    augment: bool = True  # random resized crop, flip, light colour jitter
-    cache_views: int = 2  # locked image backbone: cache its features for this many views of
-    # each photo (the first unaugmented) instead of running it every step (0: never cache)
-    feature_cache: str | None = "runs/.feature-cache"  # reuse cached features across runs
-    max_logit_scale: float = 100.0  # clamp of the learnable temperature's inverse
-    patience: int = 3  # stop after this many epochs without a better val score (0: never)
-    seed: int = 0  # everything random derives from it
-    workers: int = 2  # image decoding processes
-    device: str | None = None  # cuda or cpu (default: cuda if available)
-    max_steps: int = 0  # stop after this many optimiser steps (0: no limit)
+    model: str = option(help="the model spec training starts from, e.g. recipe-starter")
+    data: str = option(help="data set: a Recipes5k folder, a .csv/.jsonl manifest or a folder")
+    out: str = option(help="run folder, e.g. runs/recipe")
+    train_split: str | None = option(
+        "train", help="split to train on, when the data set has splits (else all of it)"
+    )
+    val_split: str | None = option(
+        "val", help="split to select on, when the data set has it (else no evaluation)"
+    )
+    epochs: int = option(10, help="passes over the training set")
+    batch_size: int = option(64, help="pairs per batch, never two of one recipe")
+    accumulate: int = option(1, help="batches per optimiser step")
+    lr: float = option(1e-3, help="learning rate of the projection heads and temperature")
+    backbone_lr: float = option(1e-5, help="learning rate of unlocked backbone layers")
+    weight_decay: float = option(0.1, help="AdamW decay; not on biases, norms or temperature")
+    warmup_steps: int = option(50, help="linear warm-up steps, then cosine decay to zero")
+    grad_clip: float = option(1.0, help="max gradient norm (0: off)")
+    lock_image: bool = option(True, help="freeze the image backbone (LiT); see --unlock-image")
+    unlock_image_groups: int = option(0, help="train a locked image backbone's last N layer groups")
+    lock_text: bool = option(True, help="freeze the text backbone; see --unlock-text")
+    unlock_text_layers: int = option(0, help="train a locked text backbone's last N layers")
+    hard_negatives: int = option(
+        0, help="mined negatives per item and direction (0: in-batch negatives only)"
+    )
+    mining_strategy: str = option(
+        "hardest",
+        help="hardest, semi-hard (below the positive) or random (within the window)",
+        choices=STRATEGIES,
+    )
+    mining_window: int = option(50, help="random mining draws from this many top eligible ranks")
+    mining_margin: float | None = option(
+        0.05, help="skip items scoring above positive - margin (likely unlabelled positives)"
+    )
+    mine_every: int = option(1, help="mine again every M epochs")
+    warmup_epochs: int = option(1, help="in-batch negatives only for these first epochs")
+    augment: bool = option(True, help="random resized crop, flip, light colour jitter")
+    cache_views: int = option(
+        2,
+        help="with a locked image backbone, cache its features for this many views of each "
+        "photo (the first unaugmented) instead of running it every step (0: never cache)",
+    )
+    feature_cache: str | None = option(
+        "runs/.feature-cache", help="folder that keeps cached features across runs ('': none)"
+    )
+    max_logit_scale: float = option(100.0, help="clamp of the learnable temperature's inverse")
+    patience: int = option(
+        3, help="stop after this many epochs without a better val score (0: never)"
+    )
+    seed: int = option(0, help="seeds the batch order, augmentation, cached views, mining")
+    workers: int = option(2, help="image decoding processes")
+    device: str | None = option(None, help="cuda or cpu (default: cuda if available)")
+    max_steps: int = option(0, help="stop after this many optimiser steps (0: no limit)")
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
@@ -170,3 +170,66 @@ class RecipeBatchSampler(Sampler):
                 extras = {int(j) for j in self.hard_images[batch].ravel() if j >= 0} - set(batch)
                 keys += [(j, EXTRA) for j in sorted(extras)]
             yield keys
+
+
+def index_batch(keys: list[tuple[int, int]]) -> dict:
+    """A batch of the cached path: indices only, features come from the cache."""
+    return {
+        "anchors": [i for i, role in keys if role == ANCHOR],
+        "extras": [i for i, role in keys if role != ANCHOR],
+        "pixels": None,
+        "rejects": [],
+    }
+
+
+@dataclass
+class TrainData:
+    """The training pairs, how they are batched, their photos, and the mined negatives that
+    join each batch."""
+
+    train_set: TrainSet
+    sampler: RecipeBatchSampler
+    images: PairImages  # decoded only when no feature cache stands in for the photos
+    hard_texts: np.ndarray | None = None  # (N, k) mined text negatives of each image
+    hard_images: np.ndarray | None = None  # (N, k) mined image negatives of each text
+
+    def batches(
+        self, epoch: int, skip: int, cached: bool, workers: int, seed: int
+    ) -> Iterable[dict]:
+        """The batches of ``epoch`` after the first ``skip``: photos decoded by ``workers``
+        processes, or (``cached``) item indices only."""
+        self.sampler.set_epoch(epoch, skip=skip)
+        self.sampler.hard_images = self.hard_images
+        self.images.set_epoch(epoch)
+        if cached:
+            return (index_batch(keys) for keys in self.sampler)
+        return DataLoader(
+            self.images,
+            batch_sampler=self.sampler,
+            num_workers=workers,
+            collate_fn=collate_pairs,
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def hard_text_ids(self, anchors: list[int]) -> list[int]:
+        """The mined text negatives of a batch's images, without the batch's own texts
+        (they are candidates already)."""
+        if self.hard_texts is None:
+            return []
+        mined = {int(j) for j in self.hard_texts[anchors].ravel() if j >= 0}
+        return sorted(mined - set(anchors))
+
+
+def build_train_data(
+    train_set: TrainSet, batch_size: int, seed: int, transform: Callable
+) -> TrainData:
+    """Batches of ``batch_size`` pairs in an order fixed by ``seed``, photos through
+    ``transform``."""
+    sampler = RecipeBatchSampler(train_set.groups[:, 0], batch_size, seed)
+    if len(sampler) == 0:
+        raise ValueError(
+            f"{len(train_set)} training pairs make no full batch of {batch_size}: "
+            "lower --batch-size"
+        )
+    paths = [r.image for r in train_set.records]
+    return TrainData(train_set, sampler, PairImages(paths, transform, seed))

@@ -30,6 +30,7 @@ TINY_LITE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unlocked_groups", [0, 1, 3])
 def test_image_split_equals_the_full_tower(starter_encoder, unlocked_groups):
     visual = starter_encoder.model.visual.eval()
@@ -42,6 +43,7 @@ def test_image_split_equals_the_full_tower(starter_encoder, unlocked_groups):
     assert len(split.trainable_blocks) == max(0, unlocked_groups - 1)
 
 
+@pytest.mark.slow
 def test_text_split_equals_the_full_tower(starter_encoder):
     text = starter_encoder.model.text.eval()
     tokens = starter_encoder.tokenizer(["apple pie", "beef tacos with salsa and lime"])

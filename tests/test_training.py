@@ -156,7 +156,13 @@ def test_train_command_end_to_end_and_resume_refusal(recipes5k_folder, tmp_path,
     assert provenance["made_by"] == "multimodal train" and provenance["base_model"] == "tiny-random"
     assert train_command.main(argv) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert train_command.main(["--resume", str(out), "--no-progress"]) == 0  # nothing left: a no-op
+    # nothing is left to train: resuming the finished run changes nothing
+    best = {p.name: p.read_bytes() for p in (out / "best").iterdir()}
+    log_text = (out / "log.jsonl").read_text()
+    assert train_command.main(["--resume", str(out), "--no-progress"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert (out / "log.jsonl").read_text() == log_text
+    assert {p.name: p.read_bytes() for p in (out / "best").iterdir()} == best
 
 
 def test_train_needs_model_data_out(capsys):
@@ -174,6 +180,7 @@ def test_random_module_is_not_used_for_ordering():
     assert sampler.anchor_batches() == first
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unlocked_groups", [0, 2])
 def test_locking_the_starter_image_tower_changes_no_output(tmp_path, unlocked_groups):
     """Regression: open_clip's freeze_bn_stats drops the activations of timm's BatchNormAct2d."""
@@ -192,6 +199,7 @@ def test_locking_the_starter_image_tower_changes_no_output(tmp_path, unlocked_gr
         torch.testing.assert_close(model.encode_image(pixels), before)
 
 
+@pytest.mark.slow
 def test_partial_unlock_of_the_minilm_text_tower(tmp_path):
     from multimodal.factory import create_model_and_transforms
     from multimodal.training.optim import configure_towers

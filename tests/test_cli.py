@@ -162,6 +162,7 @@ def test_dispatcher(capsys):
     assert cli.main(["frobnicate"]) == 2
 
 
+@pytest.mark.slow
 def test_console_script_runs_as_a_process(recipes5k_folder, tmp_path):
     result = subprocess.run(
         [

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from multimodal.checkpoint import save_checkpoint
 from multimodal.encoder import DualEncoder
@@ -36,6 +37,7 @@ def _without_offline_flags() -> dict:
     }
 
 
+@pytest.mark.slow
 def test_unreachable_hub_is_one_line(recipes5k_folder, tmp_path):
     data = str(recipes5k_folder)
     result = subprocess.run(
@@ -57,6 +59,7 @@ def test_unreachable_hub_is_one_line(recipes5k_folder, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_hub_model_loads_from_the_local_cache_when_the_hub_is_unreachable(tmp_path):
     loaded = create_model_and_transforms("tiny-random")
     snapshot = tmp_path / "cache" / "models--testorg--tiny-clip" / "snapshots" / COMMIT

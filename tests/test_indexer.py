@@ -290,6 +290,7 @@ def test_cli_unreachable_server_is_one_line(capsys, tmp_path):
     assert code == 1 and len(err.splitlines()) == 1 and "cannot reach a Qdrant server" in err
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_leaves_the_exact_count(tmp_path):
     data = tmp_path / "many"
     for i in range(600):

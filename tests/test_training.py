@@ -48,6 +48,7 @@ def _trainer(config, train_records, val_records, on_step=None):
     return Trainer(config, loaded, train_set, val_records, on_step=on_step, progress=False)
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_shapes_and_colours(tmp_path):
     """Random weights -> recall far above chance on drawings it has never seen."""
     train = shape_manifest(tmp_path / "train", variants=6, seed=0)

@@ -116,6 +116,7 @@ def test_only_loopback_and_indexed_files_are_served(served):
     assert refused.value.code in (403, 404)
 
 
+@pytest.mark.slow
 def test_page_in_headless_chromium(served, tmp_path):
     if find_chromium() is None:
         if os.environ.get("MULTIMODAL_REQUIRE_BROWSER"):

@@ -12,9 +12,12 @@ import pytest
 from conftest import draw_image
 from PIL import Image
 
+from indexer.commands.index import build_parser as index_parser
 from indexer.edge import EdgeStore
 from indexer.pipeline import index_records
 from indexer.search import Searcher
+from multimodal.commands.embed import build_parser as embed_parser
+from multimodal.commands.eval import build_parser as eval_parser
 from multimodal.data.images import ImageLoadError, load_image
 from multimodal.data.loading import iter_image_batches
 from multimodal.data.readers import read_records
@@ -216,3 +219,22 @@ def test_a_named_pipe_in_a_manifest_does_not_hang_indexing(tmp_path, tiny_encode
     assert [r.path for r in report.rejects] == [str(fifo)]
     assert "not a regular file" in report.rejects[0].reason
     store.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5"])
+@pytest.mark.parametrize(
+    ("parser", "required"),
+    [
+        (embed_parser, ["--out", "vectors"]),
+        (eval_parser, []),
+        (index_parser, ["--collection", "photos"]),
+    ],
+    ids=["embed", "eval", "index"],
+)
+def test_max_pixels_must_be_a_positive_whole_number(parser, required, value, capsys):
+    argv = ["--model", "tiny-random", "--data", "photos", *required, "--max-pixels", value]
+    with pytest.raises(SystemExit) as exit_info:
+        parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "--max-pixels" in capsys.readouterr().err
+    assert parser().parse_args(argv[:-1] + ["1000"]).max_pixels == 1000

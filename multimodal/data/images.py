@@ -78,11 +78,11 @@ def load_image(
     """
     path = Path(path)
     try:
-        with open_regular(path) as file, Image.open(file) as image:
-            check_image_size(path, *image.size, max_pixels, max_aspect)
-            with warnings.catch_warnings():
-                # PIL warns on large images and odd metadata; the limit above is ours.
-                warnings.simplefilter("ignore")
+        with warnings.catch_warnings():
+            # PIL warns on large images, odd metadata and short reads; the limits are ours.
+            warnings.simplefilter("ignore")
+            with open_regular(path) as file, Image.open(file) as image:
+                check_image_size(path, *image.size, max_pixels, max_aspect)
                 image.load()
                 check_image_size(path, *image.size, max_pixels, max_aspect)
                 return to_rgb(ImageOps.exif_transpose(image))

@@ -32,7 +32,7 @@ from multimodal.data.loading import Reject, iter_image_batches
 from multimodal.data.records import Record
 from multimodal.data.text import RecipeTextBuilder
 from multimodal.encoder import DualEncoder, model_stamp
-from multimodal.files import write_jsonl
+from multimodal.files import open_regular, write_jsonl
 
 ID_NAMESPACE = uuid.UUID("8f0b7d4e-5d1c-4f43-9d55-6a1f0c2f7b10")  # this project's ids
 RETRIEVE_CHUNK = 512
@@ -101,7 +101,7 @@ def item_key(record: Record, text: str) -> str:
 def content_hash(record: Record, text: str) -> str:
     digest = hashlib.sha256()
     if record.image is not None:
-        with open(record.image, "rb") as handle:
+        with open_regular(record.image) as handle:  # a named pipe would block the run
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     digest.update(b"\0" + text.encode())

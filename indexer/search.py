@@ -21,7 +21,13 @@ import numpy as np
 from PIL import Image
 
 from indexer.store import SearchFilter, Store, StoredPoint, StoreError, check_model
-from multimodal.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image, to_rgb
+from multimodal.data.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    check_image_size,
+    load_image,
+    to_rgb,
+)
 from multimodal.encoder import DualEncoder, model_stamp
 
 TARGETS = ("image", "text")
@@ -145,6 +151,8 @@ class Searcher:
 
     def _image_vector(self, image) -> np.ndarray:
         if isinstance(image, Image.Image):
+            # The limits a file gets from its header, before the model resizes it.
+            check_image_size("the query image", *image.size, self.max_pixels)
             image = to_rgb(image)
         else:
             image = load_image(image, self.max_pixels)

@@ -1,14 +1,27 @@
-"""Real image files the tests draw: every mode to RGB, EXIF rotation, bombs, broken files."""
+"""Real image files the tests draw: every mode to RGB, EXIF rotation, bombs, extreme aspect
+ratios, broken files and special files, on every path that loads images."""
 
 from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import draw_image
 from PIL import Image
 
+from indexer.commands.index import build_parser as index_parser
+from indexer.edge import EdgeStore
+from indexer.pipeline import index_records
+from indexer.search import Searcher
+from multimodal.commands.embed import build_parser as embed_parser
+from multimodal.commands.eval import build_parser as eval_parser
 from multimodal.data.images import ImageLoadError, load_image
 from multimodal.data.loading import iter_image_batches
+from multimodal.data.readers import read_records
+from multimodal.embedding import embed_images
 from multimodal.encoder import load_encoder
 
 
@@ -73,7 +86,7 @@ def test_exif_orientation_is_applied(tmp_path):
 
 def test_pixel_limit_refuses_before_decoding(tmp_path):
     draw_image(tmp_path / "big.png", size=(400, 300))
-    with pytest.raises(ImageLoadError, match="over the limit"):
+    with pytest.raises(ImageLoadError, match="120,000 pixels, over the 100,000-pixel limit"):
         load_image(tmp_path / "big.png", max_pixels=100_000)
     assert load_image(tmp_path / "big.png", max_pixels=120_000).size == (400, 300)
 
@@ -105,3 +118,123 @@ def test_batches_go_on_past_bad_files(tmp_path):
     assert kept == [0, 1, 3, 4, 5]
     assert [(r.index, r.path) for r in rejects] == [(2, str(tmp_path / "bad.jpg"))]
     assert sum(b.pixels.shape[0] for b in batches if b.pixels is not None) == 5
+
+
+def _wide_png(path: Path, size=(60000, 1)) -> Path:
+    """A strip of grey: a few hundred bytes on disk, 60 000 pixels wide."""
+    Image.new("L", size, 128).save(path)
+    return path
+
+
+def test_extreme_aspect_ratio_is_refused_before_decoding(tmp_path):
+    wide = _wide_png(tmp_path / "wide.png")
+    tall = _wide_png(tmp_path / "tall.png", (1, 60000))
+    assert wide.stat().st_size < 1000  # far under the pixel cap: the ratio is what refuses it
+    for path in (wide, tall):
+        with pytest.raises(ImageLoadError, match="aspect ratio 60000:1 is over the 20:1 limit"):
+            load_image(path)
+    # a strip at the limit loads; one pixel wider does not
+    assert load_image(draw_image(tmp_path / "strip.png", size=(400, 20))).size == (400, 20)
+    with pytest.raises(ImageLoadError, match="aspect ratio"):
+        load_image(draw_image(tmp_path / "wider.png", size=(401, 20)))
+
+
+def test_a_wide_image_is_a_reject_on_every_path(tmp_path, tiny_encoder):
+    """Index, embed and search all refuse a 60000x1 image instead of resizing it to
+    millions of pixels per row (13 gigapixels at 224 px)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    wide = _wide_png(folder / "wide.png")
+    good = draw_image(folder / "good.png")
+    # embed / eval
+    kept, _, rejects = embed_images(tiny_encoder, [wide, good], workers=0, progress=False)
+    assert kept == [1] and [r.path for r in rejects] == [str(wide)]
+    assert "aspect ratio" in rejects[0].reason
+    # index
+    store = EdgeStore(tmp_path / "store")
+    report = index_records(
+        tiny_encoder, store, "photos", read_records(folder), workers=0, progress=False
+    )
+    assert report.indexed == 1 and [r.path for r in report.rejects] == [str(wide)]
+    assert "aspect ratio" in report.rejects[0].reason
+    # search: a query photo by path, and a PIL image handed to the library
+    searcher = Searcher(tiny_encoder, store, "photos")
+    for query in (wide, Image.new("L", (60000, 1))):
+        with pytest.raises(ImageLoadError, match="aspect ratio"):
+            searcher.search(query)
+    store.close()
+
+
+def _fifo(path: Path) -> Path:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes on this platform")
+    os.mkfifo(path)
+    return path
+
+
+def _finishes(work, fifo: Path, seconds: float = 30.0):
+    """``work()``, run in a thread; if it is still blocked on ``fifo`` after ``seconds``, open
+    the pipe's other end to release it and fail (a guard against a hang, not a timing check)."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = work()
+        except Exception as err:
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the reader sees end of file
+        thread.join(seconds)
+        pytest.fail(f"blocked reading the named pipe {fifo}")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def test_special_files_are_refused_without_opening_them(tmp_path):
+    fifo = _fifo(tmp_path / "pipe.jpg")
+    with pytest.raises(ImageLoadError, match="named pipe.*not a regular file") as info:
+        _finishes(lambda: load_image(fifo), fifo)
+    assert info.value.path == str(fifo)
+    with pytest.raises(ImageLoadError, match="character device, not a regular file"):
+        load_image(os.devnull)
+
+
+def test_a_named_pipe_in_a_manifest_does_not_hang_indexing(tmp_path, tiny_encoder):
+    fifo = _fifo(tmp_path / "pipe.jpg")
+    draw_image(tmp_path / "good.jpg")
+    manifest = tmp_path / "photos.csv"
+    manifest.write_text("image,caption\npipe.jpg,a pipe\ngood.jpg,a red square\n")
+    store = EdgeStore(tmp_path / "store")
+    records = read_records(manifest)
+    report = _finishes(
+        lambda: index_records(tiny_encoder, store, "photos", records, workers=0, progress=False),
+        fifo,
+    )
+    assert report.indexed == 1 and store.count("photos") == 1
+    assert [r.path for r in report.rejects] == [str(fifo)]
+    assert "not a regular file" in report.rejects[0].reason
+    store.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5"])
+@pytest.mark.parametrize(
+    ("parser", "required"),
+    [
+        (embed_parser, ["--out", "vectors"]),
+        (eval_parser, []),
+        (index_parser, ["--collection", "photos"]),
+    ],
+    ids=["embed", "eval", "index"],
+)
+def test_max_pixels_must_be_a_positive_whole_number(parser, required, value, capsys):
+    argv = ["--model", "tiny-random", "--data", "photos", *required, "--max-pixels", value]
+    with pytest.raises(SystemExit) as exit_info:
+        parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "--max-pixels" in capsys.readouterr().err
+    assert parser().parse_args(argv[:-1] + ["1000"]).max_pixels == 1000

@@ -4,13 +4,15 @@ a real headless Chromium."""
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
 from browser import drive, find_chromium
-from conftest import write_recipes5k
+from conftest import draw_image, write_recipes5k
 from PIL import Image
 
 from indexer.edge import EdgeStore
@@ -139,3 +141,75 @@ def test_page_in_headless_chromium(served, tmp_path):
     assert seen.similar_images == len(similar) == 12
     assert "Type a dish" in seen.empty_query_message
     assert all(p.stat().st_size > 10_000 for p in seen.screenshots)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none: a bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        checksum = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", checksum)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def unreadable_uploads(folder: Path) -> dict[Path, str]:
+    """Files a careless user or an attacker uploads, and what the page's message must say."""
+    folder.mkdir(parents=True, exist_ok=True)
+    photo = draw_image(folder / "photo.jpg", size=(256, 256)).read_bytes()
+    png = draw_image(folder / "photo.png", size=(256, 256)).read_bytes()
+    contents = {
+        "corrupt.png": (png[:60] + bytes(60) + png[120:], "unreadable image data"),
+        "truncated.jpg": (photo[:300], "unreadable image data"),
+        "empty.png": (b"", "not an image file"),
+        "notes.png": (b"shopping list: flour, sugar\n", "not an image file"),
+        "bomb.png": (png_header(20000, 20000), "decompression bomb"),
+        "huge.png": (png_header(9000, 9000), "pixel limit"),
+    }
+    uploads = {}
+    for name, (data, reason) in contents.items():
+        (folder / name).write_bytes(data)
+        uploads[folder / name] = reason
+    Image.new("L", (30000, 1), 128).save(folder / "strip.png")  # 30000x1 in 100 bytes
+    uploads[folder / "strip.png"] = "aspect ratio"
+    return uploads
+
+
+def test_unreadable_uploads_get_the_reason_and_one_log_line(recipe_app, tmp_path, caplog):
+    app, _ = recipe_app
+    uploads = unreadable_uploads(tmp_path / "uploads")
+    for path, reason in uploads.items():
+        for search in (
+            lambda upload: app.image_to_text(upload, [], "", ""),
+            lambda upload: app.text_to_image("cake", upload, 1.0, [], "", ""),
+        ):
+            caplog.clear()
+            with pytest.raises(gr.Error, match=reason) as refused:
+                search(str(path))  # what the page's photo input hands the handler
+            assert refused.value.message.startswith("That photo cannot be used: ")
+            assert str(tmp_path) not in refused.value.message  # no server paths on the page
+            assert not refused.value.print_exception  # no traceback in the server's log...
+            assert [r.name for r in caplog.records] == ["ui.app"]  # ...one line instead
+            assert reason.split()[0] in caplog.records[0].getMessage()
+
+
+def test_unreadable_uploads_through_the_served_page(served, tmp_path, caplog, capfd):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    url, _, root = served
+    client = Client(url, verbose=False)
+    uploads = unreadable_uploads(tmp_path / "uploads")
+    caplog.clear()
+    for path, reason in uploads.items():
+        with pytest.raises(AppError, match=f"That photo cannot be used: .*{reason}"):
+            client.predict(handle_file(str(path)), [], "", "", api_name="/image_to_text")
+        with pytest.raises(AppError, match=reason):
+            client.predict("cake", handle_file(str(path)), 1, [], "", "", api_name="/text_to_image")
+    assert "Traceback" not in capfd.readouterr().err
+    assert len([r for r in caplog.records if r.name == "ui.app"]) == 2 * len(uploads)
+    # and a good photo still works after all that
+    photo = handle_file(str(next(root.glob("images/*/*.jpg"))))
+    table, _, _, _ = client.predict(photo, [], "", "", api_name="/image_to_text")
+    assert len(table["data"]) == 12

@@ -10,6 +10,7 @@ collection. Each search is also a named API endpoint, so ``gradio_client`` can c
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +22,33 @@ from PIL import Image
 
 from indexer.search import Searcher, Term, parse_query, vote_ingredients
 from indexer.store import SearchFilter, Store, StoredPoint, StoreError
-from multimodal.data.images import ImageLoadError
+from multimodal.data.images import ImageLoadError, check_image_size, load_image
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+log = logging.getLogger(__name__)
+
 MAX_UPLOAD = "10mb"
 RESULTS = 12
 MAP_POINTS = 5000  # the map samples this many items at most
+
+
+def photo_input(**options) -> gr.Image:
+    """The page's photo input: a ``gr.Image`` whose handler gets the uploaded file's path,
+    unopened. Left alone, ``gr.Image`` decodes the upload before any handler runs, so a bomb
+    or a 30000x1 strip would be decoded before our limits apply and a broken file would end
+    in Gradio's generic error; the handler's :func:`load_image` checks the header first and
+    says what is wrong. (An instance override, not a subclass: Gradio writes a ``.pyi`` file
+    beside any module that defines a component class.)"""
+    photo = gr.Image(type="filepath", image_mode=None, **options)
+    photo.preprocess = _upload_path
+    return photo
+
+
+def _upload_path(payload) -> str | None:
+    return None if payload is None or payload.path is None else str(payload.path)
+
 
 CSS = """
 .recipe-card {min-height: 12rem}
@@ -179,15 +199,20 @@ class RecipeApp:
         return results, vector
 
     def _checked(self, image) -> Image.Image:
-        if not isinstance(image, Image.Image):
-            raise gr.Error("That upload is not an image this page can read.")
-        limit = self.searcher.max_pixels
-        if image.width * image.height > limit:
-            raise gr.Error(
-                f"That photo is {image.width}x{image.height} pixels, more than the "
-                f"{limit:,}-pixel limit; use a smaller one."
-            )
-        return image
+        """The upload (a file path from :func:`photo_input`, or a PIL image when called
+        directly) as an RGB image; anything unusable is one readable message on the page and
+        one line in the server's log, not a traceback."""
+        try:
+            if isinstance(image, (str, Path)):
+                return load_image(image, self.searcher.max_pixels)
+            if isinstance(image, Image.Image):
+                check_image_size("upload", *image.size, self.searcher.max_pixels)
+                return image
+            reason = f"a {type(image).__name__}, not an image"
+        except ImageLoadError as err:
+            reason = err.reason  # without the upload's path on the server
+        log.warning("refused an upload: %s", reason)
+        raise gr.Error(f"That photo cannot be used: {reason}.", print_exception=False)
 
     @staticmethod
     def _gallery(hits: list[StoredPoint]):
@@ -279,8 +304,8 @@ def _words_tab(app: RecipeApp, filters: list) -> None:
         )
         search = gr.Button("Search", variant="primary", elem_id="search", scale=1)
     with gr.Accordion("Mix in a photo (weighted)", open=False), gr.Row():
-        mix_image = gr.Image(type="pil", label="Photo", sources=["upload", "clipboard"],
-                             height=180)  # fmt: skip
+        mix_image = photo_input(label="Photo", sources=["upload", "clipboard"],
+                                height=180)  # fmt: skip
         mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
     gallery = gr.Gallery(label="Dishes (score · title · ingredients)", columns=4,
                          height=430, elem_id="gallery")  # fmt: skip
@@ -306,9 +331,9 @@ def _words_tab(app: RecipeApp, filters: list) -> None:
 def _photo_tab(app: RecipeApp, filters: list) -> None:
     """A photo -> the nearest recipes, suggested ingredients and similar dishes."""
     with gr.Row():
-        photo = gr.Image(type="pil", label="Photo of a dish (upload, paste or drop)",
-                         sources=["upload", "clipboard"], height=300,
-                         elem_id="photo")  # fmt: skip
+        photo = photo_input(label="Photo of a dish (upload, paste or drop)",
+                            sources=["upload", "clipboard"], height=300,
+                            elem_id="photo")  # fmt: skip
         suggested = gr.Label(num_top_classes=12, label="Suggested ingredients",
                              elem_id="suggested")  # fmt: skip
     identify = gr.Button("Find recipes", variant="primary", elem_id="identify")

@@ -1,4 +1,5 @@
-"""Image loading that survives real-world files: any mode, EXIF rotation, bombs, broken files."""
+"""Image loading that survives real-world files: any mode, EXIF rotation, bombs, extreme
+aspect ratios, broken files, and paths that are not files at all."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from multimodal.files import NotARegularFile, open_regular
+
 # 64 megapixels: far above any photo worth embedding at 224 px, far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
+# 20:1. A phone's 360-degree panorama is about 8:1 to 10:1; past 20:1 an image is a strip, of
+# which the model's centre crop would see a twentieth anyway. The ratio is what bounds the
+# model's resize, which scales the short side to S pixels: a 60000x1 image would become
+# 13.4 million x 224 (3 gigapixels); at 20:1 nothing grows past 20 * S * S (1 million at 224).
+DEFAULT_MAX_ASPECT = 20
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
@@ -22,38 +30,84 @@ class ImageLoadError(Exception):
         self.reason = reason
 
 
-def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def check_image_size(
+    path: str | Path,
+    width: int,
+    height: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_aspect: float = DEFAULT_MAX_ASPECT,
+) -> None:
+    """Raise :class:`ImageLoadError` unless a ``width`` x ``height`` image is safe to decode
+    (``max_pixels``) and to resize for a model (``max_aspect``, long side : short side).
+
+    >>> check_image_size("photo.jpg", 4000, 3000)
+    >>> check_image_size("strip.png", 60000, 1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    multimodal.data.images.ImageLoadError: strip.png: ...aspect ratio 60000:1 is over the 20:1 limit
+    """
+    if width < 1 or height < 1:
+        raise ImageLoadError(path, f"{width}x{height} pixels: the image is empty")
+    if width * height > max_pixels:
+        raise ImageLoadError(
+            path,
+            f"{width}x{height} is {width * height:,} pixels, over the {max_pixels:,}-pixel limit",
+        )
+    long, short = max(width, height), min(width, height)
+    if long > max_aspect * short:
+        raise ImageLoadError(
+            path,
+            f"{width}x{height} pixels: aspect ratio {_number(long / short)}:1 is over the "
+            f"{_number(max_aspect)}:1 limit",
+        )
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def load_image(
+    path: str | Path,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_aspect: float = DEFAULT_MAX_ASPECT,
+) -> Image.Image:
     """Open ``path`` as an upright 8-bit RGB image, or raise :class:`ImageLoadError`.
 
-    The pixel count is checked from the header before any pixel is decoded.
+    Only a regular file is opened (a named pipe would block forever), and its size from the
+    header is checked (:func:`check_image_size`) before any pixel is decoded, and again after,
+    for formats whose header does not tell the size decoded.
     """
     path = Path(path)
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageLoadError(
-                    path, f"{width}x{height} pixels is over the limit of {max_pixels:,}"
-                )
-            with warnings.catch_warnings():
-                # PIL warns on large images and odd metadata; the limit above is ours.
-                warnings.simplefilter("ignore")
+        with warnings.catch_warnings():
+            # PIL warns on large images, odd metadata and short reads; the limits are ours.
+            warnings.simplefilter("ignore")
+            with open_regular(path) as file, Image.open(file) as image:
+                check_image_size(path, *image.size, max_pixels, max_aspect)
                 image.load()
-                image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+                check_image_size(path, *image.size, max_pixels, max_aspect)
+                return to_rgb(ImageOps.exif_transpose(image))
     except ImageLoadError:
         raise
-    except FileNotFoundError:
-        raise ImageLoadError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageLoadError(path, "is a directory, not an image") from None
-    except UnidentifiedImageError:
-        raise ImageLoadError(path, "not an image file (unknown format)") from None
-    except Image.DecompressionBombError as err:
-        raise ImageLoadError(path, f"decompression bomb: {err}") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        # Truncated JPEG/PNG data, bad headers and broken chunks surface here.
-        raise ImageLoadError(path, f"unreadable image data ({err})") from None
+    except Exception as err:  # anything a hostile file makes PIL raise is a reason, not a crash
+        raise ImageLoadError(path, _reason(err)) from None
+
+
+def _reason(err: Exception) -> str:
+    """Why a file could not be loaded, in words, without the path (the caller has it)."""
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory, not an image"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, NotARegularFile):
+        return err.strerror
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image file (unknown format)"
+    if isinstance(err, Image.DecompressionBombError):
+        return f"decompression bomb: {err}"
+    # Truncated JPEG/PNG data, bad headers and broken chunks surface here.
+    return f"unreadable image data ({type(err).__name__}: {err})"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

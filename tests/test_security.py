@@ -300,3 +300,14 @@ def test_serve_warns_when_the_page_leaves_loopback():
 
     assert all(map(is_loopback, ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost")))
     assert not any(map(is_loopback, ("0.0.0.0", "::", "192.168.1.20", "example.org")))
+
+
+def test_a_payload_leaves_its_server_paths_behind():
+    """An image outside its manifest's folder is stored by its absolute path: the browser gets
+    its name only, and never the data root."""
+    from ui.photos import public_payload
+
+    stored = {"image": "/srv/photos/x/dish.jpg", "root": "/srv/data", "title": "Tacos"}
+    assert public_payload(stored) == {"image": "dish.jpg", "title": "Tacos"}
+    inside = {"image": "images/tacos/1.jpg", "root": "/srv/data", "label": "tacos"}
+    assert public_payload(inside) == {"image": "images/tacos/1.jpg", "label": "tacos"}

@@ -3,11 +3,12 @@
     >>> searcher = Searcher(load_encoder("runs/recipe/best"), open_store(), "recipes5k")
     >>> searcher.search("beef tacos with salsa", target="image", limit=5)
     >>> searcher.search(Path("dish.jpg"), target="text")
-    >>> searcher.search('"2:strawberry tart" + photo.jpg - chocolate', target="image")
+    >>> searcher.search('"2:strawberry tart" + whipped cream - chocolate', target="image")
 
 A mixed query is a sum of unit vectors, each with a sign and a weight (rclip's and Marqo's
-convention), normalised again; every term is text unless it names an existing image file or
-a stored point (``id:UUID``). ``open_store`` is :func:`indexer.factory.open_store`.
+convention), normalised again; every term is text unless it is a stored point (``id:UUID``)
+or, where the caller allows paths (the command line does, the page never), an image file.
+``open_store`` is :func:`indexer.factory.open_store`.
 """
 
 from __future__ import annotations
@@ -41,12 +42,20 @@ class Term:
     weight: float = 1.0  # negative: steer away
 
 
-def parse_query(expression: str) -> list[Term]:
-    """``'"2:strawberry tart" + photo.jpg - chocolate'`` -> three weighted terms."""
+def parse_query(expression: str, allow_paths: bool = False) -> list[Term]:
+    """``'"2:strawberry tart" + photo.jpg - chocolate'`` -> three weighted terms.
+
+    A quoted term is always text. ``allow_paths``: an unquoted term naming an image file
+    (by its suffix) is that file, read from this machine's disk. Off by default, because
+    the expression may come from someone who must not read the disk (the page, an API):
+    then such a term is refused with the same message whether or not the file exists, and
+    photos come as images (a PIL image or a ``Path`` passed on purpose) or ``id:`` terms.
+    """
     terms = []
     for sign, part in _split_terms(expression):
         part = part.strip()
-        if len(part) >= 2 and part[0] == part[-1] and part[0] in "\"'":
+        quoted = len(part) >= 2 and part[0] == part[-1] and part[0] in "\"'"
+        if quoted:
             part = part[1:-1]
         weight = 1.0
         match = _WEIGHT.match(part)
@@ -55,7 +64,8 @@ def parse_query(expression: str) -> list[Term]:
         part = part.strip()
         if not part:
             continue
-        terms.append(_term(part, sign * weight))
+        kind = "text" if quoted else _term_kind(part, allow_paths)
+        terms.append(_term(kind, part, sign * weight))
     if not terms:
         raise ValueError("empty query: type a dish, some ingredients, or give an image")
     if all(term.weight <= 0 for term in terms):
@@ -63,12 +73,31 @@ def parse_query(expression: str) -> list[Term]:
     return terms
 
 
-def _term(part: str, weight: float) -> Term:
+def _term_kind(part: str, allow_paths: bool) -> str:
+    """The kind of a term: point, image (a path) or text. A path where paths are not allowed is
+    refused without looking at the disk, so the answer tells nothing about which files exist."""
     if part.startswith("id:"):
+        return "point"
+    if Path(part).suffix.lower() not in IMAGE_SUFFIXES:
+        return "text"
+    if not allow_paths:
+        raise ValueError(
+            f"{part!r} looks like a file name, and this search does not read paths on the "
+            "server: upload the photo instead, or quote the words to search them as text"
+        )
+    return "image"
+
+
+def _term(kind: str, part: str, weight: float) -> Term:
+    if kind == "point":
         return Term("point", part[3:].strip(), weight)
-    path = Path(part).expanduser()
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        if not path.is_file():
+    if kind == "image":
+        try:
+            path = Path(part).expanduser()
+            found = path.is_file()
+        except (OSError, RuntimeError):  # a name too long, ~nobody: no such file either
+            found = False
+        if not found:
             raise ValueError(f"no image file {part!r} (quote it if you meant it as text)")
         return Term("image", path, weight)
     return Term("text", part, weight)
@@ -99,7 +128,11 @@ def _split_terms(expression: str) -> list[tuple[int, str]]:
 
 
 class Searcher:
-    """A model and a collection, opened once; the CLI and the web page both use it."""
+    """A model and a collection, opened once; the CLI and the web page both use it.
+
+    ``allow_paths``: whether a query string's terms may name image files on this machine
+    (see :func:`parse_query`); off unless the caller trusts whoever wrote the query.
+    """
 
     def __init__(
         self,
@@ -107,19 +140,21 @@ class Searcher:
         store: Store,
         collection: str,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        allow_paths: bool = False,
     ):
         self.encoder, self.store, self.collection = encoder, store, collection
         self.metadata = store.metadata(collection)
         check_model(collection, self.metadata["model"], model_stamp(encoder))
         self.max_pixels = max_pixels
+        self.allow_paths = allow_paths
 
     # -- query vectors -------------------------------------------------------------------
 
     def query_vector(self, query) -> tuple[np.ndarray, set[str]]:
         """The unit query vector and the stored points it was made from (left out of results).
 
-        ``query``: text or a mixed expression (str), an image (a PIL image or a Path), a list
-        of :class:`Term`, or ``("id", point_id)``.
+        ``query``: text or a mixed expression (str; path terms only with ``allow_paths``), an
+        image (a PIL image or a Path), a list of :class:`Term`, or ``("id", point_id)``.
         """
         terms = self._terms(query)
         total = np.zeros(self.encoder.embed_dim, np.float32)
@@ -158,10 +193,9 @@ class Searcher:
             image = load_image(image, self.max_pixels)
         return self.encoder.encode_images([image])[0]
 
-    @staticmethod
-    def _terms(query) -> list[Term]:
+    def _terms(self, query) -> list[Term]:
         if isinstance(query, str):
-            return parse_query(query)
+            return parse_query(query, self.allow_paths)
         if isinstance(query, (Image.Image, Path)):
             return [Term("image", query)]
         if isinstance(query, tuple) and len(query) == 2 and query[0] == "id":

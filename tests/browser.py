@@ -32,6 +32,9 @@ def find_chromium() -> tuple[str, str] | None:
 @dataclass
 class PageObservations:
     gallery_captions: list[str] = field(default_factory=list)
+    gallery_photos_shown: int = 0  # gallery images the browser loaded and decoded
+    recipe_card: str = ""  # the card of the first photo, clicked
+    more_captions: list[str] = field(default_factory=list)  # "more like this" of that photo
     filtered_captions: list[str] = field(default_factory=list)
     recipe_rows: list[str] = field(default_factory=list)
     suggested: str = ""
@@ -63,8 +66,9 @@ def drive(
     with_ingredient: str,
     screenshots: Path | None = None,
 ) -> PageObservations:
-    """Text query -> photos; a filter -> other photos; an uploaded photo -> recipes and
-    suggested ingredients; an empty query -> a readable message."""
+    """Text query -> photos; the first photo clicked -> its recipe, "more like this"; a
+    filter -> other photos; an uploaded photo -> recipes and suggested ingredients; an empty
+    query -> a readable message."""
     from selenium.webdriver.common.by import By
 
     seen = PageObservations()
@@ -76,12 +80,19 @@ def drive(
         _type(driver, "#query textarea", query)
         driver.find_element(By.CSS_SELECTOR, "#search").click()
         seen.gallery_captions = _wait(driver, lambda d: _settled(d, "#gallery", []))
+        seen.gallery_photos_shown = _photos_shown(driver, "#gallery")
         _shot(driver, screenshots, "search-by-words", seen)
+        # the first photo's recipe, and more like it
+        driver.find_elements(By.CSS_SELECTOR, "#gallery img")[0].click()
+        seen.recipe_card = _wait(driver, lambda d: _element_text(d, "#recipe"))
+        driver.find_element(By.CSS_SELECTOR, "#more").click()
+        before = seen.gallery_captions
+        seen.more_captions = _wait(driver, lambda d: _settled(d, "#gallery", before))
         # the same words with an ingredient that must appear
         _open_accordion(driver, "Filters")
         _type(driver, "#with textarea, #with input", with_ingredient)
         driver.find_element(By.CSS_SELECTOR, "#search").click()
-        before = seen.gallery_captions
+        before = seen.more_captions
         seen.filtered_captions = _wait(driver, lambda d: _settled(d, "#gallery", before))
         _type(driver, "#with textarea, #with input", "")
         # a photo -> recipes, suggested ingredients, similar dishes
@@ -151,6 +162,15 @@ def _captions(driver, selector: str) -> list[str]:
     if not captions:
         captions = [i.get_attribute("alt") or "" for i in root.find_elements(By.TAG_NAME, "img")]
     return captions
+
+
+def _photos_shown(driver, selector: str) -> int:
+    """How many images under ``selector`` the browser has loaded and decoded."""
+    script = (
+        "return [...document.querySelectorAll(arguments[0] + ' img')]"
+        ".filter(i => i.complete && i.naturalWidth > 0).length"
+    )
+    return int(driver.execute_script(script, selector))
 
 
 def _settled(driver, selector: str, before: list[str]) -> list[str] | None:

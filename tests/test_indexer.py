@@ -125,7 +125,7 @@ def test_filters_grouping_and_suggestions(trained, store):
 def test_mixed_query_moves_toward_and_away(trained, store):
     encoder, records = trained
     index_records(encoder, store, "shapes", records, workers=0, progress=False)
-    searcher = Searcher(encoder, store, "shapes")
+    searcher = Searcher(encoder, store, "shapes", allow_paths=True)  # terms name photos
     red_square = next(r for r in records if r.title == "a red square")
     plain = searcher.query_vector(Path(red_square.image))[0]
     mixed = searcher.query_vector(f'{red_square.image} + "2:a blue circle"')[0]
@@ -227,7 +227,7 @@ def test_query_parsing():
     with pytest.raises(ValueError, match="positive term"):
         parse_query("- chocolate")
     with pytest.raises(ValueError, match="no image file"):
-        parse_query("missing/photo.jpg + tart")
+        parse_query("missing/photo.jpg + tart", allow_paths=True)
 
 
 def test_ingredient_votes():

@@ -45,7 +45,8 @@ def test_handlers(recipe_app):
     app, root = recipe_app
     gallery, hits, figure = app.text_to_image("blue circle cake", None, 1.0, [], "", "")
     assert len(gallery) == len(hits) == 12  # RESULTS, out of 18 items
-    assert all(Path(path).is_file() and " · " in caption for path, caption in gallery)
+    assert all(" · " in caption for _, caption in gallery)
+    assert [url for url, _ in gallery] == [f"/photo/{h['id']}" for h in hits]  # by point id
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     # the map: every item of the collection, and a star where the query's vector projects
     items, star = figure.axes[0].collections
@@ -98,6 +99,8 @@ def test_named_endpoints_through_gradio_client(served):
         "red square cake", None, 1, [], "", "", api_name="/text_to_image"
     )
     assert len(gallery) == 12 and hits[0]["payload"]["title"]
+    more = client.predict(hits[0]["id"], [], "", "", api_name="/more_like_this")[1]
+    assert len(more) == 12 and hits[0]["id"] not in [hit["id"] for hit in more]
     photo = handle_file(str(next(root.glob("images/*/*.jpg"))))
     table, suggested, similar, _ = client.predict(photo, [], "", "", api_name="/image_to_text")
     assert len(table["data"]) == 12 and suggested["confidences"]
@@ -107,15 +110,17 @@ def test_only_loopback_and_indexed_files_are_served(served):
     import urllib.error
     import urllib.request
 
-    url, _, root = served
+    url, app, root = served
     assert url.startswith("http://127.0.0.1:")
-    inside = next(root.glob("images/*/*.jpg"))
-    with urllib.request.urlopen(f"{url}gradio_api/file={inside}") as response:
-        assert response.status == 200
+    hit = app.text_to_image("red square cake", None, 1.0, [], "", "")[1][0]
+    inside = root / hit["payload"]["image"]
+    with urllib.request.urlopen(f"{url}photo/{hit['id']}") as response:
+        assert response.status == 200 and response.read() == inside.read_bytes()
     outside = Path(__file__).resolve()
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(f"{url}gradio_api/file={outside}")
-    assert refused.value.code in (403, 404)
+    for path in (inside, outside):  # Gradio's file route serves neither
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}gradio_api/file={path}")
+        assert refused.value.code in (403, 404)
 
 
 @pytest.mark.slow
@@ -128,8 +133,13 @@ def test_page_in_headless_chromium(served, tmp_path):
     photo = next(root.glob("images/square/*.jpg"))
     seen = drive(url, photo, "red square cake", "blue", screenshots=tmp_path)
     # words -> photos: the page shows what the search gives, in order, with scores
-    words = app.text_to_image("red square cake", None, 1.0, [], "", "")[0]
+    words, hits, _ = app.text_to_image("red square cake", None, 1.0, [], "", "")
     assert seen.gallery_captions == [caption for _, caption in words]
+    assert seen.gallery_photos_shown == len(words)  # each photo loaded from its point's URL
+    # the first photo's recipe, then more like it (that photo left out)
+    assert seen.recipe_card.startswith(hits[0]["payload"]["title"])
+    more = app.more_like_this(hits[0]["id"], [], "", "")[0]
+    assert seen.more_captions == [caption for _, caption in more] != seen.gallery_captions
     # the filter changed the results: only recipes with blue in their ingredients
     blue = app.text_to_image("red square cake", None, 1.0, [], "blue", "")[0]
     assert seen.filtered_captions == [caption for _, caption in blue] != seen.gallery_captions

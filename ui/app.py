@@ -23,6 +23,7 @@ from PIL import Image
 from indexer.search import Searcher, Term, parse_query, vote_ingredients
 from indexer.store import SearchFilter, Store, StoredPoint, StoreError
 from multimodal.data.images import ImageLoadError, check_image_size, load_image
+from ui.photos import page_root_url, photo_routes, photo_url, public_payload
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -61,11 +62,10 @@ def example_photos(store: Store, collection: str, count: int = 6) -> list[Path]:
     is one), for one-click examples."""
     picked, seen = [], set()
     for spec in (SearchFilter(splits=["val"]), None):
-        for record in store.scroll(collection, spec, ["image", "root", "label"], page=256):
-            payload = record.payload
-            if payload.get("label") in seen or not payload.get("image"):
+        for record in store.scroll(collection, spec, page=256):
+            payload, path = record.payload, record.image_path
+            if payload.get("label") in seen or path is None:
                 continue
-            path = Path(payload.get("root") or "", payload["image"])
             if path.is_file():
                 picked.append(path)
                 seen.add(payload.get("label"))
@@ -134,8 +134,18 @@ class RecipeApp:
 
     # -- handlers ------------------------------------------------------------------------
 
-    def text_to_image(self, query, image, image_weight, dishes, with_text, without_text):
-        """Photos for a text query, optionally mixed with a photo; gallery, hits, map."""
+    def text_to_image(
+        self,
+        query,
+        image,
+        image_weight,
+        dishes,
+        with_text,
+        without_text,
+        request: gr.Request | None = None,
+    ):
+        """Photos for a text query, optionally mixed with a photo; gallery, hits, map. The
+        query is text: a term naming a file is refused (photos come as uploads)."""
         try:
             terms = parse_query(query) if query and query.strip() else []
         except ValueError as err:
@@ -145,9 +155,11 @@ class RecipeApp:
         if not terms:
             raise gr.Error("Type a dish or some ingredients (or add a photo) to search.")
         (hits,), vector = self._search(terms, ["image"], dishes, with_text, without_text)
-        return self._gallery(hits), _hits_state(hits), self._map(vector, "text query")
+        return (*_shown(hits, page_root_url(request)), self._map(vector, "text query"))
 
-    def image_to_text(self, image, dishes, with_text, without_text):
+    def image_to_text(
+        self, image, dishes, with_text, without_text, request: gr.Request | None = None
+    ):
         """Recipes, suggested ingredients and similar dishes for an uploaded photo."""
         if image is None:
             raise gr.Error("Upload, paste or drop a photo of a dish first.")
@@ -158,18 +170,20 @@ class RecipeApp:
         return (
             _recipe_rows(recipes),
             self._suggestions(recipes),
-            self._gallery(similar),
+            _shown(similar, page_root_url(request))[0],
             self._map(vector, "photo"),
         )
 
-    def more_like_this(self, point_id, dishes, with_text, without_text):
+    def more_like_this(
+        self, point_id, dishes, with_text, without_text, request: gr.Request | None = None
+    ):
         """Image -> image from a stored point (the one clicked in the gallery)."""
         if not point_id:
             raise gr.Error("Click a photo in the results first.")
         (hits,), vector = self._search(
             [Term("point", point_id)], ["image"], dishes, with_text, without_text
         )
-        return self._gallery(hits), _hits_state(hits), self._map(vector, "more like this")
+        return (*_shown(hits, page_root_url(request)), self._map(vector, "more like this"))
 
     def select(self, hits: list[dict], event: gr.SelectData):
         """The full recipe of the clicked result, and its id for "more like this"."""
@@ -214,20 +228,6 @@ class RecipeApp:
         log.warning("refused an upload: %s", reason)
         raise gr.Error(f"That photo cannot be used: {reason}.", print_exception=False)
 
-    @staticmethod
-    def _gallery(hits: list[StoredPoint]):
-        items = []
-        for hit in hits:
-            path = hit.image_path
-            if path is not None and path.is_file():
-                names = hit.payload.get("base_ingredients") or hit.payload.get("ingredients") or []
-                caption = f"{hit.score:.3f} · {hit.payload.get('title') or '-'}"
-                if names:
-                    more = ", …" if len(names) > 4 else ""
-                    caption += f" · {', '.join(names[:4])}{more}"
-                items.append((str(path), caption))
-        return items
-
     def _suggestions(self, recipes: list[StoredPoint]) -> dict[str, float]:
         return dict(vote_ingredients(recipes, top=12))
 
@@ -241,8 +241,28 @@ def _words(text: str | None) -> list[str]:
     return [w.strip() for w in (text or "").split(",") if w.strip()]
 
 
-def _hits_state(hits: list[StoredPoint]) -> list[dict]:
-    return [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]
+def _shown(hits: list[StoredPoint], root_url: str) -> tuple[list, list[dict]]:
+    """The gallery (each photo's URL and caption) and, in the same order, the hits as the
+    browser keeps them; hits without a photo file are left out of both."""
+    gallery, state = [], []
+    for hit in hits:
+        path = hit.image_path
+        if path is None or not path.is_file():
+            continue
+        url = photo_url(hit.id, root_url)
+        gallery.append((url, _caption(hit)))
+        state.append({"id": hit.id, "score": hit.score, "photo": url,
+                      "payload": public_payload(hit.payload)})  # fmt: skip
+    return gallery, state
+
+
+def _caption(hit: StoredPoint) -> str:
+    names = hit.payload.get("base_ingredients") or hit.payload.get("ingredients") or []
+    caption = f"{hit.score:.3f} · {hit.payload.get('title') or '-'}"
+    if names:
+        more = ", …" if len(names) > 4 else ""
+        caption += f" · {', '.join(names[:4])}{more}"
+    return caption
 
 
 def _recipe_rows(hits: list[StoredPoint]) -> list[list]:
@@ -310,7 +330,7 @@ def _words_tab(app: RecipeApp, filters: list) -> None:
     gallery = gr.Gallery(label="Dishes (score · title · ingredients)", columns=4,
                          height=430, elem_id="gallery")  # fmt: skip
     hits = gr.JSON(visible=False)  # the results with payloads, for "more like this" and the API
-    chosen = gr.State("")
+    chosen = gr.Textbox(visible=False)  # the clicked point's id; the API passes one
     with gr.Row():
         recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
         more = gr.Button("More like this", elem_id="more")
@@ -358,16 +378,18 @@ def launch(
     concurrency: int = 2,
     block: bool = True,
 ):
-    """Serve the page: loopback only unless ``host`` says otherwise, no share link, files
-    served only from the collection's data roots, uploads capped."""
+    """Serve the page: loopback only unless ``host`` says otherwise, no share link, uploads
+    capped; of the server's files only the indexed points' photos, by point id
+    (:mod:`ui.photos`): Gradio's own file route is given no folder of the data."""
     blocks = build_blocks(app)
     blocks.queue(default_concurrency_limit=concurrency, max_size=64)
-    roots = [str(r) for r in app.searcher.metadata.get("roots", [])]
+    searcher = app.searcher
+    photos = photo_routes(searcher.store, searcher.collection, searcher.max_pixels)
     blocks.launch(
         server_name=host,
         server_port=port,
         share=False,
-        allowed_paths=roots,
+        app_kwargs={"routes": photos},  # ahead of Gradio's own routes
         max_file_size=MAX_UPLOAD,
         prevent_thread_lock=not block,
         quiet=True,

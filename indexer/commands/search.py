@@ -114,7 +114,9 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def query_terms(args) -> list[Term]:
-    terms = parse_query(args.query) if args.query and args.query.strip() else []
+    # The person at this command line may read this disk, so a term may name a photo.
+    query = args.query
+    terms = parse_query(query, allow_paths=True) if query and query.strip() else []
     for image in args.image:
         path = Path(image).expanduser()
         if not path.is_file():

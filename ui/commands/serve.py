@@ -2,13 +2,16 @@
 
     multimodal serve --collection recipes5k-1a2b3c4d5e [--store PATH | --qdrant-url URL]
 
-Binds 127.0.0.1 unless ``--host`` says otherwise; never creates a public share link.
+Binds 127.0.0.1 unless ``--host`` says otherwise, and says so on stderr when it does: the
+page has no login (docs/security.md). Never creates a public share link.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
+import sys
 
 from indexer.commands.common import add_store_arguments, open_store_from_args
 from multimodal.commands.common import command
@@ -18,7 +21,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to bind (default: loopback only; 0.0.0.0 serves your network)",
+        help="address to bind (default: loopback only; 0.0.0.0 serves your network, with no "
+        "login: see docs/security.md)",
     )
     parser.add_argument("--port", type=int, default=7860, help="port to bind (default: 7860)")
     parser.add_argument(
@@ -51,6 +55,12 @@ def serve(store, collection: str, model: str | None, args, encoder=None) -> int:
         encoder = load_encoder(model, args.device)
     searcher = Searcher(encoder, store, collection)
     app = RecipeApp(searcher, example_photos(store, collection))
+    if not is_loopback(args.host):
+        print(
+            f"warning: serving {args.host}, beyond this machine, with no login: anyone who "
+            "reaches it can search and see the indexed photos (docs/security.md)",
+            file=sys.stderr,
+        )
     blocks = launch(app, args.host, args.port, args.concurrency, block=False)
     print(f"search page: {blocks.local_url}  (Ctrl-C stops)", flush=True)
     signal.signal(signal.SIGTERM, _stop)  # a service manager's stop: close the store cleanly
@@ -61,6 +71,16 @@ def serve(store, collection: str, model: str | None, args, encoder=None) -> int:
     finally:
         blocks.close()
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def _stop(signum, frame):

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -352,3 +353,54 @@ def test_cli_writes_the_rejects_file(tmp_path, capsys):
     assert f"reasons in {rejects}" in out
     (row,) = [json.loads(line) for line in rejects.read_text().splitlines()]
     assert row["path"].endswith("broken.jpg") and row["reason"]
+
+
+INDEX_RACE = """
+import sys, time
+from pathlib import Path
+import indexer.commands.index  # the slow imports before the start line
+from multimodal.cli import main
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.slow
+def test_two_index_runs_creating_one_collection(tmp_path):
+    """Two ``multimodal index`` runs started together on a new collection in one store: one
+    whole collection; a run that loses says in one line that the store is open elsewhere."""
+    data, store, go = tmp_path / "photos", tmp_path / "store", tmp_path / "go"
+    for colour, shape in zip(COLOURS, SHAPES, strict=True):
+        draw_image(data / f"{colour}_{shape}.png", colour, shape, size=(40, 40))
+    index = ["index", "--model", "tiny-random", "--data", str(data), "--collection", "c",
+             "--store", str(store), "--workers", "0", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", INDEX_RACE, str(flag), str(go), *index],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for flag in ready
+    ]
+    while not all(flag.exists() for flag in ready):  # both past their imports
+        assert all(run.poll() is None for run in runs), [run.stderr.read() for run in runs]
+        time.sleep(0.05)
+    go.touch()
+    outcomes = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    assert 0 in [code for code, _ in outcomes], outcomes
+    for code, err in outcomes:
+        assert "Traceback" not in err, err
+        if code != 0:
+            (line,) = err.strip().splitlines()
+            assert code == 1 and "open in another process" in line, err
+    with EdgeStore(store) as reopened:
+        assert reopened.collections() == ["c"] and reopened.count("c") == 3
+    assert sorted(p.name for p in store.iterdir()) == [".create.lock", "c"]

@@ -1,7 +1,10 @@
 """One suite, both stores: Qdrant Edge on a temporary folder and qdrant-client's in-process
 mode (no Qdrant server binary can be installed here; the mode speaks the server's API)."""
 
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from indexer.server import ServerStore
 from indexer.store import CollectionSpec, Point, SearchFilter, StoredPoint, StoreError
 
 DIM = 8
+REPO = Path(__file__).resolve().parents[1]
 MODEL = {"name": "tiny-random", "arch": "tiny-random", "weights_sha256": None}
 
 
@@ -177,3 +181,47 @@ def test_unreachable_server_is_one_clear_error():
 def test_store_and_url_together_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not both"):
         open_store(tmp_path, url=":memory:")
+
+
+CREATE_RACE = """
+import sys, time, uuid
+from pathlib import Path
+from indexer.edge import EdgeStore
+from indexer.store import CollectionSpec, Point, StoreError
+store_path, go = sys.argv[1], Path(sys.argv[2])
+while not go.exists():  # start together
+    time.sleep(0.001)
+try:
+    with EdgeStore(store_path) as store:
+        store.create_or_open("dishes", CollectionSpec(8, {"name": "tiny-random"}))
+        store.upsert("dishes", [Point(str(uuid.uuid4()), {"image": [1.0] + [0.0] * 7})])
+except StoreError as err:
+    print(err, file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("round", range(4))
+def test_edge_processes_creating_one_collection_together(tmp_path, round):
+    """Two processes create the same collection at the same moment: one collection, complete,
+    no debris; a process that loses says the store is open elsewhere, in one line."""
+    store, go = tmp_path / "store", tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE_RACE, str(store), str(go)],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    go.touch()
+    outcomes = [(racer.wait(timeout=120), racer.stderr.read().decode()) for racer in racers]
+    for code, err in outcomes:
+        assert code == 0 or (code == 1 and len(err.splitlines()) == 1), err
+        assert code == 0 or "open in another process" in err, err
+    succeeded = sum(code == 0 for code, _ in outcomes)
+    assert succeeded >= 1, outcomes
+    with EdgeStore(store) as reopened:
+        assert reopened.collections() == ["dishes"]
+        assert reopened.count("dishes") == succeeded  # each winner's point, nothing lost
+    assert sorted(p.name for p in store.iterdir()) == [".create.lock", "dishes"]  # no debris

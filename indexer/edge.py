@@ -156,8 +156,24 @@ class EdgeStore(QdrantStore):
         self._open(name)
 
     def _read_metadata(self, name: str) -> dict[str, Any]:
-        """The collection's ``collection.json``."""
-        return json.loads((self._folder(name) / "collection.json").read_text())
+        """The collection's ``collection.json``; one :class:`StoreError` naming the file when
+        it cannot be read or is not what :class:`~indexer.store.CollectionSpec` writes."""
+        path = self._folder(name) / "collection.json"
+        try:
+            metadata = json.loads(path.read_text(encoding="utf-8"))
+            problem = "" if isinstance(metadata, dict) else "not a JSON object"
+            if not problem and not isinstance(metadata.get("model"), dict):
+                problem = "it records no model"
+            if not problem and not isinstance(metadata.get("dim"), int):
+                problem = "it records no vector size"
+        except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+            problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if problem:
+            raise StoreError(
+                f"the metadata of collection {name!r}, {path}, is damaged ({problem}): restore "
+                f"it from a backup, or delete {path.parent} and index again"
+            )
+        return metadata
 
     def _write_metadata(self, name: str, metadata: dict[str, Any]) -> None:
         """Replace ``collection.json`` atomically."""
@@ -247,8 +263,18 @@ class EdgeStore(QdrantStore):
                     "multimodal index or serve?); stop it or use another --store"
                 ) from None
             raise StoreError(f"cannot open collection {name!r} at {path}: {err}") from None
+        _remove_stale_builders(path)
         self._shards[name] = shard
         return shard
+
+
+def _remove_stale_builders(shard: Path) -> None:
+    """Delete the segments an optimize was building when its process died (Qdrant Edge builds
+    them in ``shard/temp_segments/segment_builder_*`` and nothing else removes them). Called
+    once the shard is loaded: its lock is ours, and this process optimizes only when asked, so
+    any builder there is stale."""
+    for builder in (shard / "temp_segments").glob("segment_builder_*"):
+        shutil.rmtree(builder, ignore_errors=True)
 
 
 def _payload(fields: list[str] | None):

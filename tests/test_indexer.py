@@ -404,3 +404,37 @@ def test_two_index_runs_creating_one_collection(tmp_path):
     with EdgeStore(store) as reopened:
         assert reopened.collections() == ["c"] and reopened.count("c") == 3
     assert sorted(p.name for p in store.iterdir()) == [".create.lock", "c"]
+
+
+def _one_photo_collection(tmp_path: Path) -> tuple[list[str], Path]:
+    """Index one drawn photo with the tiny model: the index arguments and the store folder."""
+    store = tmp_path / "store"
+    draw_image(tmp_path / "photos" / "red.png")
+    args = ["index", "--model", "tiny-random", "--data", str(tmp_path / "photos"),
+            "--collection", "c", "--store", str(store), "--workers", "0"]  # fmt: skip
+    assert cli([*args, "--no-progress"]) == 0
+    return [*args, "--no-progress"], store
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999", "0", "-3", "1000001", "ten"])
+def test_search_result_count_is_checked_when_parsed(tmp_path, capsys, limit):
+    from indexer.commands import search as search_command
+
+    _, store = _one_photo_collection(tmp_path)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        search_command.main(["tart", "-k", limit, "--collection", "c", "--store", str(store)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "argument -k/--limit: must be a whole number from 1 to 10000" in err.splitlines()[-1]
+
+
+def test_corrupt_collection_metadata_is_one_line_from_the_commands(tmp_path, capsys):
+    index, store = _one_photo_collection(tmp_path)
+    metadata = store / "c" / "collection.json"
+    metadata.write_text('{"format": ')
+    capsys.readouterr()
+    assert cli(index) == 1
+    assert cli(["search", "tart", "--collection", "c", "--store", str(store)]) == 1
+    for line in capsys.readouterr().err.strip().splitlines():
+        assert str(metadata) in line and "Traceback" not in line

@@ -225,3 +225,46 @@ def test_edge_processes_creating_one_collection_together(tmp_path, round):
         assert reopened.collections() == ["dishes"]
         assert reopened.count("dishes") == succeeded  # each winner's point, nothing lost
     assert sorted(p.name for p in store.iterdir()) == [".create.lock", "dishes"]  # no debris
+
+
+def test_edge_corrupt_metadata_is_one_line_naming_the_file(tmp_path):
+    with EdgeStore(tmp_path) as store:
+        store.create_or_open("dishes", CollectionSpec(DIM, MODEL))
+        store.upsert("dishes", make_points())
+    metadata = tmp_path / "dishes" / "collection.json"
+    for broken in ('{"format": ', "[1, 2]", '{"format": "x"}', "\xff\xfe"):
+        metadata.write_bytes(broken.encode("latin-1"))
+        with EdgeStore(tmp_path) as store:
+            for call in (
+                lambda: store.metadata("dishes"),
+                lambda: store.create_or_open("dishes", CollectionSpec(DIM, MODEL)),
+            ):
+                with pytest.raises(StoreError) as raised:
+                    call()
+                message = str(raised.value)
+                assert str(metadata) in message and "index again" in message
+                assert len(message.splitlines()) == 1
+    assert (tmp_path / "dishes" / "shard").is_dir()  # nothing was deleted
+
+
+def test_edge_open_removes_what_an_interrupted_optimize_left(tmp_path):
+    with EdgeStore(tmp_path) as store:
+        store.create_or_open("dishes", CollectionSpec(DIM, MODEL))
+        store.upsert("dishes", make_points())
+    # What a run killed during optimize leaves (the layout Qdrant Edge uses for the segment it
+    # builds): <collection>/shard/temp_segments/segment_builder_XXXXXX/...
+    builder = tmp_path / "dishes" / "shard" / "temp_segments" / "segment_builder_x1Yz2W"
+    with EdgeStore(tmp_path) as holder:
+        assert holder.count("dishes") == 4  # it holds the shard: a builder now may be its own
+        (builder / "vector_storage-image").mkdir(parents=True)
+        (builder / "vector_storage-image" / "matrix.dat").write_bytes(b"\0" * 4096)
+        (builder / "id_tracker.mappings").write_bytes(b"\0" * 64)
+        with pytest.raises(StoreError, match="open in another process"):
+            EdgeStore(tmp_path).count("dishes")
+        assert builder.is_dir()  # a process that could not open the shard removes nothing
+    assert builder.is_dir()  # the holder died with it there
+    with EdgeStore(tmp_path) as reopened:
+        assert reopened.count("dishes") == 4
+        assert not builder.exists()
+        reopened.optimize("dishes")
+        assert reopened.query("dishes", axis(2), "image", 1)[0].payload["title"] == "chicken curry"

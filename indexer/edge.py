@@ -232,6 +232,10 @@ class EdgeStore(QdrantStore):
         """Exact count in the shard."""
         return self._shard(name).count(qe.CountRequest(exact=True, filter=filter))
 
+    def _set_payload(self, name: str, payload: dict[str, Any], filter: Any) -> None:
+        """One payload update by filter through the shard's write-ahead log."""
+        self._shard(name).update(qe.UpdateOperation.set_payload_by_filter(filter, payload))
+
     def _delete(self, name: str, ids: list[str]) -> None:
         """Delete through the shard's write-ahead log."""
         operation = qe.UpdateOperation.delete_points([uuid.UUID(i) for i in ids])

@@ -146,6 +146,13 @@ class QdrantStore(Store):
         """The backend's exact count under its own filter."""
         return self._count(name, self._filter(filter))
 
+    def set_payload(self, name: str, payload: dict[str, Any], filter: SearchFilter) -> None:
+        """Hand the backend its own filter; refuse one that would select every point."""
+        backend_filter = self._filter(filter)
+        if backend_filter is None:
+            raise ValueError("set_payload needs a filter that selects some points")
+        self._set_payload(name, payload, backend_filter)
+
     def delete(self, name: str, ids: Sequence[str]) -> None:
         """Ask the backend to delete, unless there is nothing to delete."""
         if ids:
@@ -236,6 +243,10 @@ class QdrantStore(Store):
     @abstractmethod
     def _count(self, name: str, filter: Any) -> int:
         """The exact number of points matching the backend filter."""
+
+    @abstractmethod
+    def _set_payload(self, name: str, payload: dict[str, Any], filter: Any) -> None:
+        """Merge ``payload`` into every point matching the backend filter, and wait."""
 
     @abstractmethod
     def _delete(self, name: str, ids: list[str]) -> None:

@@ -268,3 +268,17 @@ def test_edge_open_removes_what_an_interrupted_optimize_left(tmp_path):
         assert not builder.exists()
         reopened.optimize("dishes")
         assert reopened.query("dishes", axis(2), "image", 1)[0].payload["title"] == "chicken curry"
+
+
+def test_set_payload_by_filter_keeps_vectors_and_other_fields(filled):
+    moved = SearchFilter(labels=["tacos"])
+    filled.set_payload("dishes", {"root": "/moved"}, moved)
+    assert filled.count("dishes", SearchFilter(root="/moved")) == 2
+    assert filled.count("dishes", SearchFilter(root="/data")) == 2
+    tacos = {p.id: p for p in filled.scroll("dishes", moved, with_vectors=True)}
+    assert {p.payload["title"] for p in tacos.values()} == {"beef tacos", "fish tacos"}
+    beef = next(p for p in tacos.values() if p.payload["title"] == "beef tacos")
+    assert np.allclose(beef.vectors["image"], axis(1), atol=1e-5)
+    assert beef.payload["base_ingredients"] == ["beef", "salsa"]
+    with pytest.raises(ValueError, match="filter"):
+        filled.set_payload("dishes", {"root": "/everything"}, SearchFilter())

@@ -96,7 +96,8 @@ class EdgeStore(QdrantStore):
     # -- primitives ----------------------------------------------------------------------
 
     def _exists(self, name: str) -> bool:
-        """Whether the collection's metadata file exists: it is written last on create."""
+        """Whether the collection's metadata file exists: a collection's folder appears with
+        it, whole (:meth:`_created`), so a folder without it is a leftover."""
         return (self._folder(name) / "collection.json").is_file()
 
     @contextmanager

@@ -4,15 +4,23 @@ One shard per collection, in ``<store>/<collection>/shard``; the collection's me
 model that made its vectors, its roots) beside it in ``collection.json``. Every update goes
 through the shard's write-ahead log, so a process killed at any moment loses at most the
 batch it was writing, never what was indexed before.
+
+A collection is made whole in a hidden staging folder and renamed into place, under a lock on
+``<store>/.create.lock`` that other processes creating in the store wait on: two runs creating
+the same collection make one, and a folder named after a collection is always a whole one.
+An open shard is locked by Qdrant Edge itself (its write-ahead log); a second process that
+opens it gets one line saying so.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,8 @@ from indexer.store import VECTOR_NAMES, Point, StoreError
 from multimodal.files import write_json
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+CREATE_LOCK = ".create.lock"  # in the store folder: held while a collection is created
+STAGING_PREFIX = ".creating-"  # a collection being made, renamed into place when whole
 
 
 def check_collection_name(name: str) -> str:
@@ -58,10 +68,12 @@ class EdgeStore(QdrantStore):
         self._shards: dict[str, qe.EdgeShard] = {}
 
     def collections(self) -> list[str]:
-        """The sub-folders of ``root`` holding a ``collection.json``, sorted."""
+        """The sub-folders of ``root`` holding a ``collection.json``, sorted (a staging folder
+        is hidden: its name is not a collection name)."""
         if not self.root.is_dir():
             return []
-        return sorted(p.parent.name for p in self.root.glob("*/collection.json"))
+        found = (p.parent.name for p in self.root.glob("*/collection.json"))
+        return sorted(name for name in found if NAME_PATTERN.match(name))
 
     def drop(self, name: str) -> None:
         """Close the collection's shard and delete its folder."""
@@ -84,27 +96,43 @@ class EdgeStore(QdrantStore):
     # -- primitives ----------------------------------------------------------------------
 
     def _exists(self, name: str) -> bool:
-        """Whether the collection's metadata file exists: it is written last on create."""
+        """Whether the collection's metadata file exists: a collection's folder appears with
+        it, whole (:meth:`_created`), so a folder without it is a leftover."""
         return (self._folder(name) / "collection.json").is_file()
+
+    @contextmanager
+    def _creating(self) -> Iterator[None]:
+        """Hold the store's create lock (``fcntl.flock``: the system drops it when a process
+        dies, so a killed run leaves no stale lock); a second creator waits here, then finds
+        the collection made."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / CREATE_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _open(self, name: str) -> None:
         """Load the shard now, so a store locked by another process fails here."""
         self._shard(name)
 
     def _discard_partial(self, name: str) -> None:
-        """Remove the folder of a create that died before its metadata was written."""
-        folder = self._folder(name)
-        if folder.exists():
-            shutil.rmtree(folder)
+        """Remove what a create that died half-way left: its staging folder, or (made by an
+        earlier version, which created in place) a collection folder without its metadata.
+        The create lock is held, so no other process is making either."""
+        for leftover in (self._staging(name), self._folder(name)):
+            if leftover.exists():
+                shutil.rmtree(leftover)
 
     def _create(self, name: str, dim: int, int8: bool, metadata: dict[str, Any]) -> None:
-        """Create the shard (the metadata is written by :meth:`_created`, last)."""
+        """Create the shard in the staging folder (:meth:`_created` moves it into place)."""
         quantization = None
         if int8:
             quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
         vectors = {vector: qe.EdgeVectorParams(dim, qe.Distance.Cosine) for vector in VECTOR_NAMES}
         config = qe.EdgeConfig(vectors=vectors, quantization_config=quantization)
-        self._shards[name] = qe.EdgeShard.create(str(self._folder(name) / "shard"), config)
+        self._shards[name] = qe.EdgeShard.create(str(self._staging(name) / "shard"), config)
 
     def _index_keyword(self, name: str, field: str) -> None:
         """A keyword index on payload ``field``."""
@@ -117,13 +145,36 @@ class EdgeStore(QdrantStore):
         self._shards[name].update(qe.UpdateOperation.create_field_index(field, params))
 
     def _created(self, name: str, metadata: dict[str, Any]) -> None:
-        """Flush the shard, then write the metadata: its presence means "created"."""
-        self._shards[name].flush()
-        self._write_metadata(name, metadata)
+        """Close the staged shard, write its metadata beside it, rename the whole folder into
+        place (one atomic step: the collection appears complete or not at all), and load the
+        shard from there."""
+        shard = self._shards.pop(name)
+        shard.flush()
+        shard.close()
+        staging = self._staging(name)
+        write_json(staging / "collection.json", metadata)
+        staging.rename(self._folder(name))
+        self._open(name)
 
     def _read_metadata(self, name: str) -> dict[str, Any]:
-        """The collection's ``collection.json``."""
-        return json.loads((self._folder(name) / "collection.json").read_text())
+        """The collection's ``collection.json``; one :class:`StoreError` naming the file when
+        it cannot be read or is not what :class:`~indexer.store.CollectionSpec` writes."""
+        path = self._folder(name) / "collection.json"
+        try:
+            metadata = json.loads(path.read_text(encoding="utf-8"))
+            problem = "" if isinstance(metadata, dict) else "not a JSON object"
+            if not problem and not isinstance(metadata.get("model"), dict):
+                problem = "it records no model"
+            if not problem and not isinstance(metadata.get("dim"), int):
+                problem = "it records no vector size"
+        except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+            problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if problem:
+            raise StoreError(
+                f"the metadata of collection {name!r}, {path}, is damaged ({problem}): restore "
+                f"it from a backup, or delete {path.parent} and index again"
+            )
+        return metadata
 
     def _write_metadata(self, name: str, metadata: dict[str, Any]) -> None:
         """Replace ``collection.json`` atomically."""
@@ -182,6 +233,10 @@ class EdgeStore(QdrantStore):
         """Exact count in the shard."""
         return self._shard(name).count(qe.CountRequest(exact=True, filter=filter))
 
+    def _set_payload(self, name: str, payload: dict[str, Any], filter: Any) -> None:
+        """One payload update by filter through the shard's write-ahead log."""
+        self._shard(name).update(qe.UpdateOperation.set_payload_by_filter(filter, payload))
+
     def _delete(self, name: str, ids: list[str]) -> None:
         """Delete through the shard's write-ahead log."""
         operation = qe.UpdateOperation.delete_points([uuid.UUID(i) for i in ids])
@@ -192,6 +247,10 @@ class EdgeStore(QdrantStore):
     def _folder(self, name: str) -> Path:
         """The collection's folder (ValueError for an unsafe name)."""
         return self.root / check_collection_name(name)
+
+    def _staging(self, name: str) -> Path:
+        """Where the collection is made before it is renamed into place."""
+        return self.root / (STAGING_PREFIX + check_collection_name(name))
 
     def _shard(self, name: str) -> qe.EdgeShard:
         """The collection's shard, loaded on first use."""
@@ -209,8 +268,18 @@ class EdgeStore(QdrantStore):
                     "multimodal index or serve?); stop it or use another --store"
                 ) from None
             raise StoreError(f"cannot open collection {name!r} at {path}: {err}") from None
+        _remove_stale_builders(path)
         self._shards[name] = shard
         return shard
+
+
+def _remove_stale_builders(shard: Path) -> None:
+    """Delete the segments an optimize was building when its process died (Qdrant Edge builds
+    them in ``shard/temp_segments/segment_builder_*`` and nothing else removes them). Called
+    once the shard is loaded: its lock is ours, and this process optimizes only when asked, so
+    any builder there is stale."""
+    for builder in (shard / "temp_segments").glob("segment_builder_*"):
+        shutil.rmtree(builder, ignore_errors=True)
 
 
 def _payload(fields: list[str] | None):

@@ -2,9 +2,11 @@
 
 Each stage is a small function with its own test and its own clock:
 
-* :func:`plan` gives every record a deterministic id (UUID5 of data-set root + relative path)
-  and a content hash (image bytes + text), and compares them with what the collection holds:
-  an unchanged item is skipped without decoding, a changed one is embedded again.
+* :func:`make_items` gives every record a deterministic id (UUID5 of its data root's id and
+  its relative path, :mod:`indexer.roots`) and :func:`hash_items` a content hash (image bytes
+  + text); :func:`~indexer.roots.link_roots` re-links a data folder that moved (its points
+  keep their ids and vectors); :func:`plan` compares ids and hashes with what the collection
+  holds: an unchanged item is skipped without decoding, a changed one is embedded again.
 * :func:`encode_batches` decodes images in a torch DataLoader's worker processes, so decoding
   overlaps the model, and yields batches of vectors.
 * :func:`to_points` and ``store.upsert`` write whole items only (both vectors and the hash in
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from indexer.roots import RETRIEVE_CHUNK, link_roots, point_id
 from indexer.store import CollectionSpec, Point, SearchFilter, Store
 from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.loading import Reject, iter_image_batches
@@ -34,16 +36,15 @@ from multimodal.data.text import RecipeTextBuilder
 from multimodal.encoder import DualEncoder, model_stamp
 from multimodal.files import open_regular, write_jsonl
 
-ID_NAMESPACE = uuid.UUID("8f0b7d4e-5d1c-4f43-9d55-6a1f0c2f7b10")  # this project's ids
-RETRIEVE_CHUNK = 512
-
 
 @dataclass
 class Item:
     record: Record
-    id: str
+    root: str | None  # absolute path of the record's data root; None without one
+    key: str  # what identifies it under its root: the relative image path, or its text's hash
+    id: str  # point_id(id of the root, key)
     text: str  # what the text vector embeds; "" for an image-only item
-    content_hash: str
+    content_hash: str = ""  # set by hash_items
 
 
 @dataclass
@@ -68,6 +69,8 @@ class IndexReport:
     unchanged: int = 0
     rejected: int = 0
     pruned: int = 0
+    relinked: dict[str, str] = field(default_factory=dict)  # moved data roots: old -> new path
+    relinked_points: int = 0  # points of moved roots that now name the new path (not embedded)
     total: int = 0  # points in the collection afterwards
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -79,16 +82,20 @@ class IndexReport:
 
     def summary(self) -> str:
         stages = ", ".join(f"{name} {sec:.1f}s" for name, sec in self.stages.items())
-        return (
+        line = (
             f"{self.collection}: indexed {self.indexed}, unchanged {self.unchanged}, "
             f"rejected {self.rejected}, pruned {self.pruned}; {self.total} points; "
             f"{self.seconds:.1f}s, {self.items_per_second:.1f} items/s ({stages})"
         )
+        if self.relinked:
+            moves = ", ".join(f"{old} to {new}" for old, new in self.relinked.items())
+            line += f"; re-linked {self.relinked_points} points moved from {moves}"
+        return line
 
 
-def point_id(root: Path | None, key: str) -> str:
-    """The same item always gets the same id, so a rerun overwrites instead of duplicating."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{Path(root).resolve() if root else ''}\n{key}"))
+def root_path(record: Record) -> str | None:
+    """The record's data root as the collection records it: its absolute path."""
+    return str(Path(record.root).resolve()) if record.root else None
 
 
 def item_key(record: Record, text: str) -> str:
@@ -109,20 +116,21 @@ def content_hash(record: Record, text: str) -> str:
 
 
 def make_items(records: Sequence[Record], build_text: RecipeTextBuilder) -> list[Item]:
-    """Items of the records; a missing image file is a reject for the caller, not an item."""
+    """Items of the records, with the ids of a root seen for the first time (its path; see
+    :func:`link_roots` for the others); a missing image file is a reject for the caller."""
     items, seen = [], set()
     for record in records:
         text = build_text(record) if record.has_text else ""
-        item = Item(record, point_id(record.root, item_key(record, text)), text, "")
-        if item.id in seen:  # the same file twice in a manifest: one point
+        root, key = root_path(record), item_key(record, text)
+        if (root, key) in seen:  # the same file twice in a manifest: one point
             continue
-        seen.add(item.id)
-        items.append(item)
+        seen.add((root, key))
+        items.append(Item(record, root, key, point_id(root, key), text))
     return items
 
 
-def plan(store: Store, collection: str, items: list[Item]) -> tuple[Plan, list[Reject]]:
-    """Hash each item and keep those the collection does not already hold unchanged."""
+def hash_items(items: Sequence[Item]) -> tuple[list[Item], list[Reject]]:
+    """The items whose content hash could be made (set on each), and a reject for each other."""
     rejects, hashed = [], []
     for index, item in enumerate(items):
         try:
@@ -131,14 +139,37 @@ def plan(store: Store, collection: str, items: list[Item]) -> tuple[Plan, list[R
             rejects.append(Reject(index, str(item.record.image), f"cannot read: {err.strerror}"))
             continue
         hashed.append(item)
+    return hashed, rejects
+
+
+def link_items(store: Store, collection: str, items: Sequence[Item], report: IndexReport) -> None:
+    """Give each hashed item the id its root has in the collection, re-linking a root that
+    moved (:func:`indexer.roots.link_roots`; the data-set name, a folder's name for a plain
+    folder, follows it when the root's records share one), and note the moves in ``report``."""
+    contents: dict[str, dict[str, str]] = defaultdict(dict)
+    sources: dict[str, set[str]] = defaultdict(set)
+    for item in items:
+        if item.root is not None:
+            contents[item.root][item.key] = item.content_hash
+            sources[item.root].add(item.record.source)
+    names = {root: {"source": found.pop()} for root, found in sources.items() if len(found) == 1}
+    links = link_roots(store, collection, contents, names)
+    for item in items:
+        if item.root is not None:
+            item.id = point_id(links.ids[item.root], item.key)
+    report.relinked, report.relinked_points = links.moved, links.relinked
+
+
+def plan(store: Store, collection: str, items: Sequence[Item]) -> Plan:
+    """Keep the hashed items the collection does not already hold unchanged."""
     stored: dict[str, str] = {}
-    for start in range(0, len(hashed), RETRIEVE_CHUNK):
-        chunk = [item.id for item in hashed[start : start + RETRIEVE_CHUNK]]
+    for start in range(0, len(items), RETRIEVE_CHUNK):
+        chunk = [item.id for item in items[start : start + RETRIEVE_CHUNK]]
         for point in store.retrieve(collection, chunk, fields=["content_hash"]):
             stored[point.id] = point.payload.get("content_hash", "")
-    todo = [item for item in hashed if stored.get(item.id) != item.content_hash]
+    todo = [item for item in items if stored.get(item.id) != item.content_hash]
     changed = sum(1 for item in todo if item.id in stored)
-    return Plan(todo, len(hashed) - len(todo), changed), rejects
+    return Plan(todo, len(items) - len(todo), changed)
 
 
 def encode_batches(
@@ -186,7 +217,7 @@ def payload(item: Item) -> dict:
     base = record.ingredients_simplified
     data.update(
         image=record.relative_image if record.image is not None else None,
-        root=str(Path(record.root).resolve()) if record.root else None,
+        root=item.root,
         base_ingredients=sorted({b.strip().lower() for b in base if b.strip()}),
         text=item.text,
         content_hash=item.content_hash,
@@ -227,10 +258,12 @@ def index_records(
     report = IndexReport(collection)
     clock = report.stages
     spec = CollectionSpec(encoder.embed_dim, model_stamp(encoder), quantization)
-    metadata = store.create_or_open(collection, spec)
+    store.create_or_open(collection, spec)
     with _timed(clock, "plan"):
         items = make_items(records, RecipeTextBuilder.for_tokenizer(encoder.tokenizer))
-        work, unreadable = plan(store, collection, items)
+        items, unreadable = hash_items(items)
+        link_items(store, collection, items, report)  # records the roots, re-links moved ones
+        work = plan(store, collection, items)
     report.unchanged, report.rejects = work.unchanged, list(unreadable)
     with tqdm(
         total=len(work.todo),
@@ -250,9 +283,6 @@ def index_records(
             report.pruned = prune_missing(store, collection, {r.root for r in records if r.root})
     with _timed(clock, "optimize"):
         store.optimize(collection)
-    roots = {str(Path(r.root).resolve()) for r in records if r.root}
-    if not roots <= set(metadata.get("roots", [])):
-        store.update_metadata(collection, {"roots": sorted(roots | set(metadata.get("roots", [])))})
     report.rejected = len(report.rejects)
     report.total = store.count(collection)
     report.seconds = time.perf_counter() - started

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
 from indexer.filters import FilterConstructors, build_filter
@@ -40,24 +41,26 @@ class QdrantStore(Store):
 
     def create_or_open(self, name: str, spec: CollectionSpec) -> dict[str, Any]:
         """Check an existing collection against ``spec``; or create one: cosine vectors,
-        optional int8 quantization, the payload indexes, then the metadata."""
-        if self._exists(name):
-            metadata = self.metadata(name)
-            check_compatible(name, metadata, spec)
-            self._open(name)
-            return metadata
-        self._discard_partial(name)
+        optional int8 quantization, the payload indexes, then the metadata. One process at a
+        time decides (:meth:`_creating`), so two creating the same collection make one."""
         if spec.quantization is not None and spec.quantization not in QUANTIZATIONS:
             known = ", ".join(QUANTIZATIONS)
             raise ValueError(f"unknown quantization {spec.quantization!r} (known: {known})")
-        metadata = spec.metadata()
-        self._create(name, spec.dim, spec.quantization == "int8", metadata)
-        for field in KEYWORD_FIELDS:
-            self._index_keyword(name, field)
-        for field in TEXT_FIELDS:
-            self._index_text(name, field)
-        self._created(name, metadata)
-        return metadata
+        with self._creating():
+            if self._exists(name):
+                metadata = self.metadata(name)
+                check_compatible(name, metadata, spec)
+                self._open(name)
+                return metadata
+            self._discard_partial(name)
+            metadata = spec.metadata()
+            self._create(name, spec.dim, spec.quantization == "int8", metadata)
+            for field in KEYWORD_FIELDS:
+                self._index_keyword(name, field)
+            for field in TEXT_FIELDS:
+                self._index_text(name, field)
+            self._created(name, metadata)
+            return metadata
 
     def metadata(self, name: str) -> dict[str, Any]:
         """The backend's recorded metadata, or a :class:`StoreError` naming the collections
@@ -143,6 +146,13 @@ class QdrantStore(Store):
         """The backend's exact count under its own filter."""
         return self._count(name, self._filter(filter))
 
+    def set_payload(self, name: str, payload: dict[str, Any], filter: SearchFilter) -> None:
+        """Hand the backend its own filter; refuse one that would select every point."""
+        backend_filter = self._filter(filter)
+        if backend_filter is None:
+            raise ValueError("set_payload needs a filter that selects some points")
+        self._set_payload(name, payload, backend_filter)
+
     def delete(self, name: str, ids: Sequence[str]) -> None:
         """Ask the backend to delete, unless there is nothing to delete."""
         if ids:
@@ -158,11 +168,18 @@ class QdrantStore(Store):
     def _exists(self, name: str) -> bool:
         """Whether collection ``name`` exists (and was completely created)."""
 
+    def _creating(self) -> AbstractContextManager:
+        """Held while :meth:`create_or_open` checks for and creates a collection: a lock that
+        other processes creating in the same store wait on (a no-op unless the backend needs
+        it; a server decides itself)."""
+        return nullcontext()
+
     def _open(self, name: str) -> None:
         """Get an existing collection ready for use (a no-op unless the backend needs it)."""
 
     def _discard_partial(self, name: str) -> None:
-        """Remove what a create that died half-way left behind (a no-op unless it can)."""
+        """Remove what a create that died half-way left behind (a no-op unless it can); runs
+        inside :meth:`_creating`."""
 
     @abstractmethod
     def _create(self, name: str, dim: int, int8: bool, metadata: dict[str, Any]) -> None:
@@ -226,6 +243,10 @@ class QdrantStore(Store):
     @abstractmethod
     def _count(self, name: str, filter: Any) -> int:
         """The exact number of points matching the backend filter."""
+
+    @abstractmethod
+    def _set_payload(self, name: str, payload: dict[str, Any], filter: Any) -> None:
+        """Merge ``payload`` into every point matching the backend filter, and wait."""
 
     @abstractmethod
     def _delete(self, name: str, ids: list[str]) -> None:

@@ -32,6 +32,7 @@ from multimodal.data.images import (
 from multimodal.encoder import DualEncoder, model_stamp
 
 TARGETS = ("image", "text")
+MAX_RESULTS = 10_000  # results one search may ask for: more is a typo, not a page of hits
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*:\s*(.*)$", re.S)
 
 
@@ -265,8 +266,8 @@ class Searcher:
 def _check_request(target: str, limit: int) -> None:
     if target not in TARGETS:
         raise ValueError(f"target must be image or text, not {target!r}")
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
+    if not 1 <= limit <= MAX_RESULTS:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_RESULTS}, not {limit}")
 
 
 def vote_ingredients(hits: list[StoredPoint], top: int = 12) -> list[tuple[str, float]]:

@@ -198,6 +198,10 @@ class ServerStore(QdrantStore):
         """Exact count on the server."""
         return self.client.count(name, count_filter=filter, exact=True).count
 
+    def _set_payload(self, name: str, payload: dict[str, Any], filter: Any) -> None:
+        """One payload update by filter on the server, and wait until it is applied."""
+        self.client.set_payload(name, payload=payload, points=filter, wait=True)
+
     def _delete(self, name: str, ids: list[str]) -> None:
         """Delete and wait until it is applied."""
         self.client.delete(name, qm.PointIdsList(points=ids), wait=True)

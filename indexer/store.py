@@ -189,6 +189,12 @@ class Store(ABC):
         """How many points match ``filter`` (exactly)."""
 
     @abstractmethod
+    def set_payload(self, name: str, payload: dict[str, Any], filter: SearchFilter) -> None:
+        """Merge ``payload`` into the payload of every point ``filter`` selects, in one
+        update; vectors and other fields stay as they are. A filter that restricts nothing is
+        refused (ValueError)."""
+
+    @abstractmethod
     def delete(self, name: str, ids: Sequence[str]) -> None:
         """Delete the points of ``ids``; ids that do not exist are ignored."""
 

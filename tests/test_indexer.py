@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,15 @@ import pytest
 from conftest import COLOURS, SHAPES, draw_image, shape_records
 
 from indexer.edge import EdgeStore
-from indexer.pipeline import content_hash, index_records, make_items, plan, point_id
+from indexer.pipeline import (
+    content_hash,
+    hash_items,
+    index_records,
+    make_items,
+    plan,
+    point_id,
+    root_path,
+)
 from indexer.search import Searcher, Term, parse_query, vote_ingredients
 from indexer.server import ServerStore
 from indexer.store import CollectionSpec, SearchFilter, StoredPoint, StoreError
@@ -89,7 +98,7 @@ def test_each_item_is_found_first_in_every_direction(trained, store):
     assert (report.indexed, report.rejected, report.total) == (9, 0, 9)
     searcher = Searcher(encoder, store, "shapes")
     for record in records:
-        own_id = point_id(record.root, record.relative_image)
+        own_id = point_id(root_path(record), record.relative_image)
         by_text = searcher.search(record.title, target="image", limit=3)
         by_image = searcher.search(Path(record.image), target="text", limit=3)
         image_to_image = searcher.search(Path(record.image), target="image", limit=1)
@@ -150,7 +159,7 @@ def test_rerun_skips_unchanged_and_re_embeds_a_changed_file(tiny_encoder, tmp_pa
         changed = index_records(encoder, store, "shapes", records, workers=0, progress=False)
         assert (changed.indexed, changed.unchanged, changed.total) == (1, 8, 9)
         searcher = Searcher(encoder, store, "shapes")
-        own = point_id(target.root, target.relative_image)
+        own = point_id(root_path(target), target.relative_image)
         (stored,) = store.retrieve("shapes", [own], with_vectors=True)
         assert np.allclose(stored.vectors["image"], searcher.query_vector(target.image)[0],
                            atol=1e-4)  # fmt: skip
@@ -205,10 +214,11 @@ def test_plan_stage_alone(tmp_path, tiny_encoder):
     build = RecipeTextBuilder.for_tokenizer(tiny_encoder.tokenizer)
     items = make_items(records + records[:2], build)  # duplicates collapse to one point
     assert len(items) == 9
-    assert items[0].id == point_id(tmp_path / "data", records[0].relative_image)
+    assert items[0].id == point_id(str((tmp_path / "data").resolve()), records[0].relative_image)
     with ServerStore(":memory:") as store:
         store.create_or_open("p", CollectionSpec(32, {"name": "tiny-random"}))
-        work, rejects = plan(store, "p", items)
+        hashed, rejects = hash_items(items)
+        work = plan(store, "p", hashed)
         assert (len(work.todo), work.unchanged, rejects) == (9, 0, [])
         assert items[0].content_hash == content_hash(records[0], items[0].text)
 
@@ -352,3 +362,202 @@ def test_cli_writes_the_rejects_file(tmp_path, capsys):
     assert f"reasons in {rejects}" in out
     (row,) = [json.loads(line) for line in rejects.read_text().splitlines()]
     assert row["path"].endswith("broken.jpg") and row["reason"]
+
+
+INDEX_RACE = """
+import sys, time
+from pathlib import Path
+import indexer.commands.index  # the slow imports before the start line
+from multimodal.cli import main
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.slow
+def test_two_index_runs_creating_one_collection(tmp_path):
+    """Two ``multimodal index`` runs started together on a new collection in one store: one
+    whole collection; a run that loses says in one line that the store is open elsewhere."""
+    data, store, go = tmp_path / "photos", tmp_path / "store", tmp_path / "go"
+    for colour, shape in zip(COLOURS, SHAPES, strict=True):
+        draw_image(data / f"{colour}_{shape}.png", colour, shape, size=(40, 40))
+    index = ["index", "--model", "tiny-random", "--data", str(data), "--collection", "c",
+             "--store", str(store), "--workers", "0", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", INDEX_RACE, str(flag), str(go), *index],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for flag in ready
+    ]
+    while not all(flag.exists() for flag in ready):  # both past their imports
+        assert all(run.poll() is None for run in runs), [run.stderr.read() for run in runs]
+        time.sleep(0.05)
+    go.touch()
+    outcomes = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    assert 0 in [code for code, _ in outcomes], outcomes
+    for code, err in outcomes:
+        assert "Traceback" not in err, err
+        if code != 0:
+            (line,) = err.strip().splitlines()
+            assert code == 1 and "open in another process" in line, err
+    with EdgeStore(store) as reopened:
+        assert reopened.collections() == ["c"] and reopened.count("c") == 3
+    assert sorted(p.name for p in store.iterdir()) == [".create.lock", "c"]
+
+
+def _one_photo_collection(tmp_path: Path) -> tuple[list[str], Path]:
+    """Index one drawn photo with the tiny model: the index arguments and the store folder."""
+    store = tmp_path / "store"
+    draw_image(tmp_path / "photos" / "red.png")
+    args = ["index", "--model", "tiny-random", "--data", str(tmp_path / "photos"),
+            "--collection", "c", "--store", str(store), "--workers", "0"]  # fmt: skip
+    assert cli([*args, "--no-progress"]) == 0
+    return [*args, "--no-progress"], store
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999", "0", "-3", "1000001", "ten"])
+def test_search_result_count_is_checked_when_parsed(tmp_path, capsys, limit):
+    from indexer.commands import search as search_command
+
+    _, store = _one_photo_collection(tmp_path)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        search_command.main(["tart", "-k", limit, "--collection", "c", "--store", str(store)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "argument -k/--limit: must be a whole number from 1 to 10000" in err.splitlines()[-1]
+
+
+def test_corrupt_collection_metadata_is_one_line_from_the_commands(tmp_path, capsys):
+    index, store = _one_photo_collection(tmp_path)
+    metadata = store / "c" / "collection.json"
+    metadata.write_text('{"format": ')
+    capsys.readouterr()
+    assert cli(index) == 1
+    assert cli(["search", "tart", "--collection", "c", "--store", str(store)]) == 1
+    for line in capsys.readouterr().err.strip().splitlines():
+        assert str(metadata) in line and "Traceback" not in line
+
+
+def _index_folder(encoder, store, folder: Path, prune: bool = False):
+    return index_records(
+        encoder, store, "shapes", _folder_records(folder), workers=0, progress=False, prune=prune
+    )
+
+
+def _stored_roots(store) -> set[str]:
+    return {p.payload["root"] for p in store.scroll("shapes", fields=["root"])}
+
+
+def test_a_moved_folder_keeps_its_points_without_embedding_again(tiny_encoder, tmp_path, store):
+    first = tmp_path / "photos"
+    copied(shape_items(tmp_path / "drawn"), first)
+    assert _index_folder(tiny_encoder, store, first).total == 9
+    ids = sorted(p.id for p in store.scroll("shapes"))
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    first.rename(moved)
+    report = _index_folder(tiny_encoder, store, moved, prune=True)
+    assert (report.indexed, report.unchanged, report.pruned, report.total) == (0, 9, 0, 9)
+    assert report.relinked == {str(first): str(moved)}
+    assert "re-linked 9 points" in report.summary()
+    assert sorted(p.id for p in store.scroll("shapes")) == ids  # the same points
+    assert _stored_roots(store) == {str(moved)}
+    assert {p.payload["source"] for p in store.scroll("shapes")} == {"renamed"}  # folder's name
+    assert store.metadata("shapes")["roots"] == [str(moved)]
+    assert store.count("shapes", SearchFilter(root=str(moved))) == 9
+    assert all(p.image_path.is_file() for p in store.scroll("shapes", fields=["root", "image"]))
+    # --prune works on the moved folder; a changed and a new file are all that is embedded
+    (moved / "red_square_0.png").unlink()
+    draw_image(moved / "blue_circle_0.png", "red", "triangle", size=(48, 48))
+    draw_image(moved / "extra.png", "green", "circle", size=(48, 48))
+    again = _index_folder(tiny_encoder, store, moved, prune=True)
+    assert (again.indexed, again.unchanged, again.pruned, again.total) == (2, 7, 1, 9)
+    assert not again.relinked
+
+
+def test_a_moved_folder_with_edits_is_relinked_and_a_copy_is_not(tiny_encoder, tmp_path, store):
+    first = tmp_path / "photos"
+    copied(shape_items(tmp_path / "drawn"), first)
+    _index_folder(tiny_encoder, store, first)
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)  # the first folder is still there: a second data set
+    assert _index_folder(tiny_encoder, store, copy).indexed == 9
+    assert store.count("shapes") == 18
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    draw_image(moved / "green_square_0.png", "blue", "circle", size=(48, 48))  # edited on the way
+    draw_image(moved / "new.png", "blue", "square", size=(48, 48))
+    report = _index_folder(tiny_encoder, store, moved, prune=True)
+    assert report.relinked == {str(first): str(moved)}
+    assert (report.indexed, report.unchanged, report.total) == (2, 8, 19)
+    assert _stored_roots(store) == {str(copy), str(moved)}
+    assert sorted(store.metadata("shapes")["roots"]) == sorted([str(copy), str(moved)])
+
+
+def test_first_seen_root_keeps_the_ids_collections_were_built_with(tmp_path, tiny_encoder):
+    """Collections indexed before roots had ids keep theirs: a root seen for the first time is
+    known by its absolute path, as every point id was derived before."""
+    import uuid
+
+    from indexer.roots import ID_NAMESPACE
+
+    records = shape_items(tmp_path / "data")
+    items = make_items(records, RecipeTextBuilder.for_tokenizer(tiny_encoder.tokenizer))
+    root = (tmp_path / "data").resolve()
+    legacy = uuid.uuid5(ID_NAMESPACE, f"{root}\n{records[0].relative_image}")
+    assert items[0].id == str(legacy)
+
+
+def test_cli_index_after_mv_does_not_duplicate(tmp_path, capsys):
+    first, moved, store = tmp_path / "a", tmp_path / "b", tmp_path / "store"
+    for colour in COLOURS:
+        draw_image(first / f"{colour}.png", colour, "circle", size=(40, 40))
+
+    def index(folder: Path) -> str:
+        args = ["index", "--model", "tiny-random", "--data", str(folder), "--collection", "c",
+                "--store", str(store), "--workers", "0", "--no-progress", "--prune"]  # fmt: skip
+        assert cli(args) == 0
+        return capsys.readouterr().out
+
+    index(first)
+    first.rename(moved)
+    summary = index(moved)
+    assert "indexed 0, unchanged 3, rejected 0, pruned 0; 3 points" in summary, summary
+    assert f"re-linked 3 points moved from {first}" in summary
+
+
+def test_a_collection_of_the_previous_version_is_relinked_too(tiny_encoder, tmp_path):
+    """Built before roots had ids (its metadata lists only ``roots``) and interrupted after
+    the points of a move were rewritten but before the move was recorded: the next run
+    re-links by id, embeds nothing, and a new folder at the old path gets ids of its own."""
+    first, moved = tmp_path / "photos", tmp_path / "moved"
+    copied(shape_items(tmp_path / "drawn"), first)
+    with EdgeStore(tmp_path / "store") as store:
+        _index_folder(tiny_encoder, store, first)
+    metadata_file = tmp_path / "store" / "shapes" / "collection.json"
+    metadata = json.loads(metadata_file.read_text())
+    assert metadata.pop("root_ids") == {str(first): str(first)}
+    metadata_file.write_text(json.dumps(metadata))  # as the previous version wrote it
+    first.rename(moved)
+    with EdgeStore(tmp_path / "store") as store:
+        store.set_payload("shapes", {"root": str(moved)}, SearchFilter(root=str(first)))
+        report = _index_folder(tiny_encoder, store, moved)
+        assert (report.indexed, report.unchanged, report.total) == (0, 9, 9)
+        assert report.relinked == {str(first): str(moved)}
+        assert store.metadata("shapes")["root_ids"] == {str(moved): str(first)}
+        shutil.copytree(moved, first)  # a new data set where the old one was
+        again = _index_folder(tiny_encoder, store, first)
+        assert (again.indexed, again.total, again.relinked) == (9, 18, {})
+        assert _stored_roots(store) == {str(first), str(moved)}
+        assert _index_folder(tiny_encoder, store, moved).indexed == 0

@@ -1,7 +1,10 @@
 """One suite, both stores: Qdrant Edge on a temporary folder and qdrant-client's in-process
 mode (no Qdrant server binary can be installed here; the mode speaks the server's API)."""
 
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from indexer.server import ServerStore
 from indexer.store import CollectionSpec, Point, SearchFilter, StoredPoint, StoreError
 
 DIM = 8
+REPO = Path(__file__).resolve().parents[1]
 MODEL = {"name": "tiny-random", "arch": "tiny-random", "weights_sha256": None}
 
 
@@ -177,3 +181,104 @@ def test_unreachable_server_is_one_clear_error():
 def test_store_and_url_together_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not both"):
         open_store(tmp_path, url=":memory:")
+
+
+CREATE_RACE = """
+import sys, time, uuid
+from pathlib import Path
+from indexer.edge import EdgeStore
+from indexer.store import CollectionSpec, Point, StoreError
+store_path, go = sys.argv[1], Path(sys.argv[2])
+while not go.exists():  # start together
+    time.sleep(0.001)
+try:
+    with EdgeStore(store_path) as store:
+        store.create_or_open("dishes", CollectionSpec(8, {"name": "tiny-random"}))
+        store.upsert("dishes", [Point(str(uuid.uuid4()), {"image": [1.0] + [0.0] * 7})])
+except StoreError as err:
+    print(err, file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("round", range(4))
+def test_edge_processes_creating_one_collection_together(tmp_path, round):
+    """Two processes create the same collection at the same moment: one collection, complete,
+    no debris; a process that loses says the store is open elsewhere, in one line."""
+    store, go = tmp_path / "store", tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE_RACE, str(store), str(go)],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    go.touch()
+    outcomes = [(racer.wait(timeout=120), racer.stderr.read().decode()) for racer in racers]
+    for code, err in outcomes:
+        assert code == 0 or (code == 1 and len(err.splitlines()) == 1), err
+        assert code == 0 or "open in another process" in err, err
+    succeeded = sum(code == 0 for code, _ in outcomes)
+    assert succeeded >= 1, outcomes
+    with EdgeStore(store) as reopened:
+        assert reopened.collections() == ["dishes"]
+        assert reopened.count("dishes") == succeeded  # each winner's point, nothing lost
+    assert sorted(p.name for p in store.iterdir()) == [".create.lock", "dishes"]  # no debris
+
+
+def test_edge_corrupt_metadata_is_one_line_naming_the_file(tmp_path):
+    with EdgeStore(tmp_path) as store:
+        store.create_or_open("dishes", CollectionSpec(DIM, MODEL))
+        store.upsert("dishes", make_points())
+    metadata = tmp_path / "dishes" / "collection.json"
+    for broken in ('{"format": ', "[1, 2]", '{"format": "x"}', "\xff\xfe"):
+        metadata.write_bytes(broken.encode("latin-1"))
+        with EdgeStore(tmp_path) as store:
+            for call in (
+                lambda: store.metadata("dishes"),
+                lambda: store.create_or_open("dishes", CollectionSpec(DIM, MODEL)),
+            ):
+                with pytest.raises(StoreError) as raised:
+                    call()
+                message = str(raised.value)
+                assert str(metadata) in message and "index again" in message
+                assert len(message.splitlines()) == 1
+    assert (tmp_path / "dishes" / "shard").is_dir()  # nothing was deleted
+
+
+def test_edge_open_removes_what_an_interrupted_optimize_left(tmp_path):
+    with EdgeStore(tmp_path) as store:
+        store.create_or_open("dishes", CollectionSpec(DIM, MODEL))
+        store.upsert("dishes", make_points())
+    # What a run killed during optimize leaves (the layout Qdrant Edge uses for the segment it
+    # builds): <collection>/shard/temp_segments/segment_builder_XXXXXX/...
+    builder = tmp_path / "dishes" / "shard" / "temp_segments" / "segment_builder_x1Yz2W"
+    with EdgeStore(tmp_path) as holder:
+        assert holder.count("dishes") == 4  # it holds the shard: a builder now may be its own
+        (builder / "vector_storage-image").mkdir(parents=True)
+        (builder / "vector_storage-image" / "matrix.dat").write_bytes(b"\0" * 4096)
+        (builder / "id_tracker.mappings").write_bytes(b"\0" * 64)
+        with pytest.raises(StoreError, match="open in another process"):
+            EdgeStore(tmp_path).count("dishes")
+        assert builder.is_dir()  # a process that could not open the shard removes nothing
+    assert builder.is_dir()  # the holder died with it there
+    with EdgeStore(tmp_path) as reopened:
+        assert reopened.count("dishes") == 4
+        assert not builder.exists()
+        reopened.optimize("dishes")
+        assert reopened.query("dishes", axis(2), "image", 1)[0].payload["title"] == "chicken curry"
+
+
+def test_set_payload_by_filter_keeps_vectors_and_other_fields(filled):
+    moved = SearchFilter(labels=["tacos"])
+    filled.set_payload("dishes", {"root": "/moved"}, moved)
+    assert filled.count("dishes", SearchFilter(root="/moved")) == 2
+    assert filled.count("dishes", SearchFilter(root="/data")) == 2
+    tacos = {p.id: p for p in filled.scroll("dishes", moved, with_vectors=True)}
+    assert {p.payload["title"] for p in tacos.values()} == {"beef tacos", "fish tacos"}
+    beef = next(p for p in tacos.values() if p.payload["title"] == "beef tacos")
+    assert np.allclose(beef.vectors["image"], axis(1), atol=1e-5)
+    assert beef.payload["base_ingredients"] == ["beef", "salsa"]
+    with pytest.raises(ValueError, match="filter"):
+        filled.set_payload("dishes", {"root": "/everything"}, SearchFilter())

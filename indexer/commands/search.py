@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from indexer.commands.common import add_store_arguments, open_store_from_args
-from indexer.search import Searcher, Term, parse_query, vote_ingredients
+from indexer.search import MAX_RESULTS, Searcher, Term, parse_query, vote_ingredients
 from indexer.store import SearchFilter
 from multimodal.commands.common import command
 from multimodal.encoder import load_encoder
@@ -54,8 +54,23 @@ def _add_query_arguments(parser: argparse.ArgumentParser) -> None:
         help="image: find photos; text: find recipe texts",
     )
     parser.add_argument(
-        "-k", "--limit", type=int, default=10, help="how many results to show (default: 10)"
+        "-k",
+        "--limit",
+        type=result_count,
+        default=10,
+        help=f"how many results to show, 1 to {MAX_RESULTS} (default: 10)",
     )
+
+
+def result_count(text: str) -> int:
+    """``-k``: a whole number from 1 to ``MAX_RESULTS``, refused when the line is parsed."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_RESULTS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_RESULTS}")
+    return count
 
 
 def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:

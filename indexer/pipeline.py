@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from indexer.store import CollectionSpec, Point, SearchFilter, Store
 from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.loading import Reject, iter_image_batches
-from multimodal.data.records import Record
+from multimodal.data.records import Record, printable
 from multimodal.data.text import RecipeTextBuilder
 from multimodal.encoder import DualEncoder, model_stamp
 from multimodal.files import write_jsonl
@@ -108,6 +108,20 @@ def content_hash(record: Record, text: str) -> str:
     return digest.hexdigest()[:32]
 
 
+def check_records(records: Sequence[Record]) -> tuple[list[Record], list[Reject]]:
+    """The records that can be stored; each other one (a file name that is not UTF-8, a caption
+    file that cannot be read, NaN in its metadata, ...) is a reject with its path and reason."""
+    usable, rejects = [], []
+    for index, record in enumerate(records):
+        reason = record.problem()
+        if reason is None:
+            usable.append(record)
+        else:
+            where = record.image if record.image is not None else f"text {record.title[:60]!r}"
+            rejects.append(Reject(index, printable(where), reason))
+    return usable, rejects
+
+
 def make_items(records: Sequence[Record], build_text: RecipeTextBuilder) -> list[Item]:
     """Items of the records; a missing image file is a reject for the caller, not an item."""
     items, seen = [], set()
@@ -127,8 +141,9 @@ def plan(store: Store, collection: str, items: list[Item]) -> tuple[Plan, list[R
     for index, item in enumerate(items):
         try:
             item.content_hash = content_hash(item.record, item.text)
-        except OSError as err:
-            rejects.append(Reject(index, str(item.record.image), f"cannot read: {err.strerror}"))
+        except (OSError, ValueError) as err:  # ValueError: a NUL in the name
+            reason = f"cannot read: {getattr(err, 'strerror', None) or err}"
+            rejects.append(Reject(index, printable(item.record.image), reason))
             continue
         hashed.append(item)
     stored: dict[str, str] = {}
@@ -229,9 +244,10 @@ def index_records(
     spec = CollectionSpec(encoder.embed_dim, model_stamp(encoder), quantization)
     metadata = store.create_or_open(collection, spec)
     with _timed(clock, "plan"):
-        items = make_items(records, RecipeTextBuilder.for_tokenizer(encoder.tokenizer))
+        usable, unusable = check_records(records)
+        items = make_items(usable, RecipeTextBuilder.for_tokenizer(encoder.tokenizer))
         work, unreadable = plan(store, collection, items)
-    report.unchanged, report.rejects = work.unchanged, list(unreadable)
+    report.unchanged, report.rejects = work.unchanged, unusable + unreadable
     with tqdm(
         total=len(work.todo),
         unit="item",

@@ -227,3 +227,11 @@ def test_an_image_folder_under_a_hidden_folder_is_read(tmp_path):
     draw_image(tmp_path / ".cache" / "photos" / "a.png")
     draw_image(tmp_path / ".cache" / "photos" / ".thumbs" / "b.png")
     assert [r.image.name for r in read_records(tmp_path / ".cache" / "photos")] == ["a.png"]
+
+
+def test_a_manifest_with_its_image_column_twice_is_an_error(tmp_path):
+    manifest = _write_csv(
+        tmp_path / "m.csv", [["image", "caption", "image"], ["a", "b", "c"]], "utf-8"
+    )
+    with pytest.raises(ValueError, match=r"m\.csv has the column 'image' twice"):
+        read_records(manifest)

@@ -164,7 +164,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict]]:
             rows = list(reader)
         except csv.Error as err:
             raise ValueError(f"{path} line {reader.line_num} is not CSV: {err}") from None
-        return list(dict.fromkeys(reader.fieldnames or [])), rows
+        return list(reader.fieldnames or []), rows
     rows = []
     for number, line in enumerate(re.split(r"\r\n?|\n", text), start=1):
         if not line.strip():
@@ -194,6 +194,10 @@ def _pick_column(path: Path, columns: list[str], wanted: str | None, candidates:
 
 
 def _require_columns(path: Path, columns: list[str], image_key, caption_key) -> None:
+    """Both columns there, and once: a CSV row keeps only the last of two same-named cells."""
+    for key in (image_key, caption_key):
+        if key is not None and columns.count(key) > 1:
+            raise ValueError(f"manifest {path} has the column {key!r} twice: rename one")
     if image_key is None and caption_key is None:
         raise ValueError(
             f"manifest {path} has no image column and no caption column (its columns: "

@@ -25,6 +25,7 @@ from multimodal.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_imag
 from multimodal.encoder import DualEncoder, model_stamp
 
 TARGETS = ("image", "text")
+MAX_WEIGHT = 1000.0  # a term's weight; the sum is normalised, so only ratios matter
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*:\s*(.*)$", re.S)
 
 
@@ -46,6 +47,10 @@ def parse_query(expression: str) -> list[Term]:
         match = _WEIGHT.match(part)
         if match:
             weight, part = float(match.group(1)), match.group(2)
+            if weight > MAX_WEIGHT:  # 1e40 overflows the float32 sum; 400 digits parse as inf
+                raise ValueError(
+                    f"weight {match.group(1)[:20]} is too large; at most {MAX_WEIGHT:g}"
+                )
         part = part.strip()
         if not part:
             continue
@@ -60,7 +65,10 @@ def parse_query(expression: str) -> list[Term]:
 def _term(part: str, weight: float) -> Term:
     if part.startswith("id:"):
         return Term("point", part[3:].strip(), weight)
-    path = Path(part).expanduser()
+    try:
+        path = Path(part).expanduser()
+    except RuntimeError:  # "~name/..." where no user has that name
+        path = Path(part)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         if not path.is_file():
             raise ValueError(f"no image file {part!r} (quote it if you meant it as text)")

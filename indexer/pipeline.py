@@ -31,7 +31,7 @@ from indexer.roots import RETRIEVE_CHUNK, link_roots, point_id
 from indexer.store import CollectionSpec, Point, SearchFilter, Store
 from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.loading import Reject, iter_image_batches
-from multimodal.data.records import Record
+from multimodal.data.records import Record, printable
 from multimodal.data.text import RecipeTextBuilder
 from multimodal.encoder import DualEncoder, model_stamp
 from multimodal.files import open_regular, write_jsonl
@@ -115,6 +115,20 @@ def content_hash(record: Record, text: str) -> str:
     return digest.hexdigest()[:32]
 
 
+def check_records(records: Sequence[Record]) -> tuple[list[Record], list[Reject]]:
+    """The records that can be stored; each other one (a file name that is not UTF-8, a caption
+    file that cannot be read, NaN in its metadata, ...) is a reject with its path and reason."""
+    usable, rejects = [], []
+    for index, record in enumerate(records):
+        reason = record.problem()
+        if reason is None:
+            usable.append(record)
+        else:
+            where = record.image if record.image is not None else f"text {record.title[:60]!r}"
+            rejects.append(Reject(index, printable(where), reason))
+    return usable, rejects
+
+
 def make_items(records: Sequence[Record], build_text: RecipeTextBuilder) -> list[Item]:
     """Items of the records, with the ids of a root seen for the first time (its path; see
     :func:`link_roots` for the others); a missing image file is a reject for the caller."""
@@ -135,8 +149,9 @@ def hash_items(items: Sequence[Item]) -> tuple[list[Item], list[Reject]]:
     for index, item in enumerate(items):
         try:
             item.content_hash = content_hash(item.record, item.text)
-        except OSError as err:
-            rejects.append(Reject(index, str(item.record.image), f"cannot read: {err.strerror}"))
+        except (OSError, ValueError) as err:  # ValueError: a NUL in the name
+            reason = f"cannot read: {getattr(err, 'strerror', None) or err}"
+            rejects.append(Reject(index, printable(item.record.image), reason))
             continue
         hashed.append(item)
     return hashed, rejects
@@ -260,11 +275,12 @@ def index_records(
     spec = CollectionSpec(encoder.embed_dim, model_stamp(encoder), quantization)
     store.create_or_open(collection, spec)
     with _timed(clock, "plan"):
-        items = make_items(records, RecipeTextBuilder.for_tokenizer(encoder.tokenizer))
+        usable, unusable = check_records(records)
+        items = make_items(usable, RecipeTextBuilder.for_tokenizer(encoder.tokenizer))
         items, unreadable = hash_items(items)
         link_items(store, collection, items, report)  # records the roots, re-links moved ones
         work = plan(store, collection, items)
-    report.unchanged, report.rejects = work.unchanged, list(unreadable)
+    report.unchanged, report.rejects = work.unchanged, unusable + list(unreadable)
     with tqdm(
         total=len(work.todo),
         unit="item",

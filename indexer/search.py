@@ -33,6 +33,7 @@ from multimodal.encoder import DualEncoder, model_stamp
 
 TARGETS = ("image", "text")
 MAX_RESULTS = 10_000  # results one search may ask for: more is a typo, not a page of hits
+MAX_WEIGHT = 1000.0  # a term's weight; the sum is normalised, so only ratios matter
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*:\s*(.*)$", re.S)
 
 
@@ -62,6 +63,10 @@ def parse_query(expression: str, allow_paths: bool = False) -> list[Term]:
         match = _WEIGHT.match(part)
         if match:
             weight, part = float(match.group(1)), match.group(2)
+            if weight > MAX_WEIGHT:  # 1e40 overflows the float32 sum; 400 digits parse as inf
+                raise ValueError(
+                    f"weight {match.group(1)[:20]} is too large; at most {MAX_WEIGHT:g}"
+                )
         part = part.strip()
         if not part:
             continue

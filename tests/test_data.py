@@ -129,3 +129,109 @@ def test_real_recipes5k_reads_completely():
     assert (len(train), len(val)) == (3409, 634)
     assert len({r.label for r in train + val}) == 101
     assert all(r.image.is_file() and r.title and r.ingredients for r in val)
+
+
+# -- encodings and columns (issue 10, defects 6 and 7) ------------------------------------------
+
+
+def _write_csv(path, rows, encoding):
+    with open(path, "w", newline="", encoding=encoding) as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le-bom", "utf-32"])
+def test_manifest_with_a_byte_order_mark_is_read_like_any_other(tmp_path, encoding):
+    # Spreadsheets save "CSV UTF-8" with a BOM, and "Unicode text" as UTF-16 with one.
+    draw_image(tmp_path / "photos" / "a.png")
+    rows = [["image", "caption"], ["photos/a.png", "crème brûlée"]]
+    if encoding == "utf-16-le-bom":
+        data = b"\xff\xfe" + "\r\n".join(",".join(r) for r in rows).encode("utf-16-le")
+        (tmp_path / "m.csv").write_bytes(data)
+    else:
+        _write_csv(tmp_path / "m.csv", rows, encoding)
+    (record,) = read_records(tmp_path / "m.csv")
+    assert record.image == (tmp_path / "photos" / "a.png").resolve()
+    assert record.title == "crème brûlée" and record.extra == {}
+    line = json.dumps({"image": "photos/a.png", "caption": "crème brûlée"}) + "\n"
+    (tmp_path / "m.jsonl").write_bytes(line.encode(encoding.replace("-le-bom", "")))
+    (record,) = read_records(tmp_path / "m.jsonl")
+    assert record.image is not None and record.title == "crème brûlée"
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
+def test_a_manifest_that_is_not_utf8_is_one_error_naming_the_file_and_the_fix(tmp_path, encoding):
+    manifest = _write_csv(tmp_path / "m.csv", [["image", "caption"], ["a.png", "crème"]], encoding)
+    with pytest.raises(ValueError, match=r"m\.csv is not UTF-8 text .*line 2.*save it as UTF-8"):
+        read_records(manifest)
+
+
+def test_a_manifest_missing_its_image_column_names_the_columns_it_has(tmp_path):
+    # Before: a CSV whose image column was not found became text-only points, exit 0.
+    manifest = _write_csv(tmp_path / "m.csv", [["foto", " Caption "], ["a.png", "soup"]], "utf-8")
+    with pytest.raises(ValueError, match=r"no image column .*'foto', ' Caption '.*--image-column"):
+        read_records(manifest)
+    with pytest.raises(ValueError, match=r"m\.csv has no column 'img' \(its columns: 'foto'"):
+        read_records(manifest, image_column="img")
+    (record,) = read_records(manifest, image_column="foto")  # " Caption " is found
+    assert record.title == "soup" and record.image.name == "a.png"
+    (tmp_path / "t.jsonl").write_text('{"image": "a.png"}\n')
+    with pytest.raises(ValueError, match=r"no caption column .*'image'.*--caption-column"):
+        read_records(tmp_path / "t.jsonl")
+
+
+def test_an_unreadable_caption_file_marks_only_its_own_image(tmp_path):
+    draw_image(tmp_path / "good.png")
+    draw_image(tmp_path / "creme.png")
+    (tmp_path / "creme.txt").write_bytes("crème brûlée".encode("latin-1"))
+    draw_image(tmp_path / "tea.png")
+    (tmp_path / "tea.txt").write_text("green tea", encoding="utf-16")  # with a BOM: read right
+    records = {r.image.name: r for r in read_records(tmp_path)}
+    assert records["good.png"].problem() is None and records["tea.png"].title == "green tea"
+    assert records["tea.png"].problem() is None
+    reason = records["creme.png"].problem()
+    assert "creme.txt is not UTF-8 text" in reason and "save it as UTF-8" in reason
+
+
+def test_items_that_cannot_be_stored_say_why_and_the_others_do_not(tmp_path):
+    draw_image(tmp_path / "a.png")
+    rows = [
+        '{"image": "a.png", "caption": "fine", "stars": 4.5}',
+        '{"image": "caf\\udce9.png", "caption": "a name that is not UTF-8"}',
+        '{"image": "a\\u0000.png", "caption": "a NUL in the name"}',
+        '{"image": "a.png", "caption": "a lone \\ud800 surrogate"}',
+        '{"image": "a.png", "caption": "not a number", "stars": NaN}',
+        '{"image": "a.png", "caption": "deep", "tree": ' + "[" * 40 + "]" * 40 + "}",
+        '{"image": "a.png", "caption": "huge", "count": ' + "9" * 30 + "}",
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
+    problems = [r.problem() for r in read_records(tmp_path / "m.jsonl")]
+    assert problems[0] is None
+    assert "file name is not valid UTF-8" in problems[1]
+    assert "not a valid file name" in problems[2]
+    assert "'title' field is not valid UTF-8" in problems[3]
+    assert "'stars' field holds NaN or infinity" in problems[4]
+    assert "'tree' field is nested deeper than" in problems[5]
+    assert "'count' field holds a number too large" in problems[6]
+
+
+def test_a_csv_row_with_more_cells_than_the_header_says_so(tmp_path):
+    draw_image(tmp_path / "a.png")
+    rows = [["image", "caption"], ["a.png", "salt", " pepper"], ["a.png", "tea", ""]]
+    records = read_records(_write_csv(tmp_path / "m.csv", rows, "utf-8"))
+    assert "more cells than the header" in records[0].problem()
+    assert records[1].problem() is None and records[1].extra == {}
+
+
+def test_an_image_folder_under_a_hidden_folder_is_read(tmp_path):
+    draw_image(tmp_path / ".cache" / "photos" / "a.png")
+    draw_image(tmp_path / ".cache" / "photos" / ".thumbs" / "b.png")
+    assert [r.image.name for r in read_records(tmp_path / ".cache" / "photos")] == ["a.png"]
+
+
+def test_a_manifest_with_its_image_column_twice_is_an_error(tmp_path):
+    manifest = _write_csv(
+        tmp_path / "m.csv", [["image", "caption", "image"], ["a", "b", "c"]], "utf-8"
+    )
+    with pytest.raises(ValueError, match=r"m\.csv has the column 'image' twice"):
+        read_records(manifest)

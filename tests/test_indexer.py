@@ -561,3 +561,31 @@ def test_a_collection_of_the_previous_version_is_relinked_too(tiny_encoder, tmp_
         assert (again.indexed, again.total, again.relinked) == (9, 18, {})
         assert _stored_roots(store) == {str(first), str(moved)}
         assert _index_folder(tiny_encoder, store, moved).indexed == 0
+
+
+def test_cli_rejects_names_and_captions_not_in_utf8_and_indexes_the_rest(tmp_path, capsys):
+    # Before: "'utf-8' codec can't encode character '\udce9' ... surrogates not allowed", exit
+    # 2, nothing indexed, and no file named.
+    data = tmp_path / "photos"
+    draw_image(data / "good.png", "red", "square")
+    draw_image(data / "creme.png", "blue", "circle")
+    (data / "creme.txt").write_bytes("crème brûlée".encode("latin-1"))
+    try:
+        handle = os.open(os.fsencode(data) + b"/caf\xe9.png", os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError:  # a file system that takes only UTF-8 names
+        pytest.skip("this file system refuses names that are not UTF-8")
+    os.close(handle)
+    draw_image(Path(os.fsdecode(os.fsencode(data) + b"/caf\xe9.png")), "green", "triangle")
+    store = tmp_path / "store"
+    args = ["index", "--model", "tiny-random", "--data", str(data), "--collection", "c",
+            "--store", str(store), "--workers", "0", "--no-progress"]  # fmt: skip
+    assert cli(args) == 0
+    assert "indexed 1, unchanged 0, rejected 2, pruned 0; 1 points" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (store / "c.rejects.jsonl").read_text().splitlines()]
+    reasons = {Path(row["path"]).name: row["reason"] for row in rows}
+    assert set(reasons) == {"caf\\xe9.png", "creme.png"}
+    assert "not valid UTF-8: rename" in reasons["caf\\xe9.png"]
+    assert "creme.txt is not UTF-8 text" in reasons["creme.png"]
+    with EdgeStore(store) as opened:
+        (point,) = list(opened.scroll("c", SearchFilter(), fields=["image"]))
+        assert point.payload["image"] == "good.png"

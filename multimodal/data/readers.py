@@ -5,19 +5,31 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
+import re
 from pathlib import Path
 
 from multimodal.data.images import IMAGE_SUFFIXES
 from multimodal.data.recipes5k import is_recipes5k, read_recipes5k, recipes5k_splits
-from multimodal.data.records import Record
+from multimodal.data.records import Record, printable
 
 IMAGE_COLUMNS = ("image", "image_path", "filepath", "file", "path", "filename")
 CAPTION_COLUMNS = ("caption", "text", "title")
 LABEL_COLUMNS = ("label", "class", "category", "dish_type")
 GROUP_COLUMNS = ("recipe_id", "group", "group_id")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
+MORE_CELLS = "\0more cells"  # where a CSV row keeps cells past the header (no column has a NUL)
+BYTE_ORDER_MARKS = (  # UTF-32's marks first: UTF-32-LE's starts with UTF-16-LE's
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32"}
 
 
 def read_records(
@@ -58,41 +70,25 @@ def read_manifest(
     image_column: str | None = None,
     caption_column: str | None = None,
 ) -> list[Record]:
-    """A CSV or JSONL file with an image column and a caption column; other columns are kept
-    as metadata. Relative image paths are resolved against the manifest's folder."""
+    """A CSV or JSONL file (UTF-8, or UTF-8/16/32 with a byte-order mark) with an image column
+    and a caption column; other columns are kept as metadata. Relative image paths are resolved
+    against the manifest's folder. A row that cannot be used keeps its reason in ``error``."""
     path = Path(path).resolve()
-    rows = _read_rows(path)
+    columns, rows = _read_rows(path)
     if not rows:
         raise ValueError(f"manifest {path} has no rows")
-    columns = list(rows[0])
-    image_key = _pick_column(columns, image_column, IMAGE_COLUMNS)
-    caption_key = _pick_column(columns, caption_column, CAPTION_COLUMNS)
-    if image_key is None and caption_key is None:
-        raise ValueError(
-            f"manifest {path} has no image or caption column (columns: {', '.join(columns)}); "
-            "name them with --image-column and --caption-column"
-        )
-    label_key = _pick_column(columns, None, LABEL_COLUMNS)
-    group_key = _pick_column(columns, None, GROUP_COLUMNS)
-    records = []
-    for row in rows:
-        if split is not None and str(row.get("split", "")) != split:
-            continue
-        image = str(row.get(image_key) or "").strip() if image_key else ""
-        used = {image_key, caption_key, label_key, group_key, "split", "ingredients"}
-        records.append(
-            Record(
-                image=(path.parent / image).resolve() if image else None,
-                title=str(row.get(caption_key) or "").strip() if caption_key else "",
-                ingredients=_as_list(row.get("ingredients")),
-                label=_optional_str(row.get(label_key)) if label_key else None,
-                recipe_id=_optional_str(row.get(group_key)) if group_key else None,
-                split=_optional_str(row.get("split")),
-                source=path.stem,
-                root=path.parent,
-                extra={k: v for k, v in row.items() if k not in used},
-            )
-        )
+    keys = {
+        "image": _pick_column(path, columns, image_column, IMAGE_COLUMNS),
+        "caption": _pick_column(path, columns, caption_column, CAPTION_COLUMNS),
+        "label": _pick_column(path, columns, None, LABEL_COLUMNS),
+        "group": _pick_column(path, columns, None, GROUP_COLUMNS),
+    }
+    _require_columns(path, columns, keys["image"], keys["caption"])
+    records = [
+        _manifest_record(path, row, keys)
+        for row in rows
+        if split is None or str(row.get("split", "")) == split
+    ]
     if split is not None and not records:
         raise ValueError(f"manifest {path} has no rows with split {split!r}")
     return records
@@ -100,23 +96,22 @@ def read_manifest(
 
 def read_image_folder(folder: str | Path) -> list[Record]:
     """Every image below ``folder``; a ``.txt`` file beside an image is its caption, and the
-    first sub-folder is its label."""
+    first sub-folder is its label. Hidden files and folders below ``folder`` are left out."""
     folder = Path(folder).resolve()
     records = []
     for image in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-        if not image.is_file() or any(part.startswith(".") for part in image.parts):
-            continue
-        caption_file = image.with_suffix(".txt")
         relative = image.relative_to(folder)
+        if not image.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        title, error = _sidecar_caption(image)
         records.append(
             Record(
                 image=image,
-                title=caption_file.read_text(encoding="utf-8").strip()
-                if caption_file.is_file()
-                else "",
+                title=title,
                 label=relative.parts[0] if len(relative.parts) > 1 else None,
                 source=folder.name,
                 root=folder,
+                error=error,
             )
         )
     if not records:
@@ -124,34 +119,137 @@ def read_image_folder(folder: str | Path) -> list[Record]:
     return records
 
 
-def _read_rows(path: Path) -> list[dict]:
+def read_text(path: str | Path) -> str:
+    """The text of a file in UTF-8, or in UTF-8/16/32 with a byte-order mark (what spreadsheets
+    and Windows editors write); anything else is a ValueError naming the file and the fix."""
+    data = Path(path).read_bytes()
+    encoding = next((name for bom, name in BYTE_ORDER_MARKS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = data[: err.start].decode(encoding, "replace").count("\n") + 1
+        hint = ' (a spreadsheet\'s "CSV UTF-8")' if Path(path).suffix.lower() == ".csv" else ""
+        raise ValueError(
+            f"{printable(path)} is not {_ENCODING_NAMES[encoding]} text (byte "
+            f"{data[err.start]:#04x} on line {line}): save it as UTF-8{hint}"
+        ) from None
+    if "\0" in text:
+        raise ValueError(
+            f"{printable(path)} holds NUL characters (UTF-16 without a byte-order mark?): "
+            "save it as UTF-8"
+        )
+    return text
+
+
+def _sidecar_caption(image: Path) -> tuple[str, str | None]:
+    """The caption in the ``.txt`` file beside ``image`` ("" without one), and why it could not
+    be read: that makes only this image a reject, never the whole folder."""
+    caption_file = image.with_suffix(".txt")
+    if not caption_file.is_file():
+        return "", None
+    try:
+        return read_text(caption_file).strip(), None
+    except ValueError as err:
+        return "", str(err)
+    except OSError as err:
+        return "", f"cannot read {printable(caption_file)}: {err.strerror or err}"
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict]]:
+    """The manifest's column names and its rows."""
+    text = read_text(path)
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+        reader = csv.DictReader(io.StringIO(text, newline=""), restkey=MORE_CELLS)
+        try:
+            rows = list(reader)
+        except csv.Error as err:
+            raise ValueError(f"{path} line {reader.line_num} is not CSV: {err}") from None
+        return list(reader.fieldnames or []), rows
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} line {number} is not JSON: {err}") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {number} is not a JSON object")
-            rows.append(row)
-    return rows
+    for number, line in enumerate(re.split(r"\r\n?|\n", text), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as err:  # bad JSON, too many digits, too deep
+            raise ValueError(f"{path} line {number} is not JSON: {err}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} line {number} is not a JSON object")
+        rows.append(row)
+    return list(dict.fromkeys(key for row in rows for key in row)), rows
 
 
-def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...]):
-    if wanted is not None:
-        if wanted not in columns:
+def _pick_column(path: Path, columns: list[str], wanted: str | None, candidates: tuple[str, ...]):
+    """``wanted`` (exactly, else ignoring case and spaces around it), or the first of
+    ``candidates`` that the manifest has; None when none is there."""
+    normalised: dict[str, str] = {}
+    for column in columns:
+        normalised.setdefault(column.strip().lower(), column)
+    if wanted is None:
+        return next((normalised[c] for c in candidates if c in normalised), None)
+    found = wanted if wanted in columns else normalised.get(wanted.strip().lower())
+    if found is None:
+        raise ValueError(f"{path} has no column {wanted!r} (its columns: {_listed(columns)})")
+    return found
+
+
+def _require_columns(path: Path, columns: list[str], image_key, caption_key) -> None:
+    """Both columns there, and once: a CSV row keeps only the last of two same-named cells."""
+    for key in (image_key, caption_key):
+        if key is not None and columns.count(key) > 1:
+            raise ValueError(f"manifest {path} has the column {key!r} twice: rename one")
+    if image_key is None and caption_key is None:
+        raise ValueError(
+            f"manifest {path} has no image column and no caption column (its columns: "
+            f"{_listed(columns)}); name them with --image-column and --caption-column"
+        )
+    for key, kind, candidates in (
+        (image_key, "image", IMAGE_COLUMNS),
+        (caption_key, "caption", CAPTION_COLUMNS),
+    ):
+        if key is None:
             raise ValueError(
-                f"no column {wanted!r} in the manifest (columns: {', '.join(columns)})"
+                f"manifest {path} has no {kind} column (one of {', '.join(candidates)}; its "
+                f"columns: {_listed(columns)}); name it with --{kind}-column"
             )
-        return wanted
-    lowered = {c.lower(): c for c in columns}
-    return next((lowered[c] for c in candidates if c in lowered), None)
+
+
+def _listed(columns: list[str], most: int = 20) -> str:
+    shown = ", ".join(repr(column) for column in columns[:most])  # repr shows spaces and BOMs
+    return shown + (f", ... ({len(columns)} in all)" if len(columns) > most else "")
+
+
+def _manifest_record(path: Path, row: dict, keys: dict[str, str | None]) -> Record:
+    image, error = _image_path(path.parent, str(row.get(keys["image"]) or "").strip())
+    more = [cell for cell in row.get(MORE_CELLS) or [] if str(cell).strip()]
+    if more and not error:
+        error = (
+            f"its row has {len(more)} more cells than the header (a caption that holds a "
+            "comma needs quotes)"
+        )
+    used = {*keys.values(), "split", "ingredients", MORE_CELLS}
+    return Record(
+        image=image,
+        title=str(row.get(keys["caption"]) or "").strip(),
+        ingredients=_as_list(row.get("ingredients")),
+        label=_optional_str(row.get(keys["label"])),
+        recipe_id=_optional_str(row.get(keys["group"])),
+        split=_optional_str(row.get("split")),
+        source=path.stem,
+        root=path.parent,
+        extra={k: v for k, v in row.items() if k not in used},
+        error=error,
+    )
+
+
+def _image_path(folder: Path, value: str) -> tuple[Path | None, str | None]:
+    """The absolute image path of a manifest cell, and why it is no file name (a NUL, ...)."""
+    if not value:
+        return None, None
+    try:
+        return (folder / value).resolve(), None
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a symlink loop
+        return folder / value, f"{printable(value)!r} is not a valid file name ({err})"
 
 
 def _as_list(value) -> list[str]:

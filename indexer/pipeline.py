@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from indexer.roots import RETRIEVE_CHUNK, link_roots, point_id
 from indexer.store import CollectionSpec, Point, SearchFilter, Store
 from multimodal.data.images import DEFAULT_MAX_PIXELS
-from multimodal.data.loading import Reject, iter_image_batches
+from multimodal.data.loading import Reject, check_records, iter_image_batches
 from multimodal.data.records import Record, printable
 from multimodal.data.text import RecipeTextBuilder
 from multimodal.encoder import DualEncoder, model_stamp
@@ -113,20 +113,6 @@ def content_hash(record: Record, text: str) -> str:
                 digest.update(block)
     digest.update(b"\0" + text.encode())
     return digest.hexdigest()[:32]
-
-
-def check_records(records: Sequence[Record]) -> tuple[list[Record], list[Reject]]:
-    """The records that can be stored; each other one (a file name that is not UTF-8, a caption
-    file that cannot be read, NaN in its metadata, ...) is a reject with its path and reason."""
-    usable, rejects = [], []
-    for index, record in enumerate(records):
-        reason = record.problem()
-        if reason is None:
-            usable.append(record)
-        else:
-            where = record.image if record.image is not None else f"text {record.title[:60]!r}"
-            rejects.append(Reject(index, printable(where), reason))
-    return usable, rejects
 
 
 def make_items(records: Sequence[Record], build_text: RecipeTextBuilder) -> list[Item]:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import draw_image
 
 from multimodal import cli
 from multimodal.commands import embed
 from multimodal.commands import eval as eval_command
 from multimodal.commands import train as train_command
+from multimodal.commands.common import command
 
 
 def _tiny_eval(data, out, *extra: str) -> int:
@@ -184,3 +188,33 @@ def test_console_script_runs_as_a_process(recipes5k_folder, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "text_to_image" in result.stdout and (tmp_path / "r.json").is_file()
+
+
+def test_embed_lists_items_it_cannot_write_and_embeds_the_rest(tmp_path, capsys):
+    # Before: a file name that is not UTF-8 stopped embed with "surrogates not allowed".
+    data = tmp_path / "photos"
+    draw_image(data / "good.png", "red", "square")
+    try:
+        odd = Path(os.fsdecode(os.fsencode(data) + b"/caf\xe9.png"))
+        draw_image(odd, "green", "triangle")
+    except OSError:  # a file system that takes only UTF-8 names
+        pytest.skip("this file system refuses names that are not UTF-8")
+    out = tmp_path / "emb"
+    argv = ["--model", "tiny-random", "--data", str(data), "--out", str(out), "--workers", "0",
+            "--no-progress"]  # fmt: skip
+    assert embed.main(argv) == 0
+    assert "1 items in 1 shards" in capsys.readouterr().out
+    metadata = [json.loads(line) for line in (out / "metadata" / "metadata_0000.jsonl").open()]
+    assert [Path(row["image"]).name for row in metadata] == ["good.png"]
+    (row,) = [json.loads(line) for line in (out / "rejects" / "unusable.jsonl").open()]
+    assert row["path"].endswith("caf\\xe9.png") and "not valid UTF-8" in row["reason"]
+
+
+def test_an_unreadable_file_is_one_line_naming_it(capsys):
+    @command("probe")
+    def run(argv=None) -> int:
+        raise PermissionError(13, "Permission denied", "/data/manifest.csv")
+
+    assert run([]) == 1
+    err = capsys.readouterr().err
+    assert err == "multimodal probe: error: /data/manifest.csv: Permission denied\n"

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from indexer.pipeline import check_records
 from indexer.search import parse_query
 from multimodal.data import read_records
+from multimodal.data.loading import check_records
 from multimodal.data.records import printable
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

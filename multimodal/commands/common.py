@@ -90,7 +90,9 @@ def command(name: str) -> Callable:
             except (ValueError, FileNotFoundError, ImageLoadError) as err:
                 print(f"multimodal {name}: error: {err}", file=sys.stderr)
                 return 2
-            except RuntimeError as err:  # the indexer's StoreError included
+            except (RuntimeError, OSError) as err:  # StoreError; a file we may not read
+                if isinstance(err, OSError) and err.filename is not None:
+                    err = f"{err.filename}: {err.strerror or err}"
                 print(f"multimodal {name}: error: {err}", file=sys.stderr)
                 return 1
             except KeyboardInterrupt:

@@ -8,6 +8,8 @@ writes, per shard of ``--shard-size`` records (rows aligned across the three fil
     OUT/text_emb/text_emb_0000.npy   float32 (n, D); a zero row where the item has no text
     OUT/metadata/metadata_0000.jsonl (or .parquet) one row per item: path, title, ...
     OUT/rejects/rejects_0000.jsonl   images that could not be used, with the reason
+    OUT/rejects/unusable.jsonl       items that cannot be written out (e.g. a file name that
+                                     is not UTF-8), with the reason
     OUT/embed.json                   model, data and counts
 
 A shard is written to temporary files and renamed, metadata last, so an interrupted run leaves
@@ -31,6 +33,7 @@ from multimodal.commands.common import (
     image_batch_size,
     load_data,
 )
+from multimodal.data.loading import check_records
 from multimodal.data.records import Record
 from multimodal.data.text import RecipeTextBuilder
 from multimodal.embedding import embed_images, embed_texts
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--shard-size must be at least 1")
     parse_model_spec(args.model)  # a bad spec fails before any data is read
     started = time.perf_counter()
-    records = load_data(args)
+    records, unusable = check_records(load_data(args))  # e.g. a file name that is not UTF-8
     out = Path(args.out)
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
     plan = {
@@ -87,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         rejected += _embed_shard(encoder, shard, index, out, build_text, args)
         bar.update(len(shard))
     bar.close()
+    if unusable:
+        write_jsonl(out / "rejects" / "unusable.jsonl", [r.as_dict() for r in unusable])
+        rejected += len(unusable)
 
     seconds = time.perf_counter() - started
     embedded = len(records) - sum(len(shards[i]) for i in done)

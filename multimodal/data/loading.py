@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+from multimodal.data.records import Record, printable
 
 
 @dataclass
@@ -21,6 +22,20 @@ class Reject:
 
     def as_dict(self) -> dict:
         return {"path": self.path, "reason": self.reason}
+
+
+def check_records(records: Sequence[Record]) -> tuple[list[Record], list[Reject]]:
+    """The records that can be stored; each other one (a file name that is not UTF-8, a caption
+    file that cannot be read, NaN in its metadata, ...) is a reject with its path and reason."""
+    usable, rejects = [], []
+    for index, record in enumerate(records):
+        reason = record.problem()
+        if reason is None:
+            usable.append(record)
+        else:
+            where = record.image if record.image is not None else f"text {record.title[:60]!r}"
+            rejects.append(Reject(index, printable(where), reason))
+    return usable, rejects
 
 
 @dataclass

@@ -217,6 +217,11 @@ def test_unreadable_uploads_through_the_served_page(served, tmp_path, caplog, ca
             client.predict(handle_file(str(path)), [], "", "", api_name="/image_to_text")
         with pytest.raises(AppError, match=reason):
             client.predict("cake", handle_file(str(path)), 1, [], "", "", api_name="/text_to_image")
+    # other refusals are messages too, with no traceback in the log
+    with pytest.raises(AppError, match="Type a dish"):
+        client.predict("   ", None, 1, [], "", "", api_name="/text_to_image")
+    with pytest.raises(AppError, match="does not read paths on the server"):
+        client.predict("/etc/photo.jpg", None, 1, [], "", "", api_name="/text_to_image")
     assert "Traceback" not in capfd.readouterr().err
     assert len([r for r in caplog.records if r.name == "ui.app"]) == 2 * len(uploads)
     # and a good photo still works after all that

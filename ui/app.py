@@ -35,6 +35,12 @@ RESULTS = 12
 MAP_POINTS = 5000  # the map samples this many items at most
 
 
+def refused(message: str) -> gr.Error:
+    """An expected refusal (bad input): a readable message on the page, no traceback in the
+    server's log."""
+    return gr.Error(message, print_exception=False)
+
+
 def photo_input(**options) -> gr.Image:
     """The page's photo input: a ``gr.Image`` whose handler gets the uploaded file's path,
     unopened. Left alone, ``gr.Image`` decodes the upload before any handler runs, so a bomb
@@ -149,11 +155,11 @@ class RecipeApp:
         try:
             terms = parse_query(query) if query and query.strip() else []
         except ValueError as err:
-            raise gr.Error(str(err)) from None
+            raise refused(str(err)) from None
         if image is not None:
             terms.append(Term("image", self._checked(image), float(image_weight)))
         if not terms:
-            raise gr.Error("Type a dish or some ingredients (or add a photo) to search.")
+            raise refused("Type a dish or some ingredients (or add a photo) to search.")
         (hits,), vector = self._search(terms, ["image"], dishes, with_text, without_text)
         return (*_shown(hits, page_root_url(request)), self._map(vector, "text query"))
 
@@ -162,7 +168,7 @@ class RecipeApp:
     ):
         """Recipes, suggested ingredients and similar dishes for an uploaded photo."""
         if image is None:
-            raise gr.Error("Upload, paste or drop a photo of a dish first.")
+            raise refused("Upload, paste or drop a photo of a dish first.")
         terms = [Term("image", self._checked(image))]
         (recipes, similar), vector = self._search(
             terms, ["text", "image"], dishes, with_text, without_text
@@ -179,7 +185,7 @@ class RecipeApp:
     ):
         """Image -> image from a stored point (the one clicked in the gallery)."""
         if not point_id:
-            raise gr.Error("Click a photo in the results first.")
+            raise refused("Click a photo in the results first.")
         (hits,), vector = self._search(
             [Term("point", point_id)], ["image"], dishes, with_text, without_text
         )
@@ -209,7 +215,7 @@ class RecipeApp:
                 for target in targets
             ]
         except (ValueError, ImageLoadError, StoreError) as err:
-            raise gr.Error(str(err)) from None
+            raise refused(str(err)) from None
         return results, vector
 
     def _checked(self, image) -> Image.Image:
@@ -226,7 +232,7 @@ class RecipeApp:
         except ImageLoadError as err:
             reason = err.reason  # without the upload's path on the server
         log.warning("refused an upload: %s", reason)
-        raise gr.Error(f"That photo cannot be used: {reason}.", print_exception=False)
+        raise refused(f"That photo cannot be used: {reason}.")
 
     def _suggestions(self, recipes: list[StoredPoint]) -> dict[str, float]:
         return dict(vote_ingredients(recipes, top=12))

@@ -158,7 +158,10 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from multimodal.data.loading import ImageFiles
 
 def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    # This process's own high-water mark (VmHWM). Not ru_maxrss: Linux carries that across
+    # exec, so it would start at the peak of the pytest process that started this one.
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024  # kB
 
 # The real models' resize: short side to 224 px (bicubic), centre crop, tensor.
 transform = image_transform_v2(PreprocessCfg(size=224), is_train=False)

@@ -28,6 +28,9 @@ from multimodal.data.loading import ImageFiles
 from multimodal.data.readers import read_records
 from ui.app import RecipeApp
 
+# Hundreds of generated files per property: CI runs them; the quick loop leaves them out.
+pytestmark = pytest.mark.slow
+
 FORMATS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp", "TIFF": ".tif"}
 MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "I", "I;16", "F")
 FUZZ = settings(

@@ -25,6 +25,9 @@ from multimodal.data import read_records
 from multimodal.data.loading import check_records
 from multimodal.data.records import printable
 
+# Hundreds of generated files per property: CI runs them; the quick loop leaves them out.
+pytestmark = pytest.mark.slow
+
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 UNICODE_ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "utf-32")  # what the readers take
 OTHER_ENCODINGS = ("latin-1", "cp1252", "utf-16-le")  # refused, unless the bytes are UTF-8

@@ -92,14 +92,15 @@ def _moved_from(
     store: Store, collection: str, ids: dict[str, str], items: dict[str, str]
 ) -> str | None:
     """The recorded root whose folder is gone and whose points match the most ``items``, if
-    they match at least :data:`RELINK_SHARE` of the smaller side."""
+    they match at least :data:`RELINK_SHARE` of that root's points: a folder holding a few
+    of a gone root's photos is new data, not the root moved."""
     best, best_matched = None, 0
     for old, old_id in ids.items():
         if Path(old).exists():
             continue
         matched = _matching(store, collection, old_id, items)
         points = store.count(collection, SearchFilter(root=old))
-        needed = max(1, math.ceil(RELINK_SHARE * min(len(items), points)))
+        needed = max(1, math.ceil(RELINK_SHARE * points))
         if matched >= needed and matched > best_matched:
             best, best_matched = old, matched
     return best

@@ -14,6 +14,7 @@ or, where the caller allows paths (the command line does, the page never), an im
 from __future__ import annotations
 
 import re
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,13 +176,17 @@ class Searcher:
                 total += term.weight * self._image_vector(term.value)
             elif term.kind == "point":
                 total += term.weight * self.point_vector(term.value)
-                sources.add(term.value)
+                sources.add(str(uuid.UUID(term.value)))  # as the store spells it
         norm = float(np.linalg.norm(total))
         if norm < 1e-6:
             raise ValueError("the query terms cancel out; change their weights")
         return total / norm, sources
 
     def point_vector(self, point_id: str) -> np.ndarray:
+        try:  # point ids are UUIDs; a server store would answer anything else with an error
+            point_id = str(uuid.UUID(point_id))
+        except ValueError:
+            raise ValueError(f"no point {point_id!r} in collection {self.collection!r}") from None
         found = self.store.retrieve(self.collection, [point_id], with_vectors=True)
         if not found:
             raise ValueError(f"no point {point_id} in collection {self.collection!r}")

@@ -486,6 +486,34 @@ def test_a_moved_folder_keeps_its_points_without_embedding_again(tiny_encoder, t
     assert not again.relinked
 
 
+def test_a_few_photos_of_a_gone_folder_are_new_data_not_the_folder_moved(
+    tiny_encoder, tmp_path, store
+):
+    # Before: 3 of 9 matched "half of the smaller side", so the small folder took over all nine
+    # points (and --prune would then delete the six it does not hold).
+    first = tmp_path / "photos"
+    copied(shape_items(tmp_path / "drawn"), first)
+    _index_folder(tiny_encoder, store, first)
+    small = tmp_path / "small"
+    small.mkdir()
+    for name in ("red_square_0.png", "green_circle_0.png", "blue_triangle_0.png"):
+        shutil.copyfile(first / name, small / name)
+    shutil.rmtree(first)  # the big folder is gone (an unplugged drive, say)
+    report = _index_folder(tiny_encoder, store, small, prune=True)
+    assert not report.relinked and (report.indexed, report.pruned) == (3, 0)
+    assert store.count("shapes", SearchFilter(root=str(first))) == 9  # untouched, still there
+    assert store.count("shapes") == 12
+
+
+def test_a_point_id_that_is_not_a_uuid_is_a_clear_error(tiny_encoder, tmp_path, store):
+    folder = tmp_path / "photos"
+    copied(shape_items(tmp_path / "drawn"), folder)
+    _index_folder(tiny_encoder, store, folder)
+    searcher = Searcher(tiny_encoder, store, "shapes")
+    with pytest.raises(ValueError, match="no point 'not-a-point'"):
+        searcher.query_vector("id:not-a-point")
+
+
 def test_a_moved_folder_with_edits_is_relinked_and_a_copy_is_not(tiny_encoder, tmp_path, store):
     first = tmp_path / "photos"
     copied(shape_items(tmp_path / "drawn"), first)

@@ -62,7 +62,7 @@ def example_photos(store: Store, collection: str, count: int = 6) -> list[Path]:
     is one), for one-click examples."""
     picked, seen = [], set()
     for spec in (SearchFilter(splits=["val"]), None):
-        for record in store.scroll(collection, spec, page=256):
+        for record in store.scroll(collection, spec, ["image", "root", "label"], page=256):
             payload, path = record.payload, record.image_path
             if payload.get("label") in seen or path is None:
                 continue

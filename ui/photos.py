@@ -16,8 +16,6 @@ a path on the server.
 from __future__ import annotations
 
 import io
-import os
-import stat
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -32,6 +30,7 @@ from starlette.responses import Response, StreamingResponse
 
 from indexer.store import Store, StoreError
 from multimodal.data.images import ImageLoadError, load_image
+from multimodal.files import open_regular
 
 ROUTE = "/photo/{point_id}"
 BROWSER_FORMATS = {
@@ -84,7 +83,7 @@ def _photo_response(store: Store, collection: str, point_id: str, max_pixels: in
         point_id = str(uuid.UUID(point_id))  # point ids are UUIDs; anything else is no point
     except ValueError:
         return _not_found()
-    found = store.retrieve(collection, [point_id])
+    found = store.retrieve(collection, [point_id], fields=["root", "image"])
     path = found[0].image_path if found else None
     handle = _open_file(path) if path is not None else None
     if handle is None:
@@ -107,13 +106,9 @@ def _photo_response(store: Store, collection: str, point_id: str, max_pixels: in
 def _open_file(path: Path) -> BinaryIO | None:
     """``path`` opened for reading if it is a regular file (never waiting on a FIFO)."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
+        return open_regular(path)
+    except (OSError, ValueError):  # gone, unreadable, special, or a NUL in the name
         return None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        return None
-    return os.fdopen(descriptor, "rb")
 
 
 def _sniffed(handle: BinaryIO) -> str | None:
@@ -124,7 +119,7 @@ def _sniffed(handle: BinaryIO) -> str | None:
             warnings.simplefilter("ignore")
             with Image.open(handle) as image:  # reads the header only
                 return BROWSER_FORMATS.get(image.format or "", "")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Exception:  # a damaged header can raise nearly anything inside PIL: not an image
         return None
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from indexer.roots import RETRIEVE_CHUNK, link_roots, point_id
+from indexer.roots import link_roots, point_id, stored_hashes
 from indexer.store import CollectionSpec, Point, SearchFilter, Store
 from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.loading import Reject, check_records, iter_image_batches
@@ -163,11 +163,7 @@ def link_items(store: Store, collection: str, items: Sequence[Item], report: Ind
 
 def plan(store: Store, collection: str, items: Sequence[Item]) -> Plan:
     """Keep the hashed items the collection does not already hold unchanged."""
-    stored: dict[str, str] = {}
-    for start in range(0, len(items), RETRIEVE_CHUNK):
-        chunk = [item.id for item in items[start : start + RETRIEVE_CHUNK]]
-        for point in store.retrieve(collection, chunk, fields=["content_hash"]):
-            stored[point.id] = point.payload.get("content_hash", "")
+    stored = stored_hashes(store, collection, [item.id for item in items])
     todo = [item for item in items if stored.get(item.id) != item.content_hash]
     changed = sum(1 for item in todo if item.id in stored)
     return Plan(todo, len(items) - len(todo), changed)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,12 +110,18 @@ def _matching(store: Store, collection: str, root_id: str, items: dict[str, str]
     """How many ``items`` (key -> content hash) the collection holds, unchanged, under the
     root of ``root_id``."""
     wanted = {point_id(root_id, key): digest for key, digest in items.items()}
-    ids, matched = list(wanted), 0
+    stored = stored_hashes(store, collection, list(wanted))
+    return sum(1 for id_, digest in stored.items() if digest == wanted[id_])
+
+
+def stored_hashes(store: Store, collection: str, ids: Sequence[str]) -> dict[str, str]:
+    """The content hash of each of ``ids`` the collection holds, read in chunks."""
+    stored: dict[str, str] = {}
     for start in range(0, len(ids), RETRIEVE_CHUNK):
-        chunk = ids[start : start + RETRIEVE_CHUNK]
+        chunk = list(ids[start : start + RETRIEVE_CHUNK])
         for point in store.retrieve(collection, chunk, fields=["content_hash"]):
-            matched += point.payload.get("content_hash") == wanted[point.id]
-    return matched
+            stored[point.id] = point.payload.get("content_hash", "")
+    return stored
 
 
 def _unused_id(root: str, used: Iterable[str]) -> str:

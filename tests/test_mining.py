@@ -34,6 +34,18 @@ def test_margin_skips_likely_false_negatives_above_the_positive():
     assert _row0(k=2, margin=-0.1) == [2, 3]
 
 
+def test_dish_types_choose_other_or_same_dish_negatives():
+    dishes = np.array([0, 0, 1, 0, 1, -1])  # query 0 is of dish 0, like items 1 and 3
+    mine = lambda dish: mine_hard_negatives(  # noqa: E731
+        QUERIES, GALLERY, config=MiningConfig(k=2, margin=None, dish=dish), dishes=dishes
+    )[0].tolist()
+    assert mine("any") == [1, 2]
+    assert mine("other") == [2, 4]  # never an item of the query's dish (1, 3)
+    assert mine("same") == [1, 3]  # only its dish
+    with pytest.raises(ValueError, match="mining dish"):
+        MiningConfig(dish="nearby")
+
+
 def test_semi_hard_keeps_only_items_below_the_positive():
     assert _row0(k=2, margin=None, strategy="semi-hard") == [3, 4]
 

@@ -72,10 +72,17 @@ def test_tiny_model_learns_shapes_and_colours(tmp_path):
     assert score == pytest.approx(state.best_score)
 
 
-def test_resume_after_ctrl_c_gives_the_same_weights(tmp_path):
+SEMANTIC = dict(class_loss=0.5, ingredient_loss=0.5, same_dish="soft", mining_dish="other")
+
+
+@pytest.mark.parametrize("extra", [{}, SEMANTIC], ids=["contrastive", "semantic"])
+def test_resume_after_ctrl_c_gives_the_same_weights(tmp_path, extra):
     train = shape_manifest(tmp_path / "train", variants=3, seed=0)
+    for record in train:  # base ingredients, so the ingredient loss has a vocabulary
+        record.ingredients_simplified = record.label.split()
     val = shape_manifest(tmp_path / "val", variants=1, seed=1)
     overrides = dict(epochs=3, hard_negatives=1, warmup_epochs=1, augment=True, accumulate=1)
+    overrides.update(extra)
 
     straight = _trainer(_config(tmp_path, out=str(tmp_path / "a"), **overrides), train, val)
     straight.run()
@@ -94,9 +101,20 @@ def test_resume_after_ctrl_c_gives_the_same_weights(tmp_path):
     resumed.run()
 
     expected, got = straight.model.state_dict(), resumed.model.state_dict()
+    expected.update({f"semantic.{k}": v for k, v in straight.semantic.state_dict().items()})
+    got.update({f"semantic.{k}": v for k, v in resumed.semantic.state_dict().items()})
+    assert set(got) == set(expected)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6, msg=key)
     assert resumed.state.step == straight.state.step
+    if extra:  # the semantic losses ran and are in the log
+        steps = [
+            json.loads(line)
+            for line in (tmp_path / "a" / "log.jsonl").read_text().split("\n")
+            if line
+        ]
+        logged = [s for s in steps if s.get("type") == "step"]
+        assert all(s["dish_loss"] > 0 and s["ingredient_loss"] > 0 for s in logged)
 
 
 def test_sampler_never_batches_two_items_of_one_recipe():
@@ -216,3 +234,45 @@ def test_partial_unlock_of_the_minilm_text_tower(tmp_path):
     assert layers == {"4", "5"}  # the last two of MiniLM's six layers
     assert "text.proj.weight" in trainable
     assert not any("embeddings" in n for n in trainable)
+
+
+@pytest.mark.slow
+def test_discriminative_rates_and_gradual_unfreezing_of_the_starter(tmp_path):
+    from multimodal.factory import create_model_and_transforms
+    from multimodal.training.optim import (
+        apply_unfreezing,
+        configure_towers,
+        image_group_depths,
+        unlocked_image_groups,
+    )
+
+    model = create_model_and_transforms("recipe-starter").model
+    config = _config(
+        tmp_path,
+        lock_image=True,
+        lock_text=True,
+        unlock_image_groups=3,
+        unfreeze_every=2,
+        layer_lr_decay=0.5,
+        backbone_lr=1e-4,
+    )
+    configure_towers(model, config)
+    depths = image_group_depths(model)
+    assert depths["visual.trunk.conv_head.weight"] == 0  # the top group
+    assert depths["visual.trunk.conv_stem.weight"] == max(depths.values())
+    for group in parameter_groups(model, config):
+        kind = group["name"].removesuffix("-no-decay")
+        if kind.startswith("backbone-"):
+            assert group["lr"] == pytest.approx(1e-4 * 0.5 ** int(kind.split("-")[1]))
+    names = {g["name"].removesuffix("-no-decay") for g in parameter_groups(model, config)}
+    assert names == {"heads", "backbone-0", "backbone-1", "backbone-2"}
+
+    assert [unlocked_image_groups(config, epoch) for epoch in range(9)] == [
+        0, 0, 1, 1, 2, 2, 3, 3, 3
+    ]  # fmt: skip
+    for epoch, unlocked in [(0, 0), (2, 1), (7, 3)]:
+        apply_unfreezing(model, config, epoch)
+        trainable = {
+            depths[n] for n, p in model.named_parameters() if p.requires_grad and n in depths
+        }
+        assert trainable == set(range(unlocked))

@@ -197,6 +197,7 @@ def feature_cache_path(
         "unlock_image_groups": config.unlock_image_groups,
         "views": config.cache_views if config.augment else 1,
         "seed": config.seed,
+        **({"augment": config.augment_policy} if config.augment_policy != "light" else {}),
         "train": [str(r.image) for r in train_set.records],
         "train_texts": train_set.texts,
         "val": [str(r.image) for r in val_records],
@@ -253,7 +254,7 @@ def compute_feature_cache(
     loaded.model.eval()
     views = [loaded.preprocess]
     if config.augment:
-        augmented = train_transform(loaded.info.preprocess_cfg)
+        augmented = train_transform(loaded.info.preprocess_cfg, config.augment_policy)
         views += [augmented] * (config.cache_views - 1)
     train = cache_images(
         splits.image,

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from multimodal.mining import STRATEGIES
+from multimodal.loss import SAME_DISH
+from multimodal.mining import DISH_CHOICES, STRATEGIES
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, choices: tuple = ()) -> Any:
@@ -44,6 +45,29 @@ class TrainConfig:
     unlock_image_groups: int = option(0, help="train a locked image backbone's last N layer groups")
     lock_text: bool = option(True, help="freeze the text backbone; see --unlock-text")
     unlock_text_layers: int = option(0, help="train a locked text backbone's last N layers")
+    unfreeze_every: int = option(
+        0,
+        help="gradual unfreezing: start with the heads only and unlock one more of the "
+        "--unlock-image-groups every this many epochs (0: all of them from the start)",
+    )
+    layer_lr_decay: float = option(
+        1.0,
+        help="discriminative learning rates: each unlocked image group learns at this factor "
+        "of the group above it (1: all at --backbone-lr)",
+    )
+    class_loss: float = option(
+        0.0, help="weight of the dish-type classification loss on both towers' embeddings (0: off)"
+    )
+    ingredient_loss: float = option(
+        0.0, help="weight of the multi-label base-ingredient loss on the photo embedding (0: off)"
+    )
+    same_dish: str = option(
+        "negative",
+        help="other recipes of a query's dish type in the batch: negatives, masked out, or soft "
+        "targets sharing --soft-weight",
+        choices=SAME_DISH,
+    )
+    soft_weight: float = option(0.1, help="target share of same-dish items with --same-dish soft")
     hard_negatives: int = option(
         0, help="mined negatives per item and direction (0: in-batch negatives only)"
     )
@@ -56,9 +80,20 @@ class TrainConfig:
     mining_margin: float | None = option(
         0.05, help="skip items scoring above positive - margin (likely unlabelled positives)"
     )
+    mining_dish: str = option(
+        "any",
+        help="mined negatives of any dish type, only other dish types, or only the same one",
+        choices=DISH_CHOICES,
+    )
     mine_every: int = option(1, help="mine again every M epochs")
     warmup_epochs: int = option(1, help="in-batch negatives only for these first epochs")
     augment: bool = option(True, help="random resized crop, flip, light colour jitter")
+    augment_policy: str = option(
+        "light",
+        help="light: crops of 60-100%% of the photo, flip, colour jitter; strong: crops of "
+        "35-100%%, flip, TrivialAugmentWide",
+        choices=("light", "strong"),
+    )
     cache_views: int = option(
         2,
         help="with a locked image backbone, cache its features for this many views of each "

@@ -26,6 +26,10 @@ class TrainSet:
     texts: list[str]  # the text of each record, fitted to the context
     tokens: torch.Tensor  # (N, context_length) token ids
     groups: np.ndarray  # (N, 2) ids: column 0 the recipe, column 1 the normalised title
+    dishes: np.ndarray  # (N,) dish-type id of each record (-1: none), into dish_names
+    dish_names: list[str]  # the dish types, sorted
+    ingredients: np.ndarray  # (N, V) 0/1: which of the vocabulary's ingredients each lists
+    vocabulary: list[str]  # base ingredients listed by at least MIN_INGREDIENT_COUNT records
 
     def __len__(self) -> int:
         return len(self.records)
@@ -48,7 +52,39 @@ def build_train_set(records: Sequence[Record], tokenizer) -> TrainSet:
     ]
     title_keys = [title_key(r.title) or f"#{i}" for i, r in enumerate(paired)]
     groups = np.stack([_numbered(recipe_keys), _numbered(title_keys)], axis=1)
-    return TrainSet(paired, texts, tokenizer(texts), groups)
+    dish_names = sorted({r.label for r in paired if r.label})
+    dish_ids = {name: i for i, name in enumerate(dish_names)}
+    dishes = np.array([dish_ids.get(r.label, -1) for r in paired], dtype=np.int64)
+    vocabulary, ingredients = ingredient_targets(paired)
+    return TrainSet(
+        paired, texts, tokenizer(texts), groups, dishes, dish_names, ingredients, vocabulary
+    )
+
+
+MIN_INGREDIENT_COUNT = 3  # rarer ingredients are too few examples to learn from
+
+
+def base_ingredients(record: Record) -> set[str]:
+    """The record's base ingredients (its full ingredient lines when it has none), lower case,
+    as the page's suggestions count them."""
+    names = record.ingredients_simplified or record.ingredients
+    return {n.strip().lower() for n in names if n.strip()}
+
+
+def ingredient_targets(records: Sequence[Record]) -> tuple[list[str], np.ndarray]:
+    """The vocabulary (ingredients of at least MIN_INGREDIENT_COUNT records, sorted) and each
+    record's 0/1 row over it."""
+    per_record = [base_ingredients(r) for r in records]
+    counts: dict[str, int] = {}
+    for names in per_record:
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    vocabulary = sorted(n for n, c in counts.items() if c >= MIN_INGREDIENT_COUNT)
+    column = {name: j for j, name in enumerate(vocabulary)}
+    targets = np.zeros((len(records), len(vocabulary)), dtype=np.uint8)
+    for i, names in enumerate(per_record):
+        targets[i, [column[n] for n in names if n in column]] = 1
+    return vocabulary, targets
 
 
 def _numbered(keys: list[str]) -> np.ndarray:
@@ -56,19 +92,33 @@ def _numbered(keys: list[str]) -> np.ndarray:
     return np.array([numbers.setdefault(k, len(numbers)) for k in keys], dtype=np.int64)
 
 
-def train_transform(preprocess_cfg: dict, scale: tuple[float, float] = (0.6, 1.0)) -> Callable:
-    """Light augmentation for photos: random resized crop, horizontal flip, and colour jitter
-    on half of the images; then the model's own normalisation."""
+AUGMENT_POLICIES = ("light", "strong")
+
+
+def train_transform(preprocess_cfg: dict, policy: str = "light") -> Callable:
+    """Augmentation for photos, then the model's own normalisation. ``light``: random resized
+    crop of 60-100% of the photo, horizontal flip, colour jitter on half of them; ``strong``:
+    crops of 35-100%, flip, and TrivialAugmentWide (one random photometric or geometric
+    operation at a random strength)."""
+    if policy not in AUGMENT_POLICIES:
+        raise ValueError(f"augmentation policy must be one of {', '.join(AUGMENT_POLICIES)}")
     size = preprocess_cfg["size"]
     size = size if isinstance(size, int) else tuple(size)
-    return T.Compose(
-        [
-            T.RandomResizedCrop(size, scale=scale, interpolation=T.InterpolationMode.BICUBIC),
+    bicubic = T.InterpolationMode.BICUBIC
+    if policy == "light":
+        steps = [
+            T.RandomResizedCrop(size, scale=(0.6, 1.0), interpolation=bicubic),
             T.RandomHorizontalFlip(),
             T.RandomApply([T.ColorJitter(0.2, 0.2, 0.2, 0.02)], p=0.5),
-            T.ToTensor(),
-            T.Normalize(preprocess_cfg["mean"], preprocess_cfg["std"]),
         ]
+    else:
+        steps = [
+            T.RandomResizedCrop(size, scale=(0.35, 1.0), interpolation=bicubic),
+            T.RandomHorizontalFlip(),
+            T.TrivialAugmentWide(interpolation=T.InterpolationMode.BILINEAR),
+        ]
+    return T.Compose(
+        [*steps, T.ToTensor(), T.Normalize(preprocess_cfg["mean"], preprocess_cfg["std"])]
     )
 
 

@@ -27,13 +27,19 @@ def mining_config(config: TrainConfig) -> MiningConfig:
         strategy=config.mining_strategy,
         window=max(config.mining_window, config.hard_negatives),
         margin=config.mining_margin,
+        dish=config.mining_dish,
     )
 
 
 def mine_both_ways(
-    images: np.ndarray, texts: np.ndarray, groups: np.ndarray, mining: MiningConfig, seed: int
+    images: np.ndarray,
+    texts: np.ndarray,
+    groups: np.ndarray,
+    mining: MiningConfig,
+    seed: int,
+    dishes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(hard texts of each image, hard images of each text)``, each ``(N, k)``, -1 for none."""
-    hard_texts = mine_hard_negatives(images, texts, groups, mining, seed)
-    hard_images = mine_hard_negatives(texts, images, groups, mining, seed)
+    hard_texts = mine_hard_negatives(images, texts, groups, mining, seed, dishes)
+    hard_images = mine_hard_negatives(texts, images, groups, mining, seed, dishes)
     return hard_texts, hard_images

@@ -7,6 +7,7 @@ import warnings
 
 import torch
 from open_clip.hf_model import HFTextEncoder
+from timm.models._manipulate import group_parameters
 from torch import nn
 
 from multimodal.training.config import TrainConfig
@@ -81,32 +82,80 @@ def is_head(name: str) -> bool:
     return any(marker in name for marker in HEAD_MARKERS)
 
 
-def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
-    """Four groups: heads / backbone x decay / no decay. No weight decay on biases, norms,
-    embeddings of size 1 and the temperature."""
-    groups = {(head, decay): [] for head in (True, False) for decay in (True, False)}
-    for name, parameter in model.named_parameters():
+def image_group_depths(model: nn.Module) -> dict[str, int]:
+    """Each image-trunk parameter's lock group counted from the top (0: the last group, the
+    conv head of an EfficientNet), as timm's group matcher numbers them; {} for a tower
+    without one."""
+    trunk = getattr(getattr(model, "visual", None), "trunk", None)
+    if trunk is None or not hasattr(trunk, "group_matcher"):
+        return {}
+    groups = group_parameters(trunk, trunk.group_matcher())
+    top = max(groups)
+    return {f"visual.trunk.{name}": top - i for i, names in groups.items() for name in names}
+
+
+def parameter_groups(
+    model: nn.Module, config: TrainConfig, extra: nn.Module | None = None
+) -> list[dict]:
+    """Heads (with ``extra``, the training-only classifiers) at ``lr``; backbone layers at
+    ``backbone_lr``, image groups below the top at ``backbone_lr * layer_lr_decay ** depth``;
+    each with and without decay. No weight decay on biases, norms, embeddings of size 1 and
+    the temperature."""
+    depths = image_group_depths(model) if config.layer_lr_decay != 1.0 else {}
+    named = list(model.named_parameters())
+    if extra is not None:
+        named += [(f"visual.head.extra.{n}", p) for n, p in extra.named_parameters()]
+    groups: dict[tuple[str, bool], list] = {}
+    rates: dict[str, float] = {}
+    for name, parameter in named:
         if not parameter.requires_grad:
             continue
         no_decay = parameter.ndim < 2 or "logit_scale" in name or "logit_bias" in name
-        groups[(is_head(name), not no_decay)].append(parameter)
+        if is_head(name):
+            kind, rates["heads"] = "heads", config.lr
+        elif name in depths:
+            kind = f"backbone-{depths[name]}"
+            rates[kind] = config.backbone_lr * config.layer_lr_decay ** depths[name]
+        else:
+            kind, rates["backbone"] = "backbone", config.backbone_lr
+        groups.setdefault((kind, not no_decay), []).append(parameter)
     return [
         {
             "params": params,
-            "lr": config.lr if head else config.backbone_lr,
+            "lr": rates[kind],
             "weight_decay": config.weight_decay if decay else 0.0,
-            "name": f"{'heads' if head else 'backbone'}{'' if decay else '-no-decay'}",
+            "name": f"{kind}{'' if decay else '-no-decay'}",
         }
-        for (head, decay), params in groups.items()
-        if params
+        for (kind, decay), params in groups.items()
     ]
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, config)
+def build_optimizer(
+    model: nn.Module, config: TrainConfig, extra: nn.Module | None = None
+) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config, extra)
     if not groups:
         raise ValueError("nothing to train: every parameter is locked")
     return torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-6)
+
+
+def unlocked_image_groups(config: TrainConfig, epoch: int) -> int:
+    """How many of the image trunk's last groups train in ``epoch`` (0-based): all of
+    ``unlock_image_groups`` at once, or (gradual unfreezing) none in the first
+    ``unfreeze_every`` epochs, then one more every ``unfreeze_every`` epochs."""
+    if not config.unfreeze_every:
+        return config.unlock_image_groups
+    return min(config.unlock_image_groups, epoch // config.unfreeze_every)
+
+
+def apply_unfreezing(model: nn.Module, config: TrainConfig, epoch: int) -> None:
+    """Freeze the image groups that do not train yet in ``epoch`` (gradual unfreezing); the
+    optimiser holds them all from the start and skips those without gradients."""
+    if not (config.unfreeze_every and config.lock_image):
+        return
+    unlocked = unlocked_image_groups(config, epoch)
+    for name, depth in image_group_depths(model).items():
+        model.get_parameter(name).requires_grad = depth < unlocked
 
 
 def cosine_with_warmup(

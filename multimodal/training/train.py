@@ -18,6 +18,7 @@ from multimodal.training.data import TrainData
 from multimodal.training.features import TrainFeatures
 from multimodal.training.optim import clamp_temperature, set_train_mode
 from multimodal.training.persistence import TrainState
+from multimodal.training.semantic import SemanticLosses
 
 
 def train_one_epoch(
@@ -30,6 +31,7 @@ def train_one_epoch(
     config: TrainConfig,
     after_step: Callable[[dict], None],
     progress: bool = True,
+    semantic: SemanticLosses | None = None,
 ) -> bool:
     """Train epoch ``state.epoch`` from batch ``state.batch`` on, one optimiser step every
     ``config.accumulate`` batches; ``after_step`` gets each step's log record. False when
@@ -41,6 +43,7 @@ def train_one_epoch(
     cached = features.cache is not None  # features are cached: no image is decoded
     loader = data.batches(state.epoch, state.batch, cached, config.workers, config.seed)
     set_train_mode(features.model)
+    trained = [features.model] + ([semantic] if semantic is not None else [])
     bar = tqdm(
         total=len(data.sampler),
         initial=state.batch,
@@ -53,7 +56,7 @@ def train_one_epoch(
         for batch in loader:
             if len(batch["anchors"]) < 2:
                 continue
-            loss = batch_loss(batch, features, data, loss_fn, state.epoch)
+            loss, parts = batch_loss(batch, features, data, loss_fn, state.epoch, semantic)
             (loss / config.accumulate).backward()
             micro += 1
             samples += len(batch["anchors"])
@@ -62,9 +65,10 @@ def train_one_epoch(
                 continue
             state.batch += config.accumulate  # before anything that can be interrupted
             value, samples_per_second = loss.item(), samples / (time.perf_counter() - started)
-            optimizer_step(features.model, optimizer, scheduler, config)
+            optimizer_step(trained, optimizer, scheduler, config)
             state.step += 1
             record = step_record(state, value, optimizer, features.model, samples_per_second)
+            record.update(parts)
             lr = optimizer.param_groups[0]["lr"]
             bar.set_postfix(
                 loss=f"{value:.3f}", lr=f"{lr:.2e}", samples_s=f"{samples_per_second:.1f}"
@@ -77,18 +81,25 @@ def train_one_epoch(
 
 
 def batch_loss(
-    batch: dict, features: TrainFeatures, data: TrainData, loss_fn: ContrastiveLoss, epoch: int
-) -> torch.Tensor:
-    """The contrastive loss of one batch, its mined negatives among the candidates."""
+    batch: dict,
+    features: TrainFeatures,
+    data: TrainData,
+    loss_fn: ContrastiveLoss,
+    epoch: int,
+    semantic: SemanticLosses | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of one batch: contrastive, its mined negatives among the candidates, plus the
+    weighted semantic losses; and the parts by name, for the log."""
     anchors, extras = batch["anchors"], batch["extras"]
     groups = torch.as_tensor(data.train_set.groups)
+    dishes = torch.as_tensor(data.train_set.dishes)
     hard_text_ids = data.hard_text_ids(anchors)
     with features.autocast():
         image_features = features.images(batch["pixels"], anchors + extras, epoch)
         text_features = features.texts(anchors + hard_text_ids)
     n = len(anchors)
     has_hard = data.hard_texts is not None
-    return loss_fn(
+    contrastive = loss_fn(
         image_features[:n],
         text_features[:n],
         features.model.logit_scale.exp(),
@@ -97,23 +108,31 @@ def batch_loss(
         groups=groups[anchors],
         hard_text_groups=groups[hard_text_ids] if has_hard else None,
         hard_image_groups=groups[extras] if has_hard else None,
+        dishes=dishes[anchors],
+        hard_text_dishes=dishes[hard_text_ids] if has_hard else None,
+        hard_image_dishes=dishes[extras] if has_hard else None,
     )
+    if semantic is None:
+        return contrastive, {}
+    extra, parts = semantic(image_features[:n], text_features[:n], anchors)
+    return contrastive + extra, {"contrastive_loss": contrastive.item(), **parts}
 
 
 def optimizer_step(
-    model: nn.Module,
+    modules: list[nn.Module],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     config: TrainConfig,
 ) -> None:
-    """Clip, step, schedule, then clamp the temperature (open_clip's order)."""
+    """Clip, step, schedule, then clamp the temperature (open_clip's order); ``modules[0]``
+    is the model, the others train beside it (the semantic classifiers)."""
     if config.grad_clip:
-        trainable = [p for p in model.parameters() if p.requires_grad]
+        trainable = [p for m in modules for p in m.parameters() if p.requires_grad]
         torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    clamp_temperature(model, config.max_logit_scale)
+    clamp_temperature(modules[0], config.max_logit_scale)
 
 
 def step_record(

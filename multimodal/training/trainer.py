@@ -20,12 +20,14 @@ from multimodal.training.data import TrainSet, build_train_data, build_train_set
 from multimodal.training.features import TrainFeatures
 from multimodal.training.negatives import mine_both_ways, mining_config, mining_due
 from multimodal.training.optim import (
+    apply_unfreezing,
     build_optimizer,
     configure_towers,
     cosine_with_warmup,
     set_train_mode,
 )
 from multimodal.training.persistence import RunFolder, TrainState
+from multimodal.training.semantic import SemanticLosses
 from multimodal.training.train import epoch_score, evaluate, train_one_epoch
 
 
@@ -51,14 +53,19 @@ class Trainer:
         self.encoder = DualEncoder(loaded, device=config.device)
         self.model, self.device = self.encoder.model, self.encoder.device
         configure_towers(self.model, config)
-        self.optimizer = build_optimizer(self.model, config)
+        self.semantic = SemanticLosses(config, train_set, self.encoder.embed_dim).to(self.device)
+        self.optimizer = build_optimizer(self.model, config, self.semantic)
         augment = config.augment
-        transform = train_transform(loaded.info.preprocess_cfg) if augment else loaded.preprocess
+        transform = (
+            train_transform(loaded.info.preprocess_cfg, config.augment_policy)
+            if augment
+            else loaded.preprocess
+        )
         self.data = build_train_data(train_set, config.batch_size, config.seed, transform)
         steps_per_epoch = max(1, len(self.data.sampler) // config.accumulate)
         total = steps_per_epoch * config.epochs
         self.scheduler = cosine_with_warmup(self.optimizer, config.warmup_steps, total)
-        self.loss_fn = ContrastiveLoss()
+        self.loss_fn = ContrastiveLoss(config.same_dish, config.soft_weight)
         self.splits = tower_splits(self.model, config)
         self.features = TrainFeatures(self.encoder, train_set, self.splits, config.seed)
         self.state = TrainState()
@@ -92,6 +99,7 @@ class Trainer:
         self.folder.save_state(
             {
                 "model": self.model.state_dict(),
+                "semantic": self.semantic.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "state": dataclasses.asdict(self.state),
@@ -105,6 +113,7 @@ class Trainer:
         """Continue the run in ``config.out`` where its last optimiser step left it."""
         payload = self.folder.load_state(self.device)
         self.model.load_state_dict(payload["model"])
+        self.semantic.load_state_dict(payload.get("semantic", {}), strict="semantic" in payload)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainState(**payload["state"])
@@ -130,13 +139,14 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             images, texts = self.features.train_embeddings(self.config.workers, self.progress)
         seed = self.config.seed * 1000 + self.state.epoch
-        groups = self.data.train_set.groups
+        train_set = self.data.train_set
         self.data.hard_texts, self.data.hard_images = mine_both_ways(
-            images, texts, groups, mining, seed
+            images, texts, train_set.groups, mining, seed, train_set.dishes
         )
 
     def _train_epoch(self) -> bool:
         torch.set_rng_state(self.rng_state)
+        apply_unfreezing(self.model, self.config, self.state.epoch)
         finished = train_one_epoch(
             self.features,
             self.data,
@@ -147,6 +157,7 @@ class Trainer:
             self.config,
             after_step=self._after_step,
             progress=self.progress,
+            semantic=self.semantic,
         )
         if not finished:  # max_steps reached
             self.stop_requested = True

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import open_clip
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
+SHIPPED_DIR = Path(__file__).parent / "pretrained"  # models that ship with the package
 
 # EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128, i.e. on [0, 1] pixels:
 EFFICIENTNET_LITE_MEAN = (127 / 255,) * 3
@@ -22,6 +24,12 @@ class BuiltinModel:
     minilm_text: bool = False  # use the packaged all-MiniLM-L6-v2 as the text transformer
     preprocess: dict = field(default_factory=dict)  # overrides of open_clip's PreprocessCfg
     seed: int = 0  # seeds the randomly initialised parts (projection heads, tiny towers)
+    base: str | None = None  # the open_clip config to build, when not ``name``
+    shipped: Path | None = None  # a folder of trained weights (see multimodal.shipped)
+
+    @property
+    def config_name(self) -> str:
+        return self.base or self.name
 
 
 def _starter(variant: int) -> BuiltinModel:
@@ -37,14 +45,36 @@ def _starter(variant: int) -> BuiltinModel:
     )
 
 
+def _shipped(name: str) -> BuiltinModel | None:
+    """A model trained by the project that ships in ``pretrained/NAME`` (None if absent): its
+    base starter's towers with the trained weights over them."""
+    folder = SHIPPED_DIR / name
+    try:
+        provenance = json.loads((folder / "checkpoint.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    base = _starter(int(provenance["efficientnet_lite"]))
+    return BuiltinModel(
+        name=name,
+        description=provenance["description"],
+        efficientnet_lite=None,  # the trained image tower is in the shipped weights
+        minilm_text=True,
+        preprocess=base.preprocess,
+        base=base.name,
+        shipped=folder,
+    )
+
+
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     model.name: model
     for model in (
+        _shipped("recipe"),
         _starter(0),
         _starter(1),
         _starter(2),
         BuiltinModel("tiny-random", "1-layer 32-pixel ViT and text transformer, random weights"),
     )
+    if model is not None
 }
 
 _registered = False

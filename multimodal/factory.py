@@ -17,7 +17,7 @@ import torch
 from open_clip.tokenizer import HFTokenizer
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
-from multimodal import checkpoint, towers
+from multimodal import checkpoint, shipped, towers
 from multimodal.builtin import BUILTIN_MODELS, register_builtin_configs
 from multimodal.spec import ModelSpec, parse_model_spec
 
@@ -74,7 +74,7 @@ def create_model_and_transforms(spec: str | ModelSpec) -> LoadedModel:
 
 def _create_builtin(spec: ModelSpec):
     builtin = BUILTIN_MODELS[spec.arch]
-    model_cfg = copy.deepcopy(open_clip.get_model_config(builtin.name))
+    model_cfg = copy.deepcopy(open_clip.get_model_config(builtin.config_name))
     kwargs: dict[str, Any] = {}
     if builtin.minilm_text:
         text_path = str(towers.minilm_path())
@@ -87,14 +87,17 @@ def _create_builtin(spec: ModelSpec):
         # open_clip warns that no CLIP weights were loaded: expected, the towers load below.
         torch.manual_seed(builtin.seed)
         model = open_clip.create_model(
-            builtin.name, force_preprocess_cfg=builtin.preprocess, **kwargs
+            builtin.config_name, force_preprocess_cfg=builtin.preprocess, **kwargs
         )
     if builtin.efficientnet_lite is not None:
         towers.load_efficientnet_lite(
             model.visual.trunk, builtin.efficientnet_lite, with_classifier=False
         )
-    tokenizer = _tokenizer_for(model_cfg, fallback=builtin.name)
-    info = ModelInfo(spec.text, spec.kind, builtin.name, model_cfg, {})
+    provenance = {}
+    if builtin.shipped is not None:
+        provenance = shipped.load_shipped_weights(model, builtin.shipped)
+    tokenizer = _tokenizer_for(model_cfg, fallback=builtin.config_name)
+    info = ModelInfo(spec.text, spec.kind, builtin.config_name, model_cfg, {}, provenance)
     return model, tokenizer, info
 
 

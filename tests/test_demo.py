@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import json
 import re
 import shutil
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import write_recipes5k
 
+from multimodal.builtin import SHIPPED_DIR
 from multimodal.cli import main as cli
 from multimodal.data.download import DownloadError, fetch_dataset, unpack
 from multimodal.data.recipes5k import find_recipes5k, recipes5k_root
@@ -101,16 +103,34 @@ def test_demo_downloads_when_nothing_is_local(tmp_path, home, loopback, monkeypa
 
 
 @pytest.mark.slow
-def test_demo_trains_on_first_use_and_a_second_run_redoes_nothing(tmp_path, home, capsys):
+def test_demo_uses_the_shipped_model_and_a_second_run_redoes_nothing(tmp_path, home, capsys):
     data = write_recipes5k(tmp_path / "r5k", per_split=6)
     assert cli(["demo", "--data", str(data), "--no-serve", "--no-progress"]) == 0
     first = capsys.readouterr().out
-    assert "Training the recipe model" in first and "recipe model trained" in first
-    assert re.search(r"val R@1 image->text [\d.]+, text->image [\d.]+", first), first
+    assert "model: recipe (" in first and "Training" not in first
     assert re.search(r"indexed 12, unchanged 0", first), first
-    assert (home / "models" / "recipe" / "best" / "checkpoint.json").is_file()
+    assert not (home / "models").exists()  # nothing trained
     assert cli(["demo", "--data", str(data), "--no-serve", "--no-progress"]) == 0
     second = capsys.readouterr().out
     assert "Training" not in second
     assert re.search(r"indexed 0, unchanged 12, rejected 0, pruned 0; 12 points", second), second
+
+
+@pytest.mark.slow
+def test_demo_retrains_the_recipe_model_and_then_uses_it(tmp_path, home, capsys):
+    data = write_recipes5k(tmp_path / "r5k", per_split=6)
+    argv = ["demo", "--data", str(data), "--no-serve", "--no-progress"]
+    assert cli([*argv, "--retrain", "--model", "recipe"]) == 1
+    assert "--retrain trains the demo's recipe model" in capsys.readouterr().err
+    assert cli([*argv, "--retrain"]) == 0
+    first = capsys.readouterr().out
+    assert "Training the recipe model" in first and "recipe model trained" in first
+    assert re.search(r"val R@1 image->text [\d.]+, text->image [\d.]+", first), first
+    recorded = json.loads((SHIPPED_DIR / "recipe" / "checkpoint.json").read_text())
+    config = json.loads((home / "models" / "recipe" / "train_config.json").read_text())
+    for name in ("model", "class_loss", "ingredient_loss", "unlock_image_groups", "epochs"):
+        assert config[name] == recorded["train_config"][name], name  # the shipped recipe
+    assert cli(argv) == 0
+    second = capsys.readouterr().out
+    assert "the recipe model you trained again" in second and "Training" not in second
     shutil.rmtree(home / "feature-cache", ignore_errors=True)

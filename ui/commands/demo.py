@@ -1,10 +1,11 @@
 """``multimodal demo``: the recipe search page on Recipes5k, in one command.
 
-    multimodal demo [--data PATH] [--model SPEC]
+    multimodal demo [--data PATH] [--model SPEC | --retrain]
 
 Finds Recipes5k (``--data``, ``$MULTIMODAL_RECIPES5K``, ``../shared/datasets/recipes5k``, or
 a copy it downloaded before; downloads the official archive when none is found), gets the
-recipe model (``--model``, else the demo's own, trained on first use), indexes every split
+recipe model (``--model``, else the one that ships with the package, or with ``--retrain`` the
+same recipe trained again), indexes every split
 into the embedded store, and serves the page. A second run skips what is done.
 """
 
@@ -24,7 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default=None,
         help="a model spec (e.g. ViT-B-32:laion2b_s34b_b79k when online, or runs/NAME/best); "
-        "default: the demo's recipe model, trained on first use",
+        "default: the recipe model that ships with the package",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the recipe model again with its recorded configuration (progress shown; "
+        "run again to resume after Ctrl-C); later runs use it",
     )
     parser.add_argument(
         "--store",
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         args.data, args.download_url or RECIPES5K_URL, args.sha256 or RECIPES5K_SHA256, progress
     )
     print(f"data: {data}")
-    model = ensure_model(args.model, data, progress)
+    model = ensure_model(args.model, data, progress, args.retrain)
     encoder = load_encoder(model, args.device)
     collection = collection_name(model, model_stamp(encoder))
     with EdgeStore(args.store or default_store_path()) as store:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-VOTERS = 12  # nearest recipes that vote: the page's 12 results (measured in docs/models.md)
+VOTERS = 12  # nearest recipes that vote: the page's 12 results (docs/fine-tuning.md measures it)
 SUGGESTIONS = 12  # ingredients a front end shows
 
 

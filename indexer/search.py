@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from indexer.store import SearchFilter, Store, StoredPoint, StoreError, check_model
+from multimodal import suggestions
 from multimodal.data.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
@@ -31,6 +32,7 @@ from multimodal.data.images import (
     to_rgb,
 )
 from multimodal.encoder import DualEncoder, model_stamp
+from multimodal.suggestions import SUGGESTIONS, VOTERS, item_ingredients
 
 TARGETS = ("image", "text")
 MAX_RESULTS = 10_000  # results one search may ask for: more is a typo, not a page of hits
@@ -258,7 +260,11 @@ class Searcher:
         return hits[:limit]
 
     def suggest_ingredients(
-        self, query, k: int = 20, top: int = 12, filter: SearchFilter | None = None
+        self,
+        query,
+        k: int = VOTERS,
+        top: int = SUGGESTIONS,
+        filter: SearchFilter | None = None,
     ) -> list[tuple[str, float]]:
         """Ingredients ranked by score-weighted votes of the ``k`` nearest recipes."""
         return vote_ingredients(self.search(query, "text", k, filter), top)
@@ -280,21 +286,16 @@ def _check_request(target: str, limit: int) -> None:
         raise ValueError(f"limit must be a whole number from 1 to {MAX_RESULTS}, not {limit}")
 
 
-def vote_ingredients(hits: list[StoredPoint], top: int = 12) -> list[tuple[str, float]]:
-    """Each hit votes for its ingredients with its score (floored at 0); an ingredient's share
-    is its votes over all votes, so 1.0 means every neighbour has it."""
-    votes: dict[str, float] = defaultdict(float)
-    total = 0.0
-    for hit in hits:
-        weight = max(hit.score, 0.0)
-        names = hit.payload.get("base_ingredients") or hit.payload.get("ingredients") or []
-        for name in {n.strip().lower() for n in names if n.strip()}:
-            votes[name] += weight
-        total += weight
-    if total <= 0:
-        return []
-    ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-    return [(name, vote / total) for name, vote in ranked]
+def vote_ingredients(hits: list[StoredPoint], top: int = SUGGESTIONS) -> list[tuple[str, float]]:
+    """:func:`multimodal.suggestions.vote_ingredients` over stored hits: each votes with its
+    score for its base ingredients (or else its ingredient phrases)."""
+    voters = [(hit.score, hit_ingredients(hit)) for hit in hits]
+    return suggestions.vote_ingredients(voters, top)
+
+
+def hit_ingredients(hit: StoredPoint) -> set[str]:
+    """The ingredient names a stored item votes for (see :func:`item_ingredients`)."""
+    return item_ingredients(hit.payload.get("base_ingredients"), hit.payload.get("ingredients"))
 
 
 def _grouped(hits: list[StoredPoint], field: str, size: int) -> list[StoredPoint]:

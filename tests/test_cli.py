@@ -38,6 +38,13 @@ def test_eval_prints_a_table_and_writes_json(recipes5k_folder, tmp_path, capsys)
         assert "class@1" in metrics
         # a bag of 4 pairs: every item is within the top 10
         assert results["bags"][direction]["R@10"] == 100.0
+        assert set(results["user"][direction]) == {"top1", "top5"}
+    assert "what a user sees: 6 pairs" in printed and "baseline: true dish type" in printed
+    ingredients = results["user"]["ingredients"]
+    assert ingredients["photos"] == 6
+    for suggester in ("model", "frequent", "true_dish"):
+        assert 0 <= ingredients[suggester]["P@5"] <= 100
+        assert 0 <= ingredients[suggester]["R@10"] <= 100
 
 
 def test_eval_skips_a_corrupt_photo_and_says_so(recipes5k_folder, tmp_path, capsys):

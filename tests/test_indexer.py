@@ -31,10 +31,12 @@ from indexer.pipeline import (
 from indexer.search import Searcher, Term, parse_query, vote_ingredients
 from indexer.server import ServerStore
 from indexer.store import CollectionSpec, SearchFilter, StoredPoint, StoreError
+from multimodal import suggestions
 from multimodal.cli import main as cli
 from multimodal.data.records import Record
 from multimodal.data.text import RecipeTextBuilder
 from multimodal.encoder import load_encoder
+from multimodal.suggestions import SUGGESTIONS
 
 
 def shape_items(folder: Path, variants: int = 1) -> list[Record]:
@@ -255,6 +257,26 @@ def test_ingredient_votes():
         "sugar": pytest.approx(1 / 3),
         "salt": 0.0,
     }
+
+
+def test_ingredient_votes_of_hits_are_the_library_votes():
+    """The page and ``search --suggest`` vote through the library: base ingredients, or else
+    the ingredient phrases, of each hit, weighted by its score."""
+    hits = [
+        StoredPoint(
+            "a", {"base_ingredients": ["egg", "flour"], "ingredients": ["2 eggs"]}, score=0.5
+        ),
+        StoredPoint("b", {"base_ingredients": [], "ingredients": [" Egg", "BUTTER "]}, score=0.5),
+        StoredPoint("c", {"ingredients": ["flour"]}, score=0.25),
+        StoredPoint("d", {"title": "no ingredients"}, score=0.25),
+        StoredPoint("e", {"base_ingredients": ["salt"]}, score=-0.1),
+    ]
+    voters = [(0.5, ["egg", "flour"]), (0.5, [" Egg", "BUTTER "]), (0.25, ["flour"]),
+              (0.25, []), (-0.1, ["salt"])]  # fmt: skip
+    for top in (2, SUGGESTIONS):
+        assert vote_ingredients(hits, top) == suggestions.vote_ingredients(voters, top)
+    shares = {"egg": 1 / 1.5, "flour": 0.75 / 1.5, "butter": 0.5 / 1.5, "salt": 0.0}
+    assert dict(vote_ingredients(hits)) == pytest.approx(shares)
 
 
 @pytest.mark.slow

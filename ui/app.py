@@ -20,13 +20,14 @@ from PIL import Image
 from indexer.search import Searcher, Term, parse_query, vote_ingredients
 from indexer.store import SearchFilter, Store, StoredPoint, StoreError
 from multimodal.data.images import ImageLoadError, check_image_size, load_image
+from multimodal.suggestions import SUGGESTIONS, VOTERS
 from ui.map import MapProjection
 from ui.photos import page_root_url, photo_routes, photo_url, public_payload
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD = "10mb"
-RESULTS = 12
+RESULTS = max(12, VOTERS)  # hits per list; the recipes shown include every one that votes
 
 
 def refused(message: str) -> gr.Error:
@@ -181,7 +182,7 @@ class RecipeApp:
         raise refused(f"That photo cannot be used: {reason}.")
 
     def _suggestions(self, recipes: list[StoredPoint]) -> dict[str, float]:
-        return dict(vote_ingredients(recipes, top=12))
+        return dict(vote_ingredients(recipes[:VOTERS], top=SUGGESTIONS))
 
     def _map(self, vector, what: str):
         if self.map is None:
@@ -306,7 +307,7 @@ def _photo_tab(app: RecipeApp, filters: list) -> None:
         photo = photo_input(label="Photo of a dish (upload, paste or drop)",
                             sources=["upload", "clipboard"], height=300,
                             elem_id="photo")  # fmt: skip
-        suggested = gr.Label(num_top_classes=12, label="Suggested ingredients",
+        suggested = gr.Label(num_top_classes=SUGGESTIONS, label="Suggested ingredients",
                              elem_id="suggested")  # fmt: skip
     identify = gr.Button("Find recipes", variant="primary", elem_id="identify")
     recipes = gr.Dataframe(

@@ -19,6 +19,7 @@ from indexer.search import MAX_RESULTS, Searcher, Term, parse_query, vote_ingred
 from indexer.store import SearchFilter
 from multimodal.commands.common import command
 from multimodal.encoder import load_encoder
+from multimodal.suggestions import VOTERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +108,7 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--suggest",
         action="store_true",
-        help="also rank ingredients by votes of the nearest recipes",
+        help=f"also rank ingredients by votes of the {VOTERS} nearest recipes",
     )
     parser.add_argument(
         "--json",
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         suggested = []
         if args.suggest:
-            neighbours = searcher.nearest(vector, sources, "text", 20, search_filter)
+            neighbours = searcher.nearest(vector, sources, "text", VOTERS, search_filter)
             suggested = vote_ingredients(neighbours)
     if args.json:
         for rank, hit in enumerate(hits, 1):

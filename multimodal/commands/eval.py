@@ -1,4 +1,5 @@
-"""``multimodal eval``: cross-modal recall of a model on a data set, in both directions.
+"""``multimodal eval``: cross-modal recall of a model on a data set, in both directions, and
+what a user of the demo sees (dish types of the results, ingredients suggested from photos).
 
 multimodal eval --model recipe-starter --data ../shared/datasets/recipes5k --split val
 """
@@ -22,13 +23,16 @@ from multimodal.evaluation import evaluate
 from multimodal.files import write_json
 from multimodal.metrics import bag_metrics, format_table
 from multimodal.spec import parse_model_spec
+from multimodal.user_metrics import format_user_table, user_metrics
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="multimodal eval",
         description="Recall@1/5/10, median and mean rank, image->text and text->image, on the "
-        "paired items of a data set (default split: val when the data set has one).",
+        "paired items of a data set (default split: val when the data set has one); then what a "
+        "user sees: the dish type of the results and the ingredients suggested from each photo, "
+        "beside two baselines.",
     )
     add_model_arguments(parser)
     add_data_arguments(parser)
@@ -57,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
     )
     pairs, metrics = result.pairs, result.metrics
+    user = user_metrics(pairs.image, pairs.text, pairs.records)
     bags = None
     if args.bags:
         bags = bag_metrics(
@@ -72,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     for reject in pairs.rejects[:5]:
         print(f"  rejected {reject.path}: {reject.reason}")
     print(format_table(metrics, f"all {len(pairs.records)} pairs"))
+    print(format_user_table(user))
     if bags:
         print(format_table(bags, f"Recipe1M protocol: mean of {args.bags} bags of {args.bag_size}"))
 
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             "split": split,
             "pairs": len(pairs.records),
             "metrics": metrics,
+            "user": user,
             "bags": bags and {"count": args.bags, "size": args.bag_size, "seed": args.seed, **bags},
             "rejects": [r.as_dict() for r in pairs.rejects],
             "seconds": round(seconds, 2),

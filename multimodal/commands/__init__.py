@@ -7,7 +7,7 @@ point group, and imports a module only when its command runs, so ``--help`` stay
 
 COMMANDS = {
     "eval": ("multimodal.commands.eval", "recall of a model on a data set, both directions"),
-    "export": ("multimodal.commands.export", "a trained model as a small folder that ships"),
     "embed": ("multimodal.commands.embed", "embed a data set to .npy files plus metadata"),
     "train": ("multimodal.commands.train", "fine-tune with a contrastive loss and hard negatives"),
+    "export": ("multimodal.commands.export", "a trained model as a small folder that ships"),
 }

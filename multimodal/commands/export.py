@@ -22,6 +22,7 @@ from multimodal.evaluation import evaluate
 from multimodal.factory import create_model_and_transforms
 from multimodal.spec import parse_model_spec
 from multimodal.training.config import TrainConfig
+from multimodal.user_metrics import user_metrics
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_data:
         records = read_records(args.eval_data, args.eval_split)
         result = evaluate(encoder, records, workers=args.workers)
-        provenance["metrics"] = {"split": args.eval_split, **result.metrics}
+        user = user_metrics(result.pairs.image, result.pairs.text, result.pairs.records)
+        provenance["metrics"] = {"split": args.eval_split, **result.metrics, "user": user}
         shipped.write_shipped(out, state, provenance)
         print(f"{args.eval_split}: {result.metrics}")
     print(f"shipped model in {out}")

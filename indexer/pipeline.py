@@ -255,7 +255,8 @@ def index_records(
     report = IndexReport(collection)
     clock = report.stages
     spec = CollectionSpec(encoder.embed_dim, model_stamp(encoder), quantization)
-    store.create_or_open(collection, spec)
+    recorded = store.create_or_open(collection, spec)["model"]
+    empty = store.count(collection) == 0
     with _timed(clock, "plan"):
         usable, unusable = check_records(records)
         items = make_items(usable, RecipeTextBuilder.for_tokenizer(encoder.tokenizer))
@@ -273,6 +274,8 @@ def index_records(
             points = to_points(batch)
             with _timed(clock, "upsert"):
                 store.upsert(collection, points)
+            if batch.image is not None and len(batch.image):
+                recorded = record_tta(store, collection, recorded, encoder.tta, empty)
             report.indexed += len(points)
             report.rejects += batch.rejects
             bar.update(len(batch.items) + len(batch.rejects))
@@ -285,6 +288,21 @@ def index_records(
     report.total = store.count(collection)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def record_tta(store: Store, collection: str, recorded: dict, tta: bool, empty: bool) -> dict:
+    """Keep the collection's note of how its photo vectors were made, ``model.tta``: this
+    run's setting in a collection that held nothing before it, else ``"mixed"`` once runs with
+    and without TTA have both written photos. Not a refusal: both kinds live in one space (a
+    TTA vector is a slightly better placed version of the plain one), and unchanged photos
+    are not embedded again; a new collection gives every photo the same kind. Returns the
+    model record as it now stands."""
+    before = recorded.get("tta", False)  # collections made before TTA existed had none
+    now = tta if empty or before == tta else "mixed"
+    if recorded.get("tta") != now:
+        recorded = {**recorded, "tta": now}
+        store.update_metadata(collection, {"model": recorded})
+    return recorded
 
 
 def prune_missing(store: Store, collection: str, roots: set) -> int:

@@ -12,6 +12,7 @@ from open_clip.hf_model import HFTextEncoder
 from PIL import Image
 
 from multimodal.factory import LoadedModel, ModelInfo, create_model_and_transforms
+from multimodal.tta import FlipCropViews
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -23,6 +24,9 @@ def best_device() -> torch.device:
 class DualEncoder:
     """Embeds images and texts into one space.
 
+    ``tta``: a photo's embedding is the mean of its views' (:mod:`multimodal.tta`: the plain
+    view, its mirror and two zoomed crops; 4 times the image tower's work), renormalised.
+
     >>> encoder = load_encoder("tiny-random")
     >>> encoder.encode_texts(["a red square", "a blue circle"]).shape
     (2, 32)
@@ -33,6 +37,7 @@ class DualEncoder:
         loaded: LoadedModel,
         device: str | torch.device | None = None,
         precision: str = "fp32",
+        tta: bool = False,
     ):
         self.device = torch.device(device) if device else best_device()
         if precision not in PRECISIONS:
@@ -42,7 +47,14 @@ class DualEncoder:
         self.precision = precision
         self.loaded = loaded
         self.model = loaded.model.to(self.device).eval()
-        self.preprocess = loaded.preprocess
+        self.tta = tta
+        # What the decoding workers run on each photo: one (3, H, W) tensor, or with TTA a
+        # (V, 3, H, W) stack of its views, which encode_pixels averages.
+        self.preprocess = (
+            FlipCropViews(loaded.preprocess, loaded.info.preprocess_cfg)
+            if tta
+            else loaded.preprocess
+        )
         self.tokenizer = loaded.tokenizer
         # Convolutional trunks (EfficientNet, ResNet) run depthwise and 1x1 convolutions much
         # faster in NHWC; a ViT has a single patch convolution and gains nothing.
@@ -51,6 +63,12 @@ class DualEncoder:
             self.model.visual.to(memory_format=torch.channels_last)
         # A Hugging Face text tower masks padding, so trailing pad columns can be cut exactly.
         self.trim_padding = isinstance(getattr(self.model, "text", None), HFTextEncoder)
+
+    def with_tta(self, tta: bool) -> DualEncoder:
+        """This model on the same device and weights, its photos embedded with or without TTA."""
+        if tta == self.tta:
+            return self
+        return DualEncoder(self.loaded, self.device, self.precision, tta=tta)
 
     @property
     def info(self) -> ModelInfo:
@@ -79,12 +97,22 @@ class DualEncoder:
         return self._collect(self.encode_pixels(pixels) for pixels in batches)
 
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        """One batch of preprocessed image tensors (B, 3, H, W) -> float32 (B, D)."""
+        """One batch of preprocessed photos -> float32 (B, D), L2-normalised.
+
+        ``pixels``: (B, 3, H, W), or (B, V, 3, H, W) for V views of each photo (what
+        ``preprocess`` makes with ``tta``): the tower runs once on all B * V views and a
+        photo's embedding is the mean of its views' unit vectors, renormalised.
+        """
+        views = pixels.shape[1] if pixels.dim() == 5 else 0
+        if views:
+            pixels = pixels.flatten(0, 1)
         pixels = pixels.to(self.device, non_blocking=True)
         if self.channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with self._inference():
             features = self.model.encode_image(pixels)
+        if views:
+            features = unit(features.float()).unflatten(0, (-1, views)).mean(dim=1)
         return _normalised(features)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
@@ -132,28 +160,38 @@ def _is_convolutional(visual: torch.nn.Module) -> bool:
     return sum(isinstance(m, torch.nn.Conv2d) for m in visual.modules()) > 1
 
 
+def unit(features: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(features, dim=-1)
+
+
 def _normalised(features: torch.Tensor) -> np.ndarray:
-    features = torch.nn.functional.normalize(features.float(), dim=-1)
-    return features.cpu().numpy().astype(np.float32, copy=False)
+    return unit(features.float()).cpu().numpy().astype(np.float32, copy=False)
 
 
 def load_encoder(
-    spec: str, device: str | torch.device | None = None, precision: str = "fp32"
+    spec: str,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    tta: bool = False,
 ) -> DualEncoder:
     """Build the dual encoder a spec names, on the best device unless one is given.
 
     ``spec``: a built-in name (``recipe-starter``), ``ARCH:TAG``, ``ARCH:/weights.pt``, a
     checkpoint folder, or ``hf-hub:ORG/REPO``; see :func:`multimodal.spec.parse_model_spec`.
+    ``tta``: photos embedded as the mean of a few views (:class:`DualEncoder`).
     """
-    return DualEncoder(create_model_and_transforms(spec), device=device, precision=precision)
+    loaded = create_model_and_transforms(spec)
+    return DualEncoder(loaded, device=device, precision=precision, tta=tta)
 
 
 def model_stamp(encoder: DualEncoder) -> dict:
     """What a collection records about the model that made its vectors: its spec (absolute
-    for a folder), its architecture and, for a checkpoint, the hash of its weights.
+    for a folder), its architecture, for a checkpoint the hash of its weights, and whether
+    photos were embedded with test-time augmentation (not part of the model's identity: both
+    kinds of photo vector live in the same space).
 
     >>> model_stamp(load_encoder("tiny-random"))
-    {'name': 'tiny-random', 'arch': 'tiny-random', 'weights_sha256': None}
+    {'name': 'tiny-random', 'arch': 'tiny-random', 'weights_sha256': None, 'tta': False}
     """
     info = encoder.info
     name = info.spec
@@ -163,4 +201,5 @@ def model_stamp(encoder: DualEncoder) -> dict:
         "name": name,
         "arch": info.arch,
         "weights_sha256": info.provenance.get("weights_sha256"),
+        "tta": encoder.tta,
     }

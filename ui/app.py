@@ -245,10 +245,11 @@ def build_blocks(app: RecipeApp) -> gr.Blocks:
     """The page: a header, the filters, the three tabs, and the events that wire them."""
     searcher = app.searcher
     model = searcher.metadata["model"]["name"]
+    views = ", photos seen as 4 views (TTA)" if searcher.encoder.tta else ""
     with gr.Blocks(title="Recipe search") as blocks:
         gr.Markdown(
             f"# Recipe search\nA photo finds its recipe and ingredients; words find the "
-            f"dishes. Collection **{searcher.collection}**, model `{Path(model).name}`."
+            f"dishes. Collection **{searcher.collection}**, model `{Path(model).name}`{views}."
         )
         with gr.Accordion("Filters", open=False):
             dishes = gr.Dropdown(app.labels, multiselect=True, label="Dish type", elem_id="dish")

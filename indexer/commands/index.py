@@ -20,6 +20,7 @@ from indexer.store import QUANTIZATIONS, default_store_path
 from multimodal.commands.common import (
     add_data_arguments,
     add_model_arguments,
+    add_tta_argument,
     command,
     image_batch_size,
     load_data,
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         "metadata); reruns are incremental.",
     )
     add_model_arguments(parser)
+    add_tta_argument(parser)
     add_data_arguments(parser)
     add_store_arguments(parser)
     parser.add_argument(
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     records = load_data(args)  # every split unless --split
     if not records:
         raise ValueError(f"no items found in {args.data}")
-    encoder = load_encoder(args.model, args.device, args.precision)
+    encoder = load_encoder(args.model, args.device, args.precision, tta=args.tta)
     with open_store_from_args(args) as store:
         report = index_records(
             encoder,

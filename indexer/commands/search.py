@@ -17,7 +17,7 @@ from pathlib import Path
 from indexer.commands.common import add_store_arguments, open_store_from_args
 from indexer.search import MAX_RESULTS, Searcher, Term, parse_query, vote_ingredients
 from indexer.store import SearchFilter
-from multimodal.commands.common import command
+from multimodal.commands.common import add_tta_argument, command
 from multimodal.encoder import load_encoder
 from multimodal.suggestions import VOTERS
 
@@ -127,6 +127,7 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where the query is encoded: cuda or cpu (default: cuda if available)",
     )
+    add_tta_argument(parser, "a query photo")
 
 
 def query_terms(args) -> list[Term]:
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     with open_store_from_args(args) as store:
         model = args.model or store.metadata(args.collection)["model"]["name"]
-        searcher = Searcher(load_encoder(model, args.device), store, args.collection)
+        encoder = load_encoder(model, args.device, tta=args.tta)
+        searcher = Searcher(encoder, store, args.collection)
         vector, sources = searcher.query_vector(terms)  # once, for results and suggestions
         hits = searcher.nearest(
             vector, sources, args.target, args.limit, search_filter, args.group_by

@@ -34,6 +34,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = N
     parser.add_argument("--workers", type=int, default=2, help="image decoding processes")
 
 
+def add_tta_argument(parser: argparse.ArgumentParser, what: str = "each photo") -> None:
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help=f"test-time augmentation: embed {what} as the mean of 4 views (itself, its mirror "
+        "image, two zoomed crops); 4x the image tower's time (docs/models.md)",
+    )
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", required=True, help="Recipes5k folder, .csv/.jsonl manifest, or image folder"

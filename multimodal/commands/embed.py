@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from multimodal.commands.common import (
     add_data_arguments,
     add_model_arguments,
+    add_tta_argument,
     command,
     image_batch_size,
     load_data,
@@ -41,7 +42,7 @@ from multimodal.encoder import DualEncoder, load_encoder
 from multimodal.files import atomic_path, write_json, write_jsonl
 from multimodal.spec import parse_model_spec
 
-PLAN_KEYS = ("model", "model_sha256", "data", "split", "shard_size", "items")
+PLAN_KEYS = ("model", "model_sha256", "tta", "data", "split", "shard_size", "items")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Embed every image and text of a data set to .npy shards plus metadata.",
     )
     add_model_arguments(parser)
+    add_tta_argument(parser)
     add_data_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--shard-size", type=int, default=10_000, help="items per output shard")
@@ -68,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     records, unusable = check_records(load_data(args))  # e.g. a file name that is not UTF-8
     out = Path(args.out)
-    encoder = load_encoder(args.model, device=args.device, precision=args.precision)
+    encoder = load_encoder(args.model, args.device, args.precision, tta=args.tta)
     plan = {
         "model": args.model,
         "model_sha256": encoder.info.provenance.get("weights_sha256"),
+        "tta": args.tta,
         "data": str(Path(args.data).resolve()),
         "split": args.split,
         "shard_size": args.shard_size,
@@ -154,7 +157,7 @@ def _embed_shard(
 def _check_or_write_plan(out: Path, plan: dict) -> None:
     existing = out / "embed.json"
     if existing.exists():
-        previous = json.loads(existing.read_text())
+        previous = {"tta": False, **json.loads(existing.read_text())}  # older runs: no TTA
         differ = [k for k in PLAN_KEYS if previous.get(k) != plan[k]]
         if differ:
             raise ValueError(

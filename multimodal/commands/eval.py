@@ -14,6 +14,7 @@ from pathlib import Path
 from multimodal.commands.common import (
     add_data_arguments,
     add_model_arguments,
+    add_tta_argument,
     command,
     image_batch_size,
     load_data,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "beside two baselines.",
     )
     add_model_arguments(parser)
+    add_tta_argument(parser)
     add_data_arguments(parser)
     parser.add_argument(
         "--bags", type=int, default=0, help="also the Recipe1M protocol: mean over this many bags"
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parse_model_spec(args.model)  # a bad spec fails before any data is read
     started = time.perf_counter()
     records = load_data(args, default_split="val")
-    encoder = load_encoder(args.model, device=args.device, precision=args.precision)
+    encoder = load_encoder(args.model, args.device, args.precision, tta=args.tta)
     result = evaluate(
         encoder,
         records,
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "model": args.model,
             "model_arch": encoder.info.arch,
+            "tta": args.tta,
             "data": str(args.data),
             "split": split,
             "pairs": len(pairs.records),

@@ -41,7 +41,7 @@ def check_records(records: Sequence[Record]) -> tuple[list[Record], list[Reject]
 @dataclass
 class ImageBatch:
     indices: list[int]  # positions in the input list of the rows of ``pixels``
-    pixels: torch.Tensor | None  # (B, 3, H, W), None when every image of the batch failed
+    pixels: torch.Tensor | None  # (B, 3, H, W), (B, V, 3, H, W) with TTA; None: all failed
     rejects: list[Reject] = field(default_factory=list)
 
 

@@ -5,8 +5,10 @@
 Finds Recipes5k (``--data``, ``$MULTIMODAL_RECIPES5K``, ``../shared/datasets/recipes5k``, or
 a copy it downloaded before; downloads the official archive when none is found), gets the
 recipe model (``--model``, else the one that ships with the package, or with ``--retrain`` the
-same recipe trained again), indexes every split
-into the embedded store, and serves the page. A second run skips what is done.
+same recipe trained again), indexes every split into the embedded store, and serves the page. A
+second run skips what is done. ``--tta`` applies to the page's photo queries; the collection's
+photos are indexed without it (4 times the work; ``multimodal index --tta`` makes such a
+collection).
 """
 
 from __future__ import annotations

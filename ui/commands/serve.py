@@ -14,7 +14,7 @@ import signal
 import sys
 
 from indexer.commands.common import add_store_arguments, open_store_from_args
-from multimodal.commands.common import command
+from multimodal.commands.common import add_tta_argument, command
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default=None, help="cuda or cpu for the model (default: cuda if available)"
     )
+    add_tta_argument(parser, "a query photo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(store, collection: str, model: str | None, args, encoder=None) -> int:
+    """Serve the page; photo queries with ``args.tta`` (``encoder``, when given, is the
+    model already loaded, which keeps its weights and device)."""
     from indexer.search import Searcher
     from multimodal.encoder import load_encoder
     from ui.app import RecipeApp, example_photos, launch
@@ -53,7 +56,7 @@ def serve(store, collection: str, model: str | None, args, encoder=None) -> int:
     if encoder is None:
         model = model or store.metadata(collection)["model"]["name"]
         encoder = load_encoder(model, args.device)
-    searcher = Searcher(encoder, store, collection)
+    searcher = Searcher(encoder.with_tta(args.tta), store, collection)
     app = RecipeApp(searcher, example_photos(store, collection))
     if not is_loopback(args.host):
         print(

@@ -25,7 +25,7 @@ def documented() -> dict[str, dict[str, str]]:
         if heading:
             current = sections.setdefault(heading.group(1), {})
             continue
-        row = re.match(r"\| `([^`]+)` \| ([^|]*) \|", line)
+        row = re.match(r"\| `([^`]+)`(?: / `--no-[^`]+`)? \| ([^|]*) \|", line)
         if row and current is not None:
             current[row.group(1)] = row.group(2).strip()
     return sections
@@ -38,7 +38,10 @@ def parser_options(name: str) -> dict[str, argparse.Action]:
         if isinstance(action, argparse._HelpAction):
             continue
         strings = action.option_strings or [action.dest]
-        options[max(strings, key=len)] = action
+        if isinstance(action, argparse.BooleanOptionalAction):  # --tta / --no-tta: one row
+            options[strings[0]] = action
+        else:
+            options[max(strings, key=len)] = action
     return options
 
 

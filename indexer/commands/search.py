@@ -127,7 +127,7 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where the query is encoded: cuda or cpu (default: cuda if available)",
     )
-    add_tta_argument(parser, "a query photo")
+    add_tta_argument(parser, "a query photo", default=True)
 
 
 def query_terms(args) -> list[Term]:

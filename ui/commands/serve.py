@@ -31,7 +31,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default=None, help="cuda or cpu for the model (default: cuda if available)"
     )
-    add_tta_argument(parser, "a query photo")
+    add_tta_argument(parser, "a query photo", default=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

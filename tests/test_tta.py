@@ -178,7 +178,8 @@ def test_the_page_embeds_photo_queries_with_tta(tmp_path, monkeypatch, encoders)
         photo = lopsided_photo(64, 64)
         vector, _ = searcher.query_vector(photo)
         np.testing.assert_allclose(vector, tta.encode_images([photo])[0], atol=1e-5)
-    assert demo_parser().parse_args(["--tta"]).tta and not demo_parser().parse_args([]).tta
+    # on by default for query photos, --no-tta turns it off
+    assert demo_parser().parse_args([]).tta and not demo_parser().parse_args(["--no-tta"]).tta
 
 
 def _recorded(store: Path):

@@ -103,3 +103,23 @@ def test_export_halves_the_weights_and_references_the_unchanged_text_tower(tmp_p
 def test_export_refuses_what_it_cannot_ship(tmp_path, capsys):
     assert export_command.main(["--model", "tiny-random", "--out", str(tmp_path / "x")]) == 2
     assert "must be a checkpoint folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_export_never_replaces_a_folder_that_is_not_a_shipped_model(tmp_path, capsys):
+    loaded = create_model_and_transforms("recipe-starter")
+    folder = save_checkpoint(
+        tmp_path / "best",
+        loaded.model,
+        arch="recipe-starter",
+        model_cfg=loaded.info.model_cfg,
+        preprocess_cfg=loaded.info.preprocess_cfg,
+        tokenizer=loaded.tokenizer,
+        provenance={"base_model": "recipe-starter", "train_config": {}},
+    )
+    precious = tmp_path / "photos"
+    precious.mkdir()
+    (precious / "dinner.jpg").write_bytes(b"not really a photo")
+    assert export_command.main(["--model", str(folder), "--out", str(precious)]) == 2
+    assert "is not a shipped model folder" in capsys.readouterr().err
+    assert (precious / "dinner.jpg").read_bytes() == b"not really a photo"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         loaded.model, create_model_and_transforms(base_name).model, half=not args.fp32
     )
     out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not _is_shipped_folder(out):
+        raise ValueError(f"{out} exists and is not a shipped model folder: choose another --out")
     shutil.rmtree(out, ignore_errors=True)
     provenance = shipped.write_shipped(out, state, _provenance(args, base_name, source, referenced))
     print(f"wrote {out / shipped.WEIGHTS_FILE}: {(out / shipped.WEIGHTS_FILE).stat().st_size:,} B")
@@ -83,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.eval_split}: {result.metrics}")
     print(f"shipped model in {out}")
     return 0
+
+
+def _is_shipped_folder(folder: Path) -> bool:
+    try:
+        provenance = json.loads((folder / shipped.PROVENANCE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return str(provenance.get("format", "")).startswith("recipe-search-shipped/")
 
 
 def _provenance(args, base_name: str, source: dict, referenced: bool) -> dict:

@@ -120,7 +120,7 @@ def test_demo_uses_the_shipped_model_and_a_second_run_redoes_nothing(tmp_path, h
 def test_demo_retrains_the_recipe_model_and_then_uses_it(tmp_path, home, capsys):
     data = write_recipes5k(tmp_path / "r5k", per_split=6)
     argv = ["demo", "--data", str(data), "--no-serve", "--no-progress"]
-    assert cli([*argv, "--retrain", "--model", "recipe"]) == 1
+    assert cli([*argv, "--retrain", "--model", "recipe"]) == 2  # bad input
     assert "--retrain trains the demo's recipe model" in capsys.readouterr().err
     assert cli([*argv, "--retrain"]) == 0
     first = capsys.readouterr().out

@@ -105,11 +105,15 @@ def test_demo_downloads_when_nothing_is_local(tmp_path, home, loopback, monkeypa
 @pytest.mark.slow
 def test_demo_uses_the_shipped_model_and_a_second_run_redoes_nothing(tmp_path, home, capsys):
     data = write_recipes5k(tmp_path / "r5k", per_split=6)
+    older = home / "models" / "recipe"  # what an earlier release trained on first use
+    (older / "best").mkdir(parents=True)
+    (older / "best" / "checkpoint.json").write_text("{}")
+    (older / "done").write_text("best epoch 10\n")
     assert cli(["demo", "--data", str(data), "--no-serve", "--no-progress"]) == 0
     first = capsys.readouterr().out
     assert "model: recipe (" in first and "Training" not in first
+    assert "is no longer the default" in first  # the shipped model replaces it
     assert re.search(r"indexed 12, unchanged 0", first), first
-    assert not (home / "models").exists()  # nothing trained
     assert cli(["demo", "--data", str(data), "--no-serve", "--no-progress"]) == 0
     second = capsys.readouterr().out
     assert "Training" not in second

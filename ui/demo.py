@@ -31,6 +31,7 @@ DEMO_TRAINING = dict(
     cache_views=2,
 )
 SHIPPED = "recipe"  # the model that ships with the package (multimodal/pretrained/recipe)
+RETRAINED = "retrained"  # marks a run folder made by --retrain (an older release's is not)
 
 
 def ensure_model(
@@ -45,13 +46,15 @@ def ensure_model(
         return model
     run = data_home() / "models" / "recipe"
     finished = (run / "done").is_file() and (run / "best" / "checkpoint.json").is_file()
-    if retrain and finished:
-        shutil.rmtree(run)
-    elif finished:
+    if retrain and (run / "done").is_file():
+        shutil.rmtree(run)  # a finished training: train again from the start
+    elif finished and (run / RETRAINED).is_file():
         print(f"model: the recipe model you trained again, {run / 'best'}")
         return str(run / "best")
     elif not retrain and SHIPPED in BUILTIN_MODELS:
         print(f"model: {SHIPPED} ({BUILTIN_MODELS[SHIPPED].description})")
+        if finished:  # trained on first use by an earlier release
+            print(f"  (the older recipe model in {run / 'best'} is no longer the default)")
         return SHIPPED
     return train_recipe_model(run, data, progress)
 
@@ -83,6 +86,7 @@ def train_recipe_model(run: Path, data: Path, progress: bool = True) -> str:
         trainer.load_state()
     state = trainer.run()
     (run / "done").write_text(f"best epoch {state.best_epoch}, score {state.best_score:.2f}\n")
+    (run / RETRAINED).write_text(f"{config.model} with the recipe of {SHIPPED}\n")
     print(f"recipe model trained in {time.perf_counter() - started:.0f}s: {run / 'best'}")
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), None)
     if best and best.get("metrics"):

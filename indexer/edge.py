@@ -27,13 +27,26 @@ from typing import Any
 import qdrant_edge as qe
 
 from indexer.filters import FilterConstructors
-from indexer.qdrant_base import QdrantStore, plain_vectors
-from indexer.store import VECTOR_NAMES, Point, StoreError
+from indexer.qdrant_base import QdrantStore, dense, plain_vectors
+from indexer.store import (
+    KEYWORD_FIELDS,
+    RRF_K,
+    SPARSE_VECTOR,
+    TEXT_FIELDS,
+    VECTOR_NAMES,
+    Point,
+    SearchRequest,
+    SparseVector,
+    StoreError,
+)
 from multimodal.files import write_json
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 CREATE_LOCK = ".create.lock"  # in the store folder: held while a collection is created
 STAGING_PREFIX = ".creating-"  # a collection being made, renamed into place when whole
+UPGRADE = "shard.upgrade"  # beside "shard": its copy with the bm25 vector, renamed into place
+OLD = "shard.old"  # "shard" while the upgraded copy takes its place
+COPY_PAGE = 256  # points per page when a shard is copied
 
 
 def check_collection_name(name: str) -> str:
@@ -127,22 +140,16 @@ class EdgeStore(QdrantStore):
 
     def _create(self, name: str, dim: int, int8: bool, metadata: dict[str, Any]) -> None:
         """Create the shard in the staging folder (:meth:`_created` moves it into place)."""
-        quantization = None
-        if int8:
-            quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
-        vectors = {vector: qe.EdgeVectorParams(dim, qe.Distance.Cosine) for vector in VECTOR_NAMES}
-        config = qe.EdgeConfig(vectors=vectors, quantization_config=quantization)
+        config = _config(dim, int8, words="bm25" in metadata)
         self._shards[name] = qe.EdgeShard.create(str(self._staging(name) / "shard"), config)
 
     def _index_keyword(self, name: str, field: str) -> None:
         """A keyword index on payload ``field``."""
-        schema = qe.PayloadSchemaType.Keyword
-        self._shards[name].update(qe.UpdateOperation.create_field_index(field, schema))
+        _index_keyword(self._shards[name], field)
 
     def _index_text(self, name: str, field: str) -> None:
         """A lowercase word index on payload ``field``."""
-        params = qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)
-        self._shards[name].update(qe.UpdateOperation.create_field_index(field, params))
+        _index_text(self._shards[name], field)
 
     def _created(self, name: str, metadata: dict[str, Any]) -> None:
         """Close the staged shard, write its metadata beside it, rename the whole folder into
@@ -186,21 +193,95 @@ class EdgeStore(QdrantStore):
 
     def _upsert(self, name: str, points: Sequence[Point]) -> None:
         """Upsert through the shard's write-ahead log."""
-        edge_points = [qe.Point(uuid.UUID(p.id), plain_vectors(p), p.payload) for p in points]
+        edge_points = [
+            qe.Point(uuid.UUID(p.id), plain_vectors(p, qe.SparseVector), p.payload) for p in points
+        ]
         self._shard(name).update(qe.UpdateOperation.upsert_points(edge_points))
 
-    def _query(
-        self, name: str, vector: list[float], using: str, limit: int, filter: Any, exact: bool
-    ) -> list:
-        """Nearest points in the shard."""
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(vector, using=using),
-            filter=filter,
-            with_payload=True,
-            params=qe.SearchParams(exact=True) if exact else None,
-        )
-        return self._shard(name).query(request)
+    def _search(self, name: str, request: SearchRequest, limit: int, filter: Any) -> list:
+        """One shard query: the dense stage (nearest, or recommend by best score), the words
+        (a sparse nearest), both fused by RRF as prefetches, and MMR over the result."""
+        r = request
+        params = qe.SearchParams(exact=True) if r.exact else None
+        if r.recommends:
+            examples = qe.RecommendQuery([dense(r.vector), *map(dense, r.likes)],
+                                         [dense(v) for v in r.dislikes])  # fmt: skip
+            ranking = qe.Query.RecommendBestScore(examples, using=r.using)
+        else:
+            ranking = qe.Query.Nearest(dense(r.vector), using=r.using)
+        prefetches = None
+        if r.mode != "dense":
+            words = qe.SparseVector(list(r.words.indices), list(r.words.values))
+            keyword = qe.Query.Nearest(words, using=SPARSE_VECTOR)
+            if r.mode == "sparse":
+                ranking = keyword
+            else:
+                prefetches = [
+                    qe.Prefetch(r.candidates, ranking, filter=filter, params=params),
+                    qe.Prefetch(r.candidates, keyword, filter=filter),
+                ]
+                ranking = qe.Fusion.Rrf(k=RRF_K)
+        if r.diversity > 0:
+            if prefetches is not None or r.mode != "dense" or r.recommends:
+                stage = qe.Prefetch(r.candidates, ranking, prefetches, filter=filter,
+                                    params=params)  # fmt: skip
+                prefetches = [stage]
+            ranking = qe.Mmr(dense(r.vector), 1.0 - r.diversity, r.candidates, using=r.using)
+        query = qe.QueryRequest(limit=limit, query=ranking, prefetches=prefetches, filter=filter,
+                                with_payload=True, params=params)  # fmt: skip
+        return self._shard(name).query(query)
+
+    def _facet(self, name: str, field: str, filter: Any, limit: int) -> list:
+        """Exact facet counts in the shard."""
+        request = qe.FacetRequest(field, limit=limit, exact=True, filter=filter)
+        return self._shard(name).facet(request).hits
+
+    def _has_words(self, name: str) -> bool:
+        """Whether the shard was made with the ``bm25`` sparse vector."""
+        with open(self._folder(name) / "shard" / "edge_config.json", encoding="utf-8") as f:
+            return SPARSE_VECTOR in (json.load(f).get("sparse_vectors") or {})
+
+    def _add_words(self, name: str) -> None:
+        """A shard's vectors are fixed when it is made, so: copy every point into a new shard
+        made with the ``bm25`` vector (``shard.upgrade``, beside it), then swap the two by
+        renames; a run killed in between leaves a state :meth:`_shard` recovers from (the old
+        shard whole, or the new one in place)."""
+        metadata = self.metadata(name)
+        folder = self._folder(name)
+        old = self._shard(name)
+        shutil.rmtree(folder / UPGRADE, ignore_errors=True)
+        config = _config(metadata["dim"], metadata.get("quantization") == "int8", words=True)
+        new = qe.EdgeShard.create(str(folder / UPGRADE), config)
+        for field in KEYWORD_FIELDS:
+            _index_keyword(new, field)
+        for field in TEXT_FIELDS:
+            _index_text(new, field)
+        offset = None
+        while True:
+            request = qe.ScrollRequest(offset=offset, limit=COPY_PAGE, with_payload=True,
+                                       with_vector=True)  # fmt: skip
+            records, offset = old.scroll(request)
+            copies = [qe.Point(r.id, r.vector, r.payload) for r in records]
+            if copies:
+                new.update(qe.UpdateOperation.upsert_points(copies))
+            if offset is None:
+                break
+        new.flush()
+        new.close()
+        self._shards.pop(name).close()
+        (folder / "shard").rename(folder / OLD)
+        (folder / UPGRADE).rename(folder / "shard")
+        shutil.rmtree(folder / OLD)
+        self._open(name)
+
+    def _set_words(self, name: str, words: dict[str, SparseVector]) -> None:
+        """One vector update through the shard's write-ahead log."""
+        updates = [
+            qe.PointVectors(uuid.UUID(point_id),
+                            {SPARSE_VECTOR: qe.SparseVector(list(v.indices), list(v.values))})
+            for point_id, v in words.items()
+        ]  # fmt: skip
+        self._shard(name).update(qe.UpdateOperation.update_vectors(updates))
 
     def _retrieve(
         self, name: str, ids: list[str], fields: list[str] | None, with_vectors: bool
@@ -258,6 +339,7 @@ class EdgeStore(QdrantStore):
         if shard is not None:
             return shard
         self.metadata(name)  # a clear error for a collection that does not exist
+        _restore_set_aside(self._folder(name))
         path = self._folder(name) / "shard"
         try:
             shard = qe.EdgeShard.load(str(path))
@@ -269,8 +351,44 @@ class EdgeStore(QdrantStore):
                 ) from None
             raise StoreError(f"cannot open collection {name!r} at {path}: {err}") from None
         _remove_stale_builders(path)
+        _remove_stale_copies(path.parent)
         self._shards[name] = shard
         return shard
+
+
+def _config(dim: int, int8: bool, words: bool) -> qe.EdgeConfig:
+    """A shard's configuration: cosine ``image`` and ``text`` vectors, the ``bm25`` sparse
+    vector with Qdrant's IDF modifier if ``words``, int8 scalar quantization if asked."""
+    quantization = None
+    if int8:
+        quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
+    vectors = {vector: qe.EdgeVectorParams(dim, qe.Distance.Cosine) for vector in VECTOR_NAMES}
+    sparse = {SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if words else None
+    return qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse, quantization_config=quantization)
+
+
+def _index_keyword(shard: qe.EdgeShard, field: str) -> None:
+    shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+
+
+def _index_text(shard: qe.EdgeShard, field: str) -> None:
+    params = qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)
+    shard.update(qe.UpdateOperation.create_field_index(field, params))
+
+
+def _restore_set_aside(folder: Path) -> None:
+    """A run killed while :meth:`EdgeStore._add_words` swapped shards may leave the old shard
+    set aside and none in place: put it back (the upgrade is made again)."""
+    if (folder / OLD).exists() and not (folder / "shard").exists():
+        (folder / OLD).rename(folder / "shard")
+
+
+def _remove_stale_copies(folder: Path) -> None:
+    """Delete what a killed :meth:`EdgeStore._add_words` left beside the shard: a half-made
+    upgrade, or the old shard once the new one is in place. Called once the shard is loaded:
+    its lock is ours, so no other process is making either."""
+    for leftover in (folder / UPGRADE, folder / OLD):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _remove_stale_builders(shard: Path) -> None:

@@ -9,9 +9,9 @@ Each stage is a small function with its own test and its own clock:
   holds: an unchanged item is skipped without decoding, a changed one is embedded again.
 * :func:`encode_batches` decodes images in a torch DataLoader's worker processes, so decoding
   overlaps the model, and yields batches of vectors.
-* :func:`to_points` and ``store.upsert`` write whole items only (both vectors and the hash in
-  one point), so a run killed at any moment, SIGKILL included, leaves every item either done
-  or absent, and a rerun finishes the job with the exact count.
+* :func:`to_points` and ``store.upsert`` write whole items only (both vectors, the item's
+  BM25 words and the hash in one point), so a run killed at any moment, SIGKILL included,
+  leaves every item either done or absent, and a rerun finishes the job with the exact count.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from indexer.bm25 import Bm25Settings, Bm25Words
 from indexer.roots import link_roots, point_id, stored_hashes
-from indexer.store import CollectionSpec, Point, SearchFilter, Store
+from indexer.store import SPARSE_VECTOR, CollectionSpec, Point, SearchFilter, Store
 from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.loading import Reject, check_records, iter_image_batches
 from multimodal.data.records import Record, printable
@@ -71,6 +72,7 @@ class IndexReport:
     pruned: int = 0
     relinked: dict[str, str] = field(default_factory=dict)  # moved data roots: old -> new path
     relinked_points: int = 0  # points of moved roots that now name the new path (not embedded)
+    worded: int = 0  # points of a collection made before hybrid search given their BM25 words
     total: int = 0  # points in the collection afterwards
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -90,6 +92,8 @@ class IndexReport:
         if self.relinked:
             moves = ", ".join(f"{old} to {new}" for old, new in self.relinked.items())
             line += f"; re-linked {self.relinked_points} points moved from {moves}"
+        if self.worded:
+            line += f"; added BM25 words to {self.worded} points (not embedded again)"
         return line
 
 
@@ -223,8 +227,9 @@ def payload(item: Item) -> dict:
     return data
 
 
-def to_points(batch: EncodedBatch) -> list[Point]:
-    """Whole points: every vector an item has plus its payload (with the content hash)."""
+def to_points(batch: EncodedBatch, words: Bm25Words | None = None) -> list[Point]:
+    """Whole points: every vector an item has, its BM25 ``words`` when the collection has
+    them, plus its payload (with the content hash)."""
     points, text_row = [], 0
     for row, item in enumerate(batch.items):
         vectors = {}
@@ -234,8 +239,44 @@ def to_points(batch: EncodedBatch) -> list[Point]:
             vectors["text"] = batch.text[text_row]
             text_row += 1
         if vectors:
-            points.append(Point(item.id, vectors, payload(item)))
+            data = payload(item)
+            if words is not None:
+                vectors[SPARSE_VECTOR] = words.document(data)
+            points.append(Point(item.id, vectors, data))
     return points
+
+
+def add_words(store: Store, collection: str, progress: bool = True) -> tuple[Bm25Words, int]:
+    """The collection's BM25 words, given first to a collection made before hybrid search:
+    its ``bm25`` vector is added and every point gets the words of its stored payload (no
+    image is decoded, nothing is embedded). The settings are recorded last, so a run killed
+    half-way does it again. Returns the words and how many points were given them."""
+    recorded = store.metadata(collection).get("bm25")
+    if recorded is not None and store.has_words(collection):
+        return Bm25Words(Bm25Settings.from_record(recorded)), 0
+    words = Bm25Words()
+    store.add_words(collection)
+    total, done = store.count(collection), 0
+    fields = ["title", "ingredients", "text"]
+    with tqdm(total=total, unit="point", desc=f"adding words to {collection}",
+              disable=not progress or not total) as bar:  # fmt: skip
+        page = []
+        for point in store.scroll(collection, fields=fields, page=1000):
+            page.append(point)
+            if len(page) == 1000:
+                done += _set_words(store, collection, words, page)
+                bar.update(len(page))
+                page = []
+        done += _set_words(store, collection, words, page)
+        bar.update(len(page))
+    store.update_metadata(collection, {"bm25": words.settings.record()})
+    return words, done
+
+
+def _set_words(store: Store, collection: str, words: Bm25Words, points) -> int:
+    vectors = {point.id: words.document(point.payload) for point in points}
+    store.set_words(collection, vectors)
+    return sum(1 for vector in vectors.values() if vector)
 
 
 def index_records(
@@ -254,9 +295,12 @@ def index_records(
     started = time.perf_counter()
     report = IndexReport(collection)
     clock = report.stages
-    spec = CollectionSpec(encoder.embed_dim, model_stamp(encoder), quantization)
+    bm25 = Bm25Settings().record()
+    spec = CollectionSpec(encoder.embed_dim, model_stamp(encoder), quantization, bm25)
     recorded = store.create_or_open(collection, spec)["model"]
     empty = store.count(collection) == 0
+    with _timed(clock, "words"):
+        words, report.worded = add_words(store, collection, progress)
     with _timed(clock, "plan"):
         usable, unusable = check_records(records)
         items = make_items(usable, RecipeTextBuilder.for_tokenizer(encoder.tokenizer))
@@ -271,7 +315,7 @@ def index_records(
         disable=not progress or not work.todo,
     ) as bar:
         for batch in encode_batches(encoder, work.todo, batch_size, workers, max_pixels, clock):
-            points = to_points(batch)
+            points = to_points(batch, words)
             with _timed(clock, "upsert"):
                 store.upsert(collection, points)
             if batch.image is not None and len(batch.image):

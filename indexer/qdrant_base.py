@@ -23,6 +23,8 @@ from indexer.store import (
     CollectionSpec,
     Point,
     SearchFilter,
+    SearchRequest,
+    SparseVector,
     Store,
     StoredPoint,
     StoreError,
@@ -106,11 +108,49 @@ class QdrantStore(Store):
         filter: SearchFilter | None = None,
         exact: bool = False,
     ) -> list[StoredPoint]:
+        """:meth:`search` with a plain nearest-vector request."""
+        return self.search(name, SearchRequest(using, vector, exact=exact), limit, filter)
+
+    def search(
+        self,
+        name: str,
+        request: SearchRequest,
+        limit: int = 10,
+        filter: SearchFilter | None = None,
+    ) -> list[StoredPoint]:
         """Ask the backend with plain floats and its own filter; its scored points come back
-        as :class:`StoredPoint` with their score."""
-        vector = [float(x) for x in vector]
-        found = self._query(name, vector, using, limit, self._filter(filter), exact)
+        as :class:`StoredPoint` with their score. Words against a collection without them
+        are one :class:`StoreError` that says how to add them."""
+        if request.mode != "dense" and not self.has_words(name):
+            raise StoreError(
+                f"collection {name!r} has no BM25 words (it was indexed before hybrid "
+                f"search): run multimodal index on it again to add them (photos are not "
+                f"embedded again), or search with --mode dense"
+            )
+        found = self._search(name, request, limit, self._filter(filter))
         return [StoredPoint(str(p.id), p.payload or {}, score=p.score) for p in found]
+
+    def facet(
+        self, name: str, field: str, filter: SearchFilter | None = None, limit: int = 100
+    ) -> list[tuple[Any, int]]:
+        """The backend's facet counts as plain ``(value, count)`` pairs, most first."""
+        hits = self._facet(name, field, self._filter(filter), limit)
+        return sorted(((_plain(hit.value), hit.count) for hit in hits), key=lambda h: -h[1])
+
+    def has_words(self, name: str) -> bool:
+        """Whether the backend's collection has the ``bm25`` sparse vector."""
+        return self._has_words(name)
+
+    def add_words(self, name: str) -> None:
+        """Add the ``bm25`` sparse vector unless the collection has it."""
+        if not self.has_words(name):
+            self._add_words(name)
+
+    def set_words(self, name: str, words: dict[str, SparseVector]) -> None:
+        """Hand the backend the non-empty word vectors (an item without words gets none)."""
+        words = {point_id: vector for point_id, vector in words.items() if vector}
+        if words:
+            self._set_words(name, words)
 
     def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False, fields=None
@@ -183,7 +223,8 @@ class QdrantStore(Store):
 
     @abstractmethod
     def _create(self, name: str, dim: int, int8: bool, metadata: dict[str, Any]) -> None:
-        """Create the collection: cosine ``image`` and ``text`` vectors of ``dim`` floats,
+        """Create the collection: cosine ``image`` and ``text`` vectors of ``dim`` floats, the
+        ``bm25`` sparse vector with the IDF modifier when ``metadata`` records BM25 settings,
         int8 scalar quantization if asked, and (where the backend keeps it there) the
         metadata."""
 
@@ -216,10 +257,26 @@ class QdrantStore(Store):
         """Write a non-empty batch of points."""
 
     @abstractmethod
-    def _query(
-        self, name: str, vector: list[float], using: str, limit: int, filter: Any, exact: bool
-    ) -> list:
-        """The backend's scored points (``id``, ``score``, ``payload``), best first."""
+    def _search(self, name: str, request: SearchRequest, limit: int, filter: Any) -> list:
+        """The backend's scored points (``id``, ``score``, ``payload``) for ``request``,
+        best first, ``filter`` applied at every stage."""
+
+    @abstractmethod
+    def _facet(self, name: str, field: str, filter: Any, limit: int) -> list:
+        """The backend's facet hits (``value``, ``count``) of ``field``, exactly counted."""
+
+    @abstractmethod
+    def _has_words(self, name: str) -> bool:
+        """Whether the collection has the ``bm25`` sparse vector."""
+
+    @abstractmethod
+    def _add_words(self, name: str) -> None:
+        """Add the ``bm25`` sparse vector (IDF modifier) to a collection without it, keeping
+        every point as it is."""
+
+    @abstractmethod
+    def _set_words(self, name: str, words: dict[str, SparseVector]) -> None:
+        """Set the ``bm25`` vector of each point in ``words`` (non-empty vectors)."""
 
     @abstractmethod
     def _retrieve(
@@ -253,9 +310,27 @@ class QdrantStore(Store):
         """Delete a non-empty list of point ids."""
 
 
-def plain_vectors(point: Point) -> dict[str, list[float]]:
-    """A point's vectors as lists of Python floats, which both APIs take."""
-    return {name: [float(x) for x in vector] for name, vector in point.vectors.items()}
+def plain_vectors(point: Point, sparse) -> dict[str, Any]:
+    """A point's vectors as both APIs take them: dense ones as lists of Python floats, the
+    ``bm25`` one through the backend's ``sparse(indices, values)`` (left out when empty)."""
+    vectors = {}
+    for name, vector in point.vectors.items():
+        if isinstance(vector, SparseVector):
+            if vector:
+                vectors[name] = sparse(list(vector.indices), list(vector.values))
+        else:
+            vectors[name] = [float(x) for x in vector]
+    return vectors
+
+
+def dense(vector) -> list[float]:
+    """A query vector as a list of Python floats."""
+    return [float(x) for x in vector]
+
+
+def _plain(value: Any) -> Any:
+    """A facet value as a plain str, int or bool (Qdrant Edge wraps keywords)."""
+    return value if isinstance(value, (str, int, bool)) else str(value)
 
 
 def _fields(fields) -> list[str] | None:

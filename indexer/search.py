@@ -4,11 +4,19 @@
     >>> searcher.search("beef tacos with salsa", target="image", limit=5)
     >>> searcher.search(Path("dish.jpg"), target="text")
     >>> searcher.search('"2:strawberry tart" + whipped cream - chocolate', target="image")
+    >>> searcher.search("apple pie", mode="hybrid", diversity=0.3, like=[liked_id])
 
 A mixed query is a sum of unit vectors, each with a sign and a weight (rclip's and Marqo's
 convention), normalised again; every term is text unless it is a stored point (``id:UUID``)
 or, where the caller allows paths (the command line does, the page never), an image file.
 ``open_store`` is :func:`indexer.factory.open_store`.
+
+How the collection is asked (:class:`indexer.store.SearchRequest`): ``mode`` "dense" (the
+model's vectors), "sparse" (BM25 over each item's title and ingredients) or "hybrid" (both,
+fused by reciprocal rank); ``diversity`` re-ranks by maximal marginal relevance; ``like`` and
+``unlike`` are stored points to steer by (Qdrant's recommendation, best-score strategy), the
+query itself staying a positive example. A query without words (a photo, a stored point)
+is matched densely whatever the mode.
 """
 
 from __future__ import annotations
@@ -22,7 +30,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from indexer.store import SearchFilter, Store, StoredPoint, StoreError, check_model
+from indexer.bm25 import Bm25Settings, Bm25Words
+from indexer.store import (
+    MODES,
+    SearchFilter,
+    SearchRequest,
+    Store,
+    StoredPoint,
+    StoreError,
+    check_model,
+)
 from multimodal import suggestions
 from multimodal.data.images import (
     DEFAULT_MAX_PIXELS,
@@ -32,12 +49,25 @@ from multimodal.data.images import (
     to_rgb,
 )
 from multimodal.encoder import DualEncoder, model_stamp
-from multimodal.suggestions import SUGGESTIONS, VOTERS, item_ingredients
+from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS, item_ingredients
 
 TARGETS = ("image", "text")
 MAX_RESULTS = 10_000  # results one search may ask for: more is a typo, not a page of hits
 MAX_WEIGHT = 1000.0  # a term's weight; the sum is normalised, so only ratios matter
+MAX_FEEDBACK = 100  # liked plus disliked points in one search
+MAX_FACETS = 100_000  # distinct values counted for the dish list and ingredient prevalence
+CANDIDATES = 100  # what hybrid search fuses from each ranking, and what MMR re-ranks
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*:\s*(.*)$", re.S)
+
+
+@dataclass
+class Prepared:
+    """A query made ready to search: its unit vector, the stored points it was made from
+    (left out of results) and its words (the positive text terms, for BM25)."""
+
+    vector: np.ndarray
+    sources: set[str]
+    text: str = ""
 
 
 @dataclass
@@ -156,8 +186,20 @@ class Searcher:
         check_model(collection, self.metadata["model"], model_stamp(encoder))
         self.max_pixels = max_pixels
         self.allow_paths = allow_paths
+        recorded = self.metadata.get("bm25")
+        has_words = recorded is not None and store.has_words(collection)
+        self.words = Bm25Words(Bm25Settings.from_record(recorded)) if has_words else None
+        self._prevalence: dict[str, float] | None = None
 
     # -- query vectors -------------------------------------------------------------------
+
+    def prepare(self, query) -> Prepared:
+        """The query made ready: its vector, source points and words (see
+        :meth:`query_vector` for what ``query`` may be)."""
+        terms = self._terms(query)
+        vector, sources = self.query_vector(terms)
+        words = " ".join(t.value for t in terms if t.kind == "text" and t.weight > 0)
+        return Prepared(vector, sources, words)
 
     def query_vector(self, query) -> tuple[np.ndarray, set[str]]:
         """The unit query vector and the stored points it was made from (left out of results).
@@ -178,24 +220,31 @@ class Searcher:
                 total += term.weight * self._image_vector(term.value)
             elif term.kind == "point":
                 total += term.weight * self.point_vector(term.value)
-                sources.add(str(uuid.UUID(term.value)))  # as the store spells it
+                sources.add(_point_id(term.value, self.collection))  # as the store spells it
         norm = float(np.linalg.norm(total))
         if norm < 1e-6:
             raise ValueError("the query terms cancel out; change their weights")
         return total / norm, sources
 
-    def point_vector(self, point_id: str) -> np.ndarray:
-        try:  # point ids are UUIDs; a server store would answer anything else with an error
-            point_id = str(uuid.UUID(point_id))
-        except ValueError:
-            raise ValueError(f"no point {point_id!r} in collection {self.collection!r}") from None
-        found = self.store.retrieve(self.collection, [point_id], with_vectors=True)
-        if not found:
-            raise ValueError(f"no point {point_id} in collection {self.collection!r}")
-        vectors = found[0].vectors
-        vector = vectors.get("image", vectors.get("text"))
-        vector = np.asarray(vector, np.float32)
-        return vector / np.linalg.norm(vector)
+    def point_vector(self, point_id: str, space: str = "image") -> np.ndarray:
+        """The unit vector of a stored point in ``space`` (its other one if it has only that:
+        both live in one space)."""
+        return self.point_vectors([point_id], space)[0]
+
+    def point_vectors(self, point_ids, space: str = "image") -> list[np.ndarray]:
+        """:meth:`point_vector` of each id, in order; one ValueError naming the first id that
+        is not a stored point."""
+        ids = [_point_id(point_id, self.collection) for point_id in point_ids]
+        found = {p.id: p for p in self.store.retrieve(self.collection, ids, with_vectors=True)}
+        vectors = []
+        for point_id in ids:
+            if point_id not in found:
+                raise ValueError(f"no point {point_id} in collection {self.collection!r}")
+            stored = found[point_id].vectors
+            other = "text" if space == "image" else "image"
+            vector = np.asarray(stored.get(space, stored.get(other)), np.float32)
+            vectors.append(vector / np.linalg.norm(vector))
+        return vectors
 
     def _image_vector(self, image) -> np.ndarray:
         if isinstance(image, Image.Image):
@@ -228,36 +277,94 @@ class Searcher:
         group_by: str | None = None,
         group_size: int = 1,
         exact: bool = False,
+        mode: str = "dense",
+        diversity: float = 0.0,
+        like=(),
+        unlike=(),
     ) -> list[StoredPoint]:
-        """The ``limit`` nearest items in ``target`` space ("image": their photos, "text":
+        """The ``limit`` best items in ``target`` space ("image": their photos, "text":
         their recipe texts), best first. ``group_by`` (e.g. "label", "recipe_id") keeps at
-        most ``group_size`` results per value, so one dish type cannot fill the page."""
-        _check_request(target, limit)  # before the query is encoded
-        vector, sources = self.query_vector(query)
-        return self.nearest(vector, sources, target, limit, filter, group_by, group_size, exact)
+        most ``group_size`` results per value, so one dish type cannot fill the page;
+        ``mode``, ``diversity``, ``like`` and ``unlike`` as the module says. ``query`` may be
+        None when something is liked: then the liked points are the query."""
+        _check_request(target, limit, mode, diversity)  # before the query is encoded
+        if query is None or (isinstance(query, str) and not query.strip() and like):
+            prepared = self.feedback_only(like, unlike, target)
+        else:
+            prepared = self.prepare(query)
+        return self.nearest(prepared, target, limit, filter, group_by, group_size, exact,
+                            mode=mode, diversity=diversity, like=like, unlike=unlike)  # fmt: skip
 
     def nearest(
         self,
-        vector: np.ndarray,
-        sources: set[str] = frozenset(),
+        query: Prepared | np.ndarray,
         target: str = "image",
         limit: int = 10,
         filter: SearchFilter | None = None,
         group_by: str | None = None,
         group_size: int = 1,
         exact: bool = False,
+        *,
+        mode: str = "dense",
+        diversity: float = 0.0,
+        like=(),
+        unlike=(),
     ) -> list[StoredPoint]:
-        """:meth:`search` for a query vector already made (``sources``: the stored points it
-        came from, left out of the results)."""
-        _check_request(target, limit)
-        fetch = limit + len(sources)
+        """:meth:`search` for a query already made (:meth:`prepare`; a bare vector is a query
+        without words and without source points)."""
+        _check_request(target, limit, mode, diversity)
+        if not isinstance(query, Prepared):
+            query = Prepared(np.asarray(query, np.float32), set())
+        like, unlike = _feedback(like, unlike, self.collection)
+        request = SearchRequest(
+            target,
+            query.vector,
+            mode=self.mode_for(query, mode),
+            likes=self.point_vectors(like, target) if like else [],
+            dislikes=self.point_vectors(unlike, target) if unlike else [],
+            diversity=diversity,
+            candidates=max(CANDIDATES, limit),
+            exact=exact,
+        )
+        if request.mode != "dense":
+            request.words = self.words.query(query.text)
+        left_out = query.sources | set(like) | set(unlike)
+        fetch = limit + len(left_out)
         if group_by:
             fetch = min(max(fetch * 8, 64), 1000)
-        hits = self.store.query(self.collection, vector, target, fetch, filter, exact)
-        hits = [hit for hit in hits if hit.id not in sources]
+            request.candidates = max(request.candidates, fetch)
+        hits = self.store.search(self.collection, request, fetch, filter)
+        hits = [hit for hit in hits if hit.id not in left_out]
         if group_by:
             hits = _grouped(hits, group_by, group_size)
         return hits[:limit]
+
+    def mode_for(self, query: Prepared, mode: str) -> str:
+        """The mode a query is matched in: ``mode``, or "dense" for a query without words
+        (a photo, a stored point, only stop words); a collection without BM25 words refuses
+        any other mode with one line that says how to add them."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: use {', '.join(MODES)}")
+        if mode == "dense":
+            return mode
+        if self.words is None:
+            raise StoreError(
+                f"collection {self.collection!r} has no BM25 words (it was indexed before "
+                f"hybrid search): run multimodal index on it again to add them (photos are "
+                f"not embedded again), or search with mode dense"
+            )
+        return mode if self.words.query(query.text) else "dense"
+
+    def feedback_only(self, like, unlike, target: str = "image") -> Prepared:
+        """A query made of feedback alone: the first liked point (the others and the
+        disliked ones steer the recommendation)."""
+        like, _ = _feedback(like, unlike, self.collection)
+        if not like:
+            raise ValueError(
+                "nothing to search for: give a query, or like at least one result "
+                "(dislikes alone have nothing to steer)"
+            )
+        return Prepared(self.point_vectors(like[:1], target)[0], set(like))
 
     def suggest_ingredients(
         self,
@@ -265,25 +372,77 @@ class Searcher:
         k: int = VOTERS,
         top: int = SUGGESTIONS,
         filter: SearchFilter | None = None,
+        ranking: str = "share",
     ) -> list[tuple[str, float]]:
-        """Ingredients ranked by score-weighted votes of the ``k`` nearest recipes."""
-        return vote_ingredients(self.search(query, "text", k, filter), top)
+        """Ingredients ranked by score-weighted votes of the ``k`` nearest recipes (see
+        :meth:`ingredients_of`)."""
+        return self.ingredients_of(self.search(query, "text", k, filter), top, ranking)
+
+    def ingredients_of(
+        self, recipes: list[StoredPoint], top: int = SUGGESTIONS, ranking: str = "share"
+    ) -> list[tuple[str, float]]:
+        """The ingredients ``recipes`` vote for, with their shares: ranked by share, or
+        ("specific") by how much more often they appear among them than in the collection
+        (:func:`multimodal.suggestions.specific_ingredients`)."""
+        if ranking not in RANKINGS:
+            raise ValueError(f"unknown ranking {ranking!r}: use {', '.join(RANKINGS)}")
+        voters = [(hit.score, hit_ingredients(hit)) for hit in recipes]
+        if ranking == "share":
+            return suggestions.vote_ingredients(voters, top)
+        return suggestions.specific_ingredients(voters, self.prevalence(), top)
+
+    def looks_like(self, recipes: list[StoredPoint], top: int = 5) -> list[tuple[str, float]]:
+        """The dish types of ``recipes`` (the nearest to a photo) as score-weighted shares,
+        most first: "hamburger 0.46, crab cakes 0.18, ..."."""
+        return suggestions.vote_labels([(hit.score, hit.payload.get("label")) for hit in recipes],
+                                       top)  # fmt: skip
+
+    def prevalence(self) -> dict[str, float]:
+        """Each base ingredient's share of the collection's points, counted once by the
+        store's facets (no scroll through the collection)."""
+        if self._prevalence is None:
+            total = max(self.store.count(self.collection), 1)
+            counts = self.store.facet(self.collection, "base_ingredients", limit=MAX_FACETS)
+            self._prevalence = {str(name): count / total for name, count in counts}
+        return self._prevalence
 
     def labels(self) -> list[str]:
-        """The dish types in the collection, for the page's filter."""
-        seen = set()
-        for point in self.store.scroll(self.collection, fields=["label"]):
-            label = point.payload.get("label")
-            if label:
-                seen.add(label)
-        return sorted(seen)
+        """The dish types in the collection, for the page's filter (the store's facet
+        counts: no scroll through the collection)."""
+        found = self.store.facet(self.collection, "label", limit=MAX_FACETS)
+        return sorted(str(label) for label, _ in found if label)
 
 
-def _check_request(target: str, limit: int) -> None:
+def _check_request(target: str, limit: int, mode: str = "dense", diversity: float = 0.0) -> None:
     if target not in TARGETS:
         raise ValueError(f"target must be image or text, not {target!r}")
     if not 1 <= limit <= MAX_RESULTS:
         raise ValueError(f"limit must be a whole number from 1 to {MAX_RESULTS}, not {limit}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: use {', '.join(MODES)}")
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must be from 0 to 1, not {diversity}")
+
+
+def _point_id(point_id, collection: str) -> str:
+    """A point id as the store spells it; anything that is not a UUID names no point."""
+    try:  # point ids are UUIDs; a server store would answer anything else with an error
+        return str(uuid.UUID(str(point_id).strip()))
+    except ValueError:
+        raise ValueError(f"no point {str(point_id)[:80]!r} in collection {collection!r}") from None
+
+
+def _feedback(like, unlike, collection: str) -> tuple[list[str], list[str]]:
+    """Liked and disliked point ids as the store spells them, each once; one ValueError for
+    too many, or for a point both liked and disliked."""
+    like = list(dict.fromkeys(_point_id(i, collection) for i in like or ()))
+    unlike = list(dict.fromkeys(_point_id(i, collection) for i in unlike or ()))
+    if len(like) + len(unlike) > MAX_FEEDBACK:
+        raise ValueError(f"at most {MAX_FEEDBACK} liked and disliked results in one search")
+    both = set(like) & set(unlike)
+    if both:
+        raise ValueError(f"point {sorted(both)[0]} is both liked and disliked: pick one")
+    return like, unlike
 
 
 def vote_ingredients(hits: list[StoredPoint], top: int = SUGGESTIONS) -> list[tuple[str, float]]:
@@ -311,4 +470,4 @@ def _grouped(hits: list[StoredPoint], field: str, size: int) -> list[StoredPoint
     return kept
 
 
-__all__ = ["Searcher", "Term", "parse_query", "vote_ingredients", "StoreError"]
+__all__ = ["Prepared", "Searcher", "Term", "parse_query", "vote_ingredients", "StoreError"]

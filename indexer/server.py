@@ -18,8 +18,16 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from indexer.filters import FilterConstructors
-from indexer.qdrant_base import QdrantStore, plain_vectors
-from indexer.store import VECTOR_NAMES, Point, StoreError
+from indexer.qdrant_base import QdrantStore, dense, plain_vectors
+from indexer.store import (
+    RRF_K,
+    SPARSE_VECTOR,
+    VECTOR_NAMES,
+    Point,
+    SearchRequest,
+    SparseVector,
+    StoreError,
+)
 
 UPLOAD_BATCH = 256
 
@@ -103,8 +111,13 @@ class ServerStore(QdrantStore):
             vector: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
             for vector in VECTOR_NAMES
         }
+        sparse = {SPARSE_VECTOR: _WORDS} if "bm25" in metadata else None
         self.client.create_collection(
-            name, vectors_config=vectors, quantization_config=quantization, metadata=metadata
+            name,
+            vectors_config=vectors,
+            sparse_vectors_config=sparse,
+            quantization_config=quantization,
+            metadata=metadata,
         )
 
     def _index_keyword(self, name: str, field: str) -> None:
@@ -141,7 +154,8 @@ class ServerStore(QdrantStore):
     def _upsert(self, name: str, points: Sequence[Point]) -> None:
         """Upload in parallel batches, with retries, and wait until they are applied."""
         structs = [
-            qm.PointStruct(id=p.id, vector=plain_vectors(p), payload=p.payload) for p in points
+            qm.PointStruct(id=p.id, vector=plain_vectors(p, _sparse), payload=p.payload)
+            for p in points
         ]
         self.client.upload_points(
             name,
@@ -152,20 +166,91 @@ class ServerStore(QdrantStore):
             wait=True,
         )
 
-    def _query(
-        self, name: str, vector: list[float], using: str, limit: int, filter: Any, exact: bool
-    ) -> list:
-        """Nearest points on the server."""
+    def _search(self, name: str, request: SearchRequest, limit: int, filter: Any) -> list:
+        """One query on the server, built as :meth:`indexer.edge.EdgeStore._search` builds
+        its own: the dense stage (nearest, or recommend by best score), the words (a sparse
+        nearest), both fused by RRF as prefetches, and MMR over the result."""
+        r = request
+        params = qm.SearchParams(exact=True) if r.exact else None
+        if r.recommends:
+            ranking = qm.RecommendQuery(recommend=qm.RecommendInput(
+                positive=[dense(r.vector), *map(dense, r.likes)],
+                negative=[dense(v) for v in r.dislikes],
+                strategy=qm.RecommendStrategy.BEST_SCORE,
+            ))  # fmt: skip
+        else:
+            ranking = qm.NearestQuery(nearest=dense(r.vector))
+        using, prefetch = r.using, None
+        if r.mode != "dense":
+            keyword = qm.NearestQuery(nearest=_sparse(list(r.words.indices), list(r.words.values)))
+            if r.mode == "sparse":
+                ranking, using = keyword, SPARSE_VECTOR
+            else:
+                prefetch = [
+                    qm.Prefetch(query=ranking, using=r.using, filter=filter, params=params,
+                                limit=r.candidates),
+                    qm.Prefetch(query=keyword, using=SPARSE_VECTOR, filter=filter,
+                                limit=r.candidates),
+                ]  # fmt: skip
+                ranking, using = qm.RrfQuery(rrf=qm.Rrf(k=RRF_K)), None
+        if r.diversity > 0:
+            if prefetch is not None or r.mode != "dense" or r.recommends:
+                prefetch = [
+                    qm.Prefetch(
+                        prefetch=prefetch,
+                        query=ranking,
+                        using=using,
+                        filter=filter,
+                        params=params,
+                        limit=r.candidates,
+                    )
+                ]
+            mmr = qm.Mmr(diversity=r.diversity, candidates_limit=r.candidates)
+            ranking, using = qm.NearestQuery(nearest=dense(r.vector), mmr=mmr), r.using
         response = self.client.query_points(
             name,
-            query=vector,
+            prefetch=prefetch,
+            query=ranking,
             using=using,
             query_filter=filter,
-            search_params=qm.SearchParams(exact=True) if exact else None,
+            search_params=params,
             limit=limit,
             with_payload=True,
         )
         return response.points
+
+    def _facet(self, name: str, field: str, filter: Any, limit: int) -> list:
+        """Exact facet counts on the server."""
+        return self.client.facet(name, field, facet_filter=filter, limit=limit, exact=True).hits
+
+    def _has_words(self, name: str) -> bool:
+        """Whether the collection has the ``bm25`` sparse vector."""
+        sparse = self.client.get_collection(name).config.params.sparse_vectors or {}
+        return SPARSE_VECTOR in sparse
+
+    def _add_words(self, name: str) -> None:
+        """Add the ``bm25`` sparse vector in place (Qdrant 1.18 and later; an older server
+        refuses, and its message says so)."""
+        try:
+            config = qm.SparseVectorNameConfig(
+                sparse=qm.SparseVectorConfig(modifier=qm.Modifier.IDF)
+            )
+            self.client.create_vector_name(name, SPARSE_VECTOR, config, wait=True)
+        except Exception as err:  # an older server: 404 on the route
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise StoreError(
+                f"the server at {self.url} cannot add the bm25 vector to collection {name!r} "
+                f"({reason}); Qdrant 1.18 or later can, else index into a new --collection"
+            ) from None
+
+    def _set_words(self, name: str, words: dict[str, SparseVector]) -> None:
+        """Update the ``bm25`` vectors, and wait until they are applied."""
+        updates = [
+            qm.PointVectors(id=point_id,
+                            vector={SPARSE_VECTOR: _sparse(list(v.indices), list(v.values))})
+            for point_id, v in words.items()
+        ]  # fmt: skip
+        self.client.update_vectors(name, updates, wait=True)
 
     def _retrieve(
         self, name: str, ids: list[str], fields: list[str] | None, with_vectors: bool
@@ -205,6 +290,13 @@ class ServerStore(QdrantStore):
     def _delete(self, name: str, ids: list[str]) -> None:
         """Delete and wait until it is applied."""
         self.client.delete(name, qm.PointIdsList(points=ids), wait=True)
+
+
+_WORDS = qm.SparseVectorParams(modifier=qm.Modifier.IDF)
+
+
+def _sparse(indices: list[int], values: list[float]) -> qm.SparseVector:
+    return qm.SparseVector(indices=indices, values=values)
 
 
 @contextmanager

@@ -19,6 +19,9 @@ from multimodal.paths import data_home
 
 COLLECTION_FORMAT = "recipe-search-collection/1"
 VECTOR_NAMES = ("image", "text")
+SPARSE_VECTOR = "bm25"  # each item's words (indexer.bm25), for hybrid and keyword search
+MODES = ("dense", "hybrid", "sparse")  # how a text query is matched (SearchRequest)
+RRF_K = 60  # reciprocal rank fusion: score = sum of 1 / (RRF_K + rank) over the rankings
 # Payload fields with an index: what the page filters on.
 KEYWORD_FIELDS = ("label", "base_ingredients", "split", "root")
 TEXT_FIELDS = ("ingredients",)
@@ -29,12 +32,24 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (unreachable, locked, mismatched); one clear line."""
 
 
+@dataclass(frozen=True)
+class SparseVector:
+    """A sparse vector: the indices of its non-zero entries and their values."""
+
+    indices: tuple[int, ...] = ()
+    values: tuple[float, ...] = ()
+
+    def __bool__(self) -> bool:
+        """Whether it has any non-zero entry."""
+        return bool(self.indices)
+
+
 @dataclass
 class Point:
     """A point to write: its id, its vectors by name and its payload."""
 
     id: str  # UUID string
-    vectors: dict[str, Sequence[float]]  # "image" and/or "text"
+    vectors: dict[str, Sequence[float] | SparseVector]  # "image", "text" and/or "bm25"
     payload: dict[str, Any] = field(default_factory=dict)
 
 
@@ -84,21 +99,63 @@ class SearchFilter:
 
 
 @dataclass
+class SearchRequest:
+    """What to rank a collection by, beyond one nearest-vector query.
+
+    ``mode``: "dense" ranks by ``vector`` in the ``using`` space; "sparse" by the BM25 words
+    (``words``, against each item's ``bm25`` vector); "hybrid" fuses the two rankings of
+    ``candidates`` each by reciprocal rank fusion. ``likes`` / ``dislikes``: vectors of
+    examples in the ``using`` space; with any, the dense ranking is Qdrant's recommendation
+    by best score, ``vector`` being one more positive. ``diversity`` (0 to 1) re-ranks the
+    ``candidates`` best by maximal marginal relevance in the ``using`` space: 0 keeps the
+    ranking, 1 picks for difference alone.
+    """
+
+    using: str  # "image" or "text"
+    vector: Sequence[float]
+    mode: str = "dense"
+    words: SparseVector | None = None
+    likes: list[Sequence[float]] = field(default_factory=list)
+    dislikes: list[Sequence[float]] = field(default_factory=list)
+    diversity: float = 0.0
+    candidates: int = 100
+    exact: bool = False  # skip the approximate index
+
+    def __post_init__(self) -> None:
+        """Refuse what no store could answer, with one line each."""
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}: use {', '.join(MODES)}")
+        if self.mode != "dense" and not self.words:
+            raise ValueError(f"{self.mode} search needs words to match")
+        if not 0.0 <= self.diversity <= 1.0:
+            raise ValueError(f"diversity must be from 0 to 1, not {self.diversity}")
+
+    @property
+    def recommends(self) -> bool:
+        """Whether the dense ranking uses the examples."""
+        return bool(self.likes or self.dislikes)
+
+
+@dataclass
 class CollectionSpec:
     """What a collection is made of; recorded in it so a mismatched model is refused."""
 
     dim: int
     model: dict[str, Any]  # {"name": spec, "arch": ..., "weights_sha256": ... or None}
     quantization: str | None = None  # None or one of QUANTIZATIONS
+    bm25: dict[str, Any] | None = None  # indexer.bm25.Bm25Settings.record(); None: no words
 
     def metadata(self) -> dict[str, Any]:
         """What a collection made for this spec records about itself."""
-        return {
+        metadata = {
             "format": COLLECTION_FORMAT,
             "dim": self.dim,
             "model": self.model,
             "quantization": self.quantization,
         }
+        if self.bm25 is not None:
+            metadata["bm25"] = self.bm25
+        return metadata
 
 
 def model_identity(model: dict[str, Any]) -> str:
@@ -166,6 +223,39 @@ class Store(ABC):
     ) -> list[StoredPoint]:
         """The ``limit`` points nearest to ``vector`` in the ``using`` vector space, best
         first, with their score and payload; ``exact`` skips the approximate index."""
+
+    @abstractmethod
+    def search(
+        self,
+        name: str,
+        request: SearchRequest,
+        limit: int = 10,
+        filter: SearchFilter | None = None,
+    ) -> list[StoredPoint]:
+        """The ``limit`` best points for ``request`` (hybrid, keyword, recommendation,
+        diversity), best first, with their score and payload; :meth:`query` is its plain
+        dense case."""
+
+    @abstractmethod
+    def facet(
+        self, name: str, field: str, filter: SearchFilter | None = None, limit: int = 100
+    ) -> list[tuple[Any, int]]:
+        """The ``limit`` most frequent values of keyword ``field`` among the points
+        ``filter`` selects, with how many points have each, most first (exact counts)."""
+
+    @abstractmethod
+    def has_words(self, name: str) -> bool:
+        """Whether the collection has the ``bm25`` sparse vector (made before hybrid search,
+        it has not)."""
+
+    @abstractmethod
+    def add_words(self, name: str) -> None:
+        """Give an existing collection the ``bm25`` sparse vector, keeping every point, its
+        vectors and its payload; its points get their words with :meth:`set_words`."""
+
+    @abstractmethod
+    def set_words(self, name: str, words: dict[str, SparseVector]) -> None:
+        """Set the ``bm25`` vector of each point id in ``words`` (other vectors untouched)."""
 
     @abstractmethod
     def retrieve(

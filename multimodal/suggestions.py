@@ -9,11 +9,13 @@ The one implementation behind the page's "Suggested ingredients", ``multimodal s
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 VOTERS = 12  # nearest recipes that vote: the page's 12 results (docs/fine-tuning.md measures it)
 SUGGESTIONS = 12  # ingredients a front end shows
+RANKINGS = ("share", "specific")  # how suggested ingredients are ordered
 
 
 def ingredient_names(names: Iterable[str]) -> set[str]:
@@ -38,6 +40,12 @@ def vote_ingredients(
     votes over all votes, so 1.0 means every voting neighbour has it. Equal votes rank by
     name. No positive score: nothing to suggest.
     """
+    return ranked(shares(voters), top)
+
+
+def shares(voters: Iterable[tuple[float, Iterable[str]]]) -> dict[str, float]:
+    """Every name's share of the votes (see :func:`vote_ingredients`); empty when no voter
+    scores above 0."""
     votes: dict[str, float] = defaultdict(float)
     total = 0.0
     for score, names in voters:
@@ -46,8 +54,49 @@ def vote_ingredients(
             votes[name] += weight
         total += weight
     if total <= 0:
+        return {}
+    return {name: vote / total for name, vote in votes.items()}
+
+
+def specific_ingredients(
+    voters: Iterable[tuple[float, Iterable[str]]],
+    prevalence: Mapping[str, float],
+    top: int = SUGGESTIONS,
+) -> list[tuple[str, float]]:
+    """The voted ingredients ordered by how specific they are to the neighbours, each still
+    with its share: by ``share * log(share / prevalence)``, the ingredient's term of the
+    divergence between the neighbours' ingredients and the collection's. An ingredient
+    everything has ("salt": prevalence 0.4) falls behind one the neighbours share far more
+    often than the collection does; one voter's oddity (small share) stays low. ``prevalence``:
+    each name's share of the collection's items; a name it lacks counts as rare as its rarest.
+    """
+    found = shares(voters)
+    if not found:
         return []
-    return [(name, vote / total) for name, vote in ranked(votes, top)]
+    rarest = min(prevalence.values(), default=0.0) or min(found.values())
+    scores = {
+        name: share * math.log(share / max(prevalence.get(name, 0.0), rarest))
+        for name, share in found.items()
+    }
+    return [(name, found[name]) for name, _ in ranked(scores, top)]
+
+
+def vote_labels(
+    voters: Iterable[tuple[float, str | None]], top: int = 5
+) -> list[tuple[str, float]]:
+    """``(score, dish type)`` of each neighbour -> the ``top`` dish types and their shares of
+    the score-weighted votes, most first ("looks like"); a neighbour without one does not
+    vote. Dish types are kept as stored (they are filter values)."""
+    votes: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for score, label in voters:
+        if label:
+            weight = max(float(score), 0.0)
+            votes[label] += weight
+            total += weight
+    if total <= 0:
+        return []
+    return [(label, vote / total) for label, vote in ranked(votes, top)]
 
 
 def ranked(votes: Mapping[str, float], top: int) -> list[tuple[str, float]]:

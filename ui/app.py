@@ -156,14 +156,14 @@ class RecipeApp:
         )
         try:
             with self._lock:
-                vector, sources = self.searcher.query_vector(terms)
+                prepared = self.searcher.prepare(terms)
             results = [
-                self.searcher.nearest(vector, sources, target, RESULTS, search_filter)
+                self.searcher.nearest(prepared, target, RESULTS, search_filter)
                 for target in targets
             ]
         except (ValueError, ImageLoadError, StoreError) as err:
             raise refused(str(err)) from None
-        return results, vector
+        return results, prepared.vector
 
     def _checked(self, image) -> Image.Image:
         """The upload (a file path from :func:`photo_input`, or a PIL image when called

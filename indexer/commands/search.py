@@ -160,13 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model or store.metadata(args.collection)["model"]["name"]
         encoder = load_encoder(model, args.device, tta=args.tta)
         searcher = Searcher(encoder, store, args.collection)
-        vector, sources = searcher.query_vector(terms)  # once, for results and suggestions
-        hits = searcher.nearest(
-            vector, sources, args.target, args.limit, search_filter, args.group_by
-        )
+        prepared = searcher.prepare(terms)  # once, for results and suggestions
+        hits = searcher.nearest(prepared, args.target, args.limit, search_filter, args.group_by)
         suggested = []
         if args.suggest:
-            neighbours = searcher.nearest(vector, sources, "text", VOTERS, search_filter)
+            neighbours = searcher.nearest(prepared, "text", VOTERS, search_filter)
             suggested = vote_ingredients(neighbours)
     if args.json:
         for rank, hit in enumerate(hits, 1):

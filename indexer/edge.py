@@ -26,6 +26,13 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from indexer.edge_folders import (
+    OLD,
+    UPGRADE,
+    remove_stale_builders,
+    remove_stale_copies,
+    restore_set_aside,
+)
 from indexer.filters import FilterConstructors
 from indexer.qdrant_base import QdrantStore, dense, plain_vectors
 from indexer.store import (
@@ -44,8 +51,6 @@ from multimodal.files import write_json
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 CREATE_LOCK = ".create.lock"  # in the store folder: held while a collection is created
 STAGING_PREFIX = ".creating-"  # a collection being made, renamed into place when whole
-UPGRADE = "shard.upgrade"  # beside "shard": its copy with the bm25 vector, renamed into place
-OLD = "shard.old"  # "shard" while the upgraded copy takes its place
 COPY_PAGE = 256  # points per page when a shard is copied
 
 
@@ -339,7 +344,7 @@ class EdgeStore(QdrantStore):
         if shard is not None:
             return shard
         self.metadata(name)  # a clear error for a collection that does not exist
-        _restore_set_aside(self._folder(name))
+        restore_set_aside(self._folder(name))
         path = self._folder(name) / "shard"
         try:
             shard = qe.EdgeShard.load(str(path))
@@ -350,8 +355,8 @@ class EdgeStore(QdrantStore):
                     "multimodal index or serve?); stop it or use another --store"
                 ) from None
             raise StoreError(f"cannot open collection {name!r} at {path}: {err}") from None
-        _remove_stale_builders(path)
-        _remove_stale_copies(path.parent)
+        remove_stale_builders(path)
+        remove_stale_copies(path.parent)
         self._shards[name] = shard
         return shard
 
@@ -374,30 +379,6 @@ def _index_keyword(shard: qe.EdgeShard, field: str) -> None:
 def _index_text(shard: qe.EdgeShard, field: str) -> None:
     params = qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)
     shard.update(qe.UpdateOperation.create_field_index(field, params))
-
-
-def _restore_set_aside(folder: Path) -> None:
-    """A run killed while :meth:`EdgeStore._add_words` swapped shards may leave the old shard
-    set aside and none in place: put it back (the upgrade is made again)."""
-    if (folder / OLD).exists() and not (folder / "shard").exists():
-        (folder / OLD).rename(folder / "shard")
-
-
-def _remove_stale_copies(folder: Path) -> None:
-    """Delete what a killed :meth:`EdgeStore._add_words` left beside the shard: a half-made
-    upgrade, or the old shard once the new one is in place. Called once the shard is loaded:
-    its lock is ours, so no other process is making either."""
-    for leftover in (folder / UPGRADE, folder / OLD):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _remove_stale_builders(shard: Path) -> None:
-    """Delete the segments an optimize was building when its process died (Qdrant Edge builds
-    them in ``shard/temp_segments/segment_builder_*`` and nothing else removes them). Called
-    once the shard is loaded: its lock is ours, and this process optimizes only when asked, so
-    any builder there is stale."""
-    for builder in (shard / "temp_segments").glob("segment_builder_*"):
-        shutil.rmtree(builder, ignore_errors=True)
 
 
 def _payload(fields: list[str] | None):

@@ -6,9 +6,7 @@
     >>> searcher.search('"2:strawberry tart" + whipped cream - chocolate', target="image")
     >>> searcher.search("apple pie", mode="hybrid", diversity=0.3, like=[liked_id])
 
-A mixed query is a sum of unit vectors, each with a sign and a weight (rclip's and Marqo's
-convention), normalised again; every term is text unless it is a stored point (``id:UUID``)
-or, where the caller allows paths (the command line does, the page never), an image file.
+A mixed query is a sum of weighted unit vectors (:mod:`indexer.query` parses it).
 ``open_store`` is :func:`indexer.factory.open_store`.
 
 How the collection is asked (:class:`indexer.store.SearchRequest`): ``mode`` "dense" (the
@@ -21,7 +19,6 @@ is matched densely whatever the mode.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from indexer.bm25 import Bm25Settings, Bm25Words
+from indexer.query import MAX_WEIGHT, Term, parse_query
 from indexer.store import (
     MODES,
     SearchFilter,
@@ -43,7 +41,6 @@ from indexer.store import (
 from multimodal import suggestions
 from multimodal.data.images import (
     DEFAULT_MAX_PIXELS,
-    IMAGE_SUFFIXES,
     check_image_size,
     load_image,
     to_rgb,
@@ -53,11 +50,9 @@ from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS, item_ingredien
 
 TARGETS = ("image", "text")
 MAX_RESULTS = 10_000  # results one search may ask for: more is a typo, not a page of hits
-MAX_WEIGHT = 1000.0  # a term's weight; the sum is normalised, so only ratios matter
 MAX_FEEDBACK = 100  # liked plus disliked points in one search
 MAX_FACETS = 100_000  # distinct values counted for the dish list and ingredient prevalence
 CANDIDATES = 100  # what hybrid search fuses from each ranking, and what MMR re-ranks
-_WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*:\s*(.*)$", re.S)
 
 
 @dataclass
@@ -68,102 +63,6 @@ class Prepared:
     vector: np.ndarray
     sources: set[str]
     text: str = ""
-
-
-@dataclass
-class Term:
-    kind: str  # "text", "image" or "point"
-    value: object  # the text, an image path or PIL image, or a point id
-    weight: float = 1.0  # negative: steer away
-
-
-def parse_query(expression: str, allow_paths: bool = False) -> list[Term]:
-    """``'"2:strawberry tart" + photo.jpg - chocolate'`` -> three weighted terms.
-
-    A quoted term is always text. ``allow_paths``: an unquoted term naming an image file
-    (by its suffix) is that file, read from this machine's disk. Off by default, because
-    the expression may come from someone who must not read the disk (the page, an API):
-    then such a term is refused with the same message whether or not the file exists, and
-    photos come as images (a PIL image or a ``Path`` passed on purpose) or ``id:`` terms.
-    """
-    terms = []
-    for sign, part in _split_terms(expression):
-        part = part.strip()
-        quoted = len(part) >= 2 and part[0] == part[-1] and part[0] in "\"'"
-        if quoted:
-            part = part[1:-1]
-        weight = 1.0
-        match = _WEIGHT.match(part)
-        if match:
-            weight, part = float(match.group(1)), match.group(2)
-            if weight > MAX_WEIGHT:  # 1e40 overflows the float32 sum; 400 digits parse as inf
-                raise ValueError(
-                    f"weight {match.group(1)[:20]} is too large; at most {MAX_WEIGHT:g}"
-                )
-        part = part.strip()
-        if not part:
-            continue
-        kind = "text" if quoted else _term_kind(part, allow_paths)
-        terms.append(_term(kind, part, sign * weight))
-    if not terms:
-        raise ValueError("empty query: type a dish, some ingredients, or give an image")
-    if all(term.weight <= 0 for term in terms):
-        raise ValueError("a query needs at least one positive term, not only '- ...' ones")
-    return terms
-
-
-def _term_kind(part: str, allow_paths: bool) -> str:
-    """The kind of a term: point, image (a path) or text. A path where paths are not allowed is
-    refused without looking at the disk, so the answer tells nothing about which files exist."""
-    if part.startswith("id:"):
-        return "point"
-    if Path(part).suffix.lower() not in IMAGE_SUFFIXES:
-        return "text"
-    if not allow_paths:
-        raise ValueError(
-            f"{part!r} looks like a file name, and this search does not read paths on the "
-            "server: upload the photo instead, or quote the words to search them as text"
-        )
-    return "image"
-
-
-def _term(kind: str, part: str, weight: float) -> Term:
-    if kind == "point":
-        return Term("point", part[3:].strip(), weight)
-    if kind == "image":
-        try:
-            path = Path(part).expanduser()
-            found = path.is_file()
-        except (OSError, RuntimeError):  # a name too long, ~nobody: no such file either
-            found = False
-        if not found:
-            raise ValueError(f"no image file {part!r} (quote it if you meant it as text)")
-        return Term("image", path, weight)
-    return Term("text", part, weight)
-
-
-def _split_terms(expression: str) -> list[tuple[int, str]]:
-    """Split at `` + `` and `` - `` outside quotes; a leading sign applies to the first term."""
-    parts, sign, current, quote = [], 1, [], None
-    text = expression.strip()
-    if text[:1] in "+-" and text[1:2] == " ":
-        sign, text = (1 if text[0] == "+" else -1), text[2:]
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            quote = None if char == quote else quote
-        elif char in "\"'" and (not current or "".join(current).strip() == ""):
-            quote = char
-        elif char in "+-" and text[i - 1 : i] == " " and text[i + 1 : i + 2] == " ":
-            parts.append((sign, "".join(current)))
-            sign, current = (1 if char == "+" else -1), []
-            i += 1
-            continue
-        current.append(char)
-        i += 1
-    parts.append((sign, "".join(current)))
-    return parts
 
 
 class Searcher:
@@ -316,18 +215,18 @@ class Searcher:
         if not isinstance(query, Prepared):
             query = Prepared(np.asarray(query, np.float32), set())
         like, unlike = _feedback(like, unlike, self.collection)
+        mode = self.mode_for(query, mode)
         request = SearchRequest(
             target,
             query.vector,
-            mode=self.mode_for(query, mode),
+            mode=mode,
+            words=self.words.query(query.text) if mode != "dense" else None,
             likes=self.point_vectors(like, target) if like else [],
             dislikes=self.point_vectors(unlike, target) if unlike else [],
             diversity=diversity,
             candidates=max(CANDIDATES, limit),
             exact=exact,
         )
-        if request.mode != "dense":
-            request.words = self.words.query(query.text)
         left_out = query.sources | set(like) | set(unlike)
         fetch = limit + len(left_out)
         if group_by:
@@ -470,4 +369,12 @@ def _grouped(hits: list[StoredPoint], field: str, size: int) -> list[StoredPoint
     return kept
 
 
-__all__ = ["Prepared", "Searcher", "Term", "parse_query", "vote_ingredients", "StoreError"]
+__all__ = [
+    "MAX_WEIGHT",
+    "Prepared",
+    "Searcher",
+    "Term",
+    "parse_query",
+    "vote_ingredients",
+    "StoreError",
+]

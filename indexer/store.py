@@ -21,7 +21,7 @@ COLLECTION_FORMAT = "recipe-search-collection/1"
 VECTOR_NAMES = ("image", "text")
 SPARSE_VECTOR = "bm25"  # each item's words (indexer.bm25), for hybrid and keyword search
 MODES = ("dense", "hybrid", "sparse")  # how a text query is matched (SearchRequest)
-RRF_K = 60  # reciprocal rank fusion: score = sum of 1 / (RRF_K + rank) over the rankings
+RRF_K = 60  # reciprocal rank fusion: sum of 1 / (RRF_K + rank) over the rankings (rank from 0)
 # Payload fields with an index: what the page filters on.
 KEYWORD_FIELDS = ("label", "base_ingredients", "split", "root")
 TEXT_FIELDS = ("ingredients",)

@@ -1,6 +1,7 @@
 """Hybrid and keyword search, diversity, like / dislike and facets, on both stores: Qdrant
 Edge on a temporary folder and qdrant-client's in-process mode (the server's API)."""
 
+import json
 import uuid
 
 import numpy as np
@@ -11,6 +12,7 @@ from indexer.edge import EdgeStore
 from indexer.pipeline import add_words
 from indexer.server import ServerStore
 from indexer.store import (
+    RRF_K,
     CollectionSpec,
     Point,
     SearchFilter,
@@ -192,3 +194,172 @@ def test_edge_upgrade_killed_during_the_swap_is_recovered(tmp_path):
     assert not (folder / "shard.upgrade").exists() and not (folder / "shard.old").exists()
     assert add_words(store, "old", progress=False)[1] == len(ROWS)
     store.close()
+
+
+# -- through the Searcher and the command line, on an indexed drawn data set ---------------
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, tiny_encoder):
+    """The drawn Recipes5k folder (titles "Red Circle Cake", dish types the shapes), indexed
+    with the tiny random model into an embedded store."""
+    from conftest import write_recipes5k
+
+    from indexer.pipeline import index_records
+    from multimodal.data.readers import read_records
+
+    root = write_recipes5k(tmp_path_factory.mktemp("r5k"), per_split=9)
+    folder = tmp_path_factory.mktemp("store")
+    with EdgeStore(folder) as store:
+        index_records(tiny_encoder, store, "dishes", read_records(root), workers=0,
+                      progress=False)  # fmt: skip
+    return root, folder
+
+
+@pytest.fixture
+def searcher(indexed, tiny_encoder):
+    from indexer.search import Searcher
+
+    root, folder = indexed
+    with EdgeStore(folder) as store:
+        yield Searcher(tiny_encoder, store, "dishes")
+
+
+def titles(hits) -> list[str]:
+    return [hit.payload["title"] for hit in hits]
+
+
+def test_words_find_what_a_random_model_cannot(searcher):
+    """The tiny model's vectors are random; BM25 finds the red circles by their words, and
+    hybrid ranks them above where the vectors alone put them."""
+    red_circles = {"Red Circle Cake"}
+    sparse = searcher.search("red circle", "image", 4, mode="sparse")
+    assert set(titles(sparse[:2])) == red_circles  # both splits' red circle cakes
+    hybrid = searcher.search("red circle", "image", 18, mode="hybrid")
+    dense = searcher.search("red circle", "image", 18, mode="dense")
+    assert len(dense) == len(hybrid) == 18  # every item, whatever its words
+    keyword = searcher.search("red circle", "image", 18, mode="sparse")
+    fused = {}  # reciprocal rank fusion by hand: 1 / (k + rank), ranks from 0 as Qdrant's
+    for ranking in (dense, keyword):
+        for rank, hit in enumerate(ranking):
+            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+    assert [h.score for h in hybrid] == pytest.approx(sorted(fused.values(), reverse=True))
+    assert {h.id: h.score for h in hybrid} == pytest.approx(fused)
+    photo = searcher.prepare(dense[0].image_path)
+    assert searcher.mode_for(photo, "hybrid") == "dense"  # no words: dense
+    stop_words = searcher.prepare("the of and")
+    assert searcher.mode_for(stop_words, "sparse") == "dense"
+
+
+def test_like_and_unlike_through_the_searcher(searcher):
+    """Liked and disliked points leave the results; a disliked one's twin drops, a liked
+    one's twin rises; the query stays a positive example."""
+    hits = searcher.search("blue square", "image", 18)
+    first, second = hits[0], hits[1]
+    after = searcher.search("blue square", "image", 18, unlike=[first.id])
+    assert first.id not in [h.id for h in after]
+    liked = searcher.search("blue square", "image", 18, like=[hits[-1].id])
+    assert hits[-1].id not in [h.id for h in liked]
+    twin = searcher.search(("id", hits[-1].id), "image", 1)[0]  # nearest to the liked one
+    assert liked[0].id == twin.id
+    only_likes = searcher.search(None, "image", 5, like=[hits[-1].id])
+    assert only_likes[0].id == twin.id
+    assert second.id in [h.id for h in searcher.search("blue square", "image", 18)]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ({"like": ["not-an-id"]}, "no point 'not-an-id'"),
+        ({"like": [str(uuid.UUID(int=99))]}, "no point 00000000-0000-0000-0000-000000000063"),
+        ({"like": [pid(0)], "unlike": [pid(0)]}, "both liked and disliked"),
+        ({"mode": "fuzzy"}, "unknown mode 'fuzzy'"),
+        ({"diversity": 2.0}, "diversity must be from 0 to 1"),
+    ],
+)
+def test_bad_feedback_is_one_clear_message(searcher, call, message):
+    with pytest.raises(ValueError, match=message):
+        searcher.search("blue square", "image", 5, **call)
+
+
+def test_feedback_on_nothing_is_refused(searcher):
+    some = searcher.search("cake", "image", 1)[0].id
+    with pytest.raises(ValueError, match="nothing to search for"):
+        searcher.search(None, "image", 5, unlike=[some])
+    with pytest.raises(ValueError, match="nothing to search for"):
+        searcher.search(None, "image", 5)
+
+
+def test_looks_like_and_specific_ingredients(searcher):
+    """Dish votes are score-weighted shares of the voters' dish types; the specific ranking
+    keeps each share and puts the ingredient every recipe has ("sugar") last."""
+    recipes = searcher.search("green triangle", "text", 12)
+    looks = searcher.looks_like(recipes, top=10)
+    weights = {}
+    for hit in recipes:
+        weights[hit.payload["label"]] = weights.get(hit.payload["label"], 0) + max(hit.score, 0)
+    total = sum(weights.values())
+    assert looks == sorted(((k, v / total) for k, v in weights.items()),
+                           key=lambda kv: (-kv[1], kv[0]))  # fmt: skip
+    shares = dict(searcher.ingredients_of(recipes, 100, "share"))
+    specific = searcher.ingredients_of(recipes, 100, "specific")
+    assert dict(specific) == shares  # the same shares, another order
+    assert searcher.prevalence()["sugar"] == 1.0  # every item has it
+    assert specific[-1][0] in {"sugar", "flour", "colouring", "mould"}
+
+
+def test_search_command_modes_feedback_and_suggestions(indexed, capsys):
+    from multimodal.cli import main as cli
+
+    root, folder = indexed
+    common = ["--collection", "dishes", "--store", str(folder), "--model", "tiny-random"]
+    assert cli(["search", "red circle", "--mode", "sparse", "-k", "2", "--json", *common]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["title"] for row in rows] == ["Red Circle Cake"] * 2
+    liked, disliked = rows[0]["id"], rows[1]["id"]
+    argv = ["search", "cake", "--like", liked, "--unlike", disliked, "--diversity", "0.3",
+            "--mode", "hybrid", "-k", "5", "--json", "--suggest", "--ranking", "specific"]  # fmt: skip
+    assert cli([*argv, *common]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {liked, disliked}.isdisjoint(row.get("id") for row in lines)
+    assert lines[-1]["looks_like"] and lines[-1]["suggested_ingredients"]
+    assert cli(["search", "--unlike", disliked, *common]) == 2
+    assert "--unlike needs something to steer" in capsys.readouterr().err
+    assert cli(["search", "cake", "--like", str(uuid.UUID(int=7)), *common]) == 2
+    assert "no point" in capsys.readouterr().err
+    for flag, value in (("--mode", "fuzzy"), ("--diversity", "1.5")):
+        with pytest.raises(SystemExit) as refused:  # argparse: usage and one line, exit 2
+            cli(["search", "cake", flag, value, *common])
+        assert refused.value.code == 2
+    assert "--diversity: must be a number from 0 to 1" in capsys.readouterr().err
+    assert cli(["search", "--image", str(next(root.rglob("*.jpg"))), "--mode", "hybrid",
+                "--target", "text", *common]) == 0  # fmt: skip
+    assert "matched as dense, not hybrid" in capsys.readouterr().out
+
+
+def test_index_gives_an_old_collection_its_words_without_embedding(indexed, tmp_path, capsys):
+    """A collection as the previous release made it (no bm25 vector, no settings): hybrid
+    search says what to run; ``multimodal index`` adds the words and embeds nothing."""
+    from multimodal.cli import main as cli
+
+    root, folder = indexed
+    with EdgeStore(folder) as new, EdgeStore(tmp_path / "old") as old:
+        metadata = {k: v for k, v in new.metadata("dishes").items() if k != "bm25"}
+        spec = CollectionSpec(metadata["dim"], metadata["model"])
+        old.create_or_open("dishes", spec)
+        old.update_metadata("dishes", metadata)
+        copies = [Point(p.id, {k: v for k, v in p.vectors.items() if k != "bm25"}, p.payload)
+                  for p in new.scroll("dishes", with_vectors=True)]  # fmt: skip
+        old.upsert("dishes", copies)
+        assert not old.has_words("dishes")
+    common = ["--collection", "dishes", "--store", str(tmp_path / "old")]
+    assert cli(["search", "red circle", "--mode", "hybrid", *common]) == 1
+    assert "run multimodal index on it again" in capsys.readouterr().err
+    argv = ["index", "--model", "tiny-random", "--data", str(root), "--workers", "0",
+            "--no-progress", *common]  # fmt: skip
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "indexed 0, unchanged 18" in out and "added BM25 words to 18 points" in out
+    assert cli(["search", "red circle", "--mode", "sparse", "-k", "2", "--json", *common]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["title"] for row in rows] == ["Red Circle Cake"] * 2

@@ -3,6 +3,7 @@
     multimodal search "beef tacos with salsa" --collection recipes5k --target image -k 5
     multimodal search --image dish.jpg --collection recipes5k --target text -k 5 --suggest
     multimodal search '"2:strawberry tart" + photo.jpg - chocolate' --collection recipes5k
+    multimodal search "apple pie" --collection recipes5k --mode hybrid --like ID --unlike ID
 
 The model defaults to the one the collection was indexed with.
 """
@@ -15,11 +16,15 @@ import shutil
 from pathlib import Path
 
 from indexer.commands.common import add_store_arguments, open_store_from_args
-from indexer.search import MAX_RESULTS, Searcher, Term, parse_query, vote_ingredients
-from indexer.store import SearchFilter
+from indexer.search import MAX_RESULTS, Searcher, Term, parse_query
+from indexer.store import MODES, SearchFilter
 from multimodal.commands.common import add_tta_argument, command
 from multimodal.encoder import load_encoder
-from multimodal.suggestions import VOTERS
+from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS
+
+DEFAULT_MODE = "dense"  # how text queries are matched (docs/indexing-and-search.md measures it)
+DEFAULT_DIVERSITY = 0.0
+DEFAULT_RANKING = "share"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +51,17 @@ def _add_query_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--image", action="append", default=[], help="a query photo (repeatable)")
     parser.add_argument(
-        "--like", default=None, help="id of a stored point: more like this (it is left out)"
+        "--like",
+        action="append",
+        default=[],
+        help="id of a stored point: more like this (repeatable; left out of the results); "
+        "with a query, the query stays a positive example",
+    )
+    parser.add_argument(
+        "--unlike",
+        action="append",
+        default=[],
+        help="id of a stored point: less like this (repeatable; left out of the results)",
     )
     parser.add_argument(
         "--target",
@@ -101,6 +116,32 @@ def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="a payload field, e.g. label or recipe_id: at most one result per value",
     )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default=DEFAULT_MODE,
+        help="how text is matched: dense (the model), sparse (BM25 over titles and "
+        "ingredients) or hybrid (both, fused by rank); a photo is always dense "
+        f"(default: {DEFAULT_MODE})",
+    )
+    parser.add_argument(
+        "--diversity",
+        type=diversity,
+        default=DEFAULT_DIVERSITY,
+        help="0 to 1: re-rank for variety (maximal marginal relevance), so near-duplicates do "
+        f"not fill the list (default: {DEFAULT_DIVERSITY:g}, plain relevance)",
+    )
+
+
+def diversity(text: str) -> float:
+    """``--diversity``: a number from 0 to 1, refused when the line is parsed."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be a number from 0 to 1")
+    return value
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,13 +149,21 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--suggest",
         action="store_true",
-        help=f"also rank ingredients by votes of the {VOTERS} nearest recipes",
+        help=f"also show what the query looks like (dish types) and suggest ingredients, "
+        f"from the votes of the {VOTERS} nearest recipes",
+    )
+    parser.add_argument(
+        "--ranking",
+        choices=RANKINGS,
+        default=DEFAULT_RANKING,
+        help="order of suggested ingredients: share (of the votes) or specific (how much more "
+        f"often near the query than in the collection) (default: {DEFAULT_RANKING})",
     )
     parser.add_argument(
         "--json",
         action="store_true",
         help="print JSON lines for scripts: one object per result (rank, score, id, path and "
-        "the stored payload), then the suggested ingredients if --suggest",
+        "the stored payload), then the dish types and suggested ingredients if --suggest",
     )
     parser.add_argument(
         "--model",
@@ -139,10 +188,9 @@ def query_terms(args) -> list[Term]:
         if not path.is_file():
             raise FileNotFoundError(f"no image file {image}")
         terms.append(Term("image", path))
-    if args.like:
-        terms.append(Term("point", args.like))
-    if not terms:
-        raise ValueError("empty query: give text, --image PATH or --like ID")
+    if not terms and not args.like:
+        what = "--unlike needs something to steer: " if args.unlike else ""
+        raise ValueError(f"empty query: {what}give text, --image PATH or --like ID")
     return terms
 
 
@@ -156,33 +204,61 @@ def main(argv: list[str] | None = None) -> int:
         without_ingredients=args.without_ingredients,
         splits=args.split,
     )
+    feedback = {"diversity": args.diversity, "like": args.like, "unlike": args.unlike}
     with open_store_from_args(args) as store:
         model = args.model or store.metadata(args.collection)["model"]["name"]
         encoder = load_encoder(model, args.device, tta=args.tta)
         searcher = Searcher(encoder, store, args.collection)
-        prepared = searcher.prepare(terms)  # once, for results and suggestions
-        hits = searcher.nearest(prepared, args.target, args.limit, search_filter, args.group_by)
-        suggested = []
+        if terms:  # once, for results and suggestions
+            prepared = searcher.prepare(terms)
+        else:
+            prepared = searcher.feedback_only(args.like, args.unlike, args.target)
+        mode = searcher.mode_for(prepared, args.mode)
+        hits = searcher.nearest(prepared, args.target, args.limit, search_filter, args.group_by,
+                                mode=mode, **feedback)  # fmt: skip
+        looks, suggested = [], []
         if args.suggest:
-            neighbours = searcher.nearest(prepared, "text", VOTERS, search_filter)
-            suggested = vote_ingredients(neighbours)
+            recipes = searcher.nearest(prepared, "text", VOTERS, search_filter, mode=mode)
+            looks = searcher.looks_like(recipes)
+            suggested = searcher.ingredients_of(recipes, SUGGESTIONS, args.ranking)
     if args.json:
-        for rank, hit in enumerate(hits, 1):
-            path = hit.image_path
-            row = {"rank": rank, "score": hit.score, "id": hit.id, **hit.payload}
-            row["path"] = str(path) if path else None
-            print(json.dumps(row))
-        if suggested:
-            print(json.dumps({"suggested_ingredients": suggested}))
+        print_json(hits, looks, suggested)
         return 0
+    if mode != args.mode:
+        print(f"(a query without words is matched as {mode}, not {args.mode})")
+    if looks:
+        print("looks like: " + ", ".join(f"{_dish(label)} {share:.0%}" for label, share in looks))
+        print()
     print(format_hits(hits))
-    if args.suggest and not suggested:
-        print("\nno ingredients to suggest: the nearest items list none")
-    if suggested:
-        print("\nsuggested ingredients (share of neighbour votes):")
-        for name, share in suggested:
-            print(f"  {share:5.2f}  {'#' * round(share * 20):<20}  {name}")
+    if args.suggest:
+        print(format_suggestions(suggested, args.ranking))
     return 0
+
+
+def print_json(hits, looks, suggested) -> None:
+    """One JSON line per result, then one for the dish types and suggestions if asked."""
+    for rank, hit in enumerate(hits, 1):
+        path = hit.image_path
+        row = {"rank": rank, "score": hit.score, "id": hit.id, **hit.payload}
+        row["path"] = str(path) if path else None
+        print(json.dumps(row))
+    if looks or suggested:
+        print(json.dumps({"looks_like": looks, "suggested_ingredients": suggested}))
+
+
+def format_suggestions(suggested: list[tuple[str, float]], ranking: str) -> str:
+    """The suggested ingredients with their shares, in ``ranking`` order."""
+    if not suggested:
+        return "\nno ingredients to suggest: the nearest items list none"
+    order = "most specific first" if ranking == "specific" else "most votes first"
+    lines = [f"\nsuggested ingredients (share of neighbour votes, {order}):"]
+    for name, share in suggested:
+        lines.append(f"  {share:5.2f}  {'#' * round(share * 20):<20}  {name}")
+    return "\n".join(lines)
+
+
+def _dish(label: str) -> str:
+    return label.replace("_", " ")
 
 
 def format_hits(hits) -> str:

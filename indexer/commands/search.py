@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from indexer.commands.common import add_store_arguments, open_store_from_args
@@ -119,10 +120,10 @@ def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
         choices=MODES,
-        default=DEFAULT_MODE,
+        default=None,
         help="how text is matched: dense (the model), sparse (BM25 over titles and "
-        "ingredients) or hybrid (both, fused by rank); a photo is always dense "
-        f"(default: {DEFAULT_MODE})",
+        "ingredients) or hybrid (both, fused by rank); a photo is always dense (default: "
+        f"{DEFAULT_MODE}; dense in a collection indexed before hybrid search)",
     )
     parser.add_argument(
         "--diversity",
@@ -213,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             prepared = searcher.prepare(terms)
         else:
             prepared = searcher.feedback_only(args.like, args.unlike, args.target)
-        mode = searcher.mode_for(prepared, args.mode)
+        asked = args.mode or default_mode(searcher)
+        mode = searcher.mode_for(prepared, asked)
         hits = searcher.nearest(prepared, args.target, args.limit, search_filter, args.group_by,
                                 mode=mode, **feedback)  # fmt: skip
         looks, suggested = [], []
@@ -224,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print_json(hits, looks, suggested)
         return 0
-    if mode != args.mode:
-        print(f"(a query without words is matched as {mode}, not {args.mode})")
+    if mode != asked:
+        print(f"(a query without words is matched as {mode}, not {asked})")
     if looks:
         print("looks like: " + ", ".join(f"{_dish(label)} {share:.0%}" for label, share in looks))
         print()
@@ -233,6 +235,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.suggest:
         print(format_suggestions(suggested, args.ranking))
     return 0
+
+
+def default_mode(searcher: Searcher) -> str:
+    """:data:`DEFAULT_MODE`, or dense in a collection without BM25 words (with a note on
+    stderr saying how to add them)."""
+    if DEFAULT_MODE == "dense" or searcher.words is not None:
+        return DEFAULT_MODE
+    print(
+        f"note: collection {searcher.collection!r} has no BM25 words, so text is matched "
+        f"dense, not {DEFAULT_MODE}; run multimodal index on it again to add them",
+        file=sys.stderr,
+    )
+    return "dense"
 
 
 def print_json(hits, looks, suggested) -> None:

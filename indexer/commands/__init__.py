@@ -4,4 +4,8 @@
 COMMANDS = {
     "index": ("indexer.commands.index", "load a data set into Qdrant (incremental, resumable)"),
     "search": ("indexer.commands.search", "search a collection: text, image, or a mix"),
+    "search-eval": (
+        "indexer.commands.search_eval",
+        "measure search modes and suggestions on queries never indexed",
+    ),
 }

@@ -119,11 +119,24 @@ def ingredient_scores(
     suggested: Sequence[list[str]], truth: Sequence[set[str]], prevalence: Mapping[str, float]
 ) -> dict[str, float]:
     """``P@5`` and ``R@10`` of suggestion lists against the true sets
-    (:func:`multimodal.user_metrics.suggestion_scores`), and ``prevalence@5``: the mean share
-    of the collection that has each of the first 5 suggested (percent)."""
+    (:func:`multimodal.user_metrics.suggestion_scores`); ``prevalence@5``: the mean share of
+    the collection that has each of the first 5 suggested (percent); and ``above chance@5``:
+    ``P@5`` less what the same suggestions would score on a recipe drawn at random, for which
+    a suggested ingredient is right as often as the collection has it (each list's hits less
+    its first 5's prevalences, over 5). Suggesting "salt" to everyone scores 60 on ``P@5`` and
+    0 above chance."""
     shares = [prevalence.get(name, 0.0) for names in suggested for name in names[:PRECISION_AT]]
     scores = suggestion_scores(suggested, truth) if suggested else {}
-    return {**scores, f"prevalence@{PRECISION_AT}": pct(shares)}
+    above = [
+        (len(set(names[:PRECISION_AT]) & true)
+         - sum(prevalence.get(name, 0.0) for name in names[:PRECISION_AT])) / PRECISION_AT
+        for names, true in zip(suggested, truth, strict=True)
+    ]  # fmt: skip
+    return {
+        **scores,
+        f"prevalence@{PRECISION_AT}": pct(shares),
+        f"above chance@{PRECISION_AT}": 100.0 * sum(above) / len(above) if above else 0.0,
+    }
 
 
 # -- the queries ---------------------------------------------------------------------------

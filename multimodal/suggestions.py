@@ -9,7 +9,6 @@ The one implementation behind the page's "Suggested ingredients", ``multimodal s
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
@@ -63,21 +62,15 @@ def specific_ingredients(
     prevalence: Mapping[str, float],
     top: int = SUGGESTIONS,
 ) -> list[tuple[str, float]]:
-    """The voted ingredients ordered by how specific they are to the neighbours, each still
-    with its share: by ``share * log(share / prevalence)``, the ingredient's term of the
-    divergence between the neighbours' ingredients and the collection's. An ingredient
-    everything has ("salt": prevalence 0.4) falls behind one the neighbours share far more
-    often than the collection does; one voter's oddity (small share) stays low. ``prevalence``:
-    each name's share of the collection's items; a name it lacks counts as rare as its rarest.
+    """The voted ingredients ordered by how much more often the neighbours have them than the
+    collection does, each still with its share: by ``share - prevalence``, the excess of the
+    neighbours' share over the base rate (what a suggestion made blind would get right). An
+    ingredient most recipes have ("salt": prevalence 0.6) needs nearly every neighbour to lead;
+    one voter's oddity (small share) stays low. ``prevalence``: each name's share of the
+    collection's items; a name it lacks counts as 0 (ranked by its share).
     """
     found = shares(voters)
-    if not found:
-        return []
-    rarest = min(prevalence.values(), default=0.0) or min(found.values())
-    scores = {
-        name: share * math.log(share / max(prevalence.get(name, 0.0), rarest))
-        for name, share in found.items()
-    }
+    scores = {name: share - prevalence.get(name, 0.0) for name, share in found.items()}
     return [(name, found[name]) for name, _ in ranked(scores, top)]
 
 

@@ -107,6 +107,11 @@ def test_agreement_and_ingredient_scores_match_by_hand():
     assert scores["R@10"] == pytest.approx(100 * (2 / 3 + 1 / 4) / 2)
     first_five = [0.4, 0.2, 0.3, 0.3, 0.1, 0.4, 0.05]
     assert scores["prevalence@5"] == pytest.approx(100 * sum(first_five) / len(first_five))
+    expected = [  # hits of each first five less their prevalences, over 5
+        (len(set(names[:5]) & true) - sum(prevalence[n] for n in names[:5])) / 5
+        for names, true in zip(suggested, truth, strict=True)
+    ]
+    assert scores["above chance@5"] == pytest.approx(100 * sum(expected) / len(expected))
 
 
 def run(args, capsys):
@@ -129,9 +134,12 @@ def test_end_to_end_on_a_drawn_recipes5k(tmp_path, capsys):
     percentages = [
         *(v for kind in TEXT_KINDS for mode in MODES for v in text[kind][mode].values()),
         *figures["photo_to_recipe"].values(),
-        *(v for ranking in RANKINGS for v in figures["ingredients"][ranking].values()),
+        *(v for r in RANKINGS for k, v in figures["ingredients"][r].items() if "chance" not in k),
     ]
     assert len(percentages) == 27 + 2 + 6 and all(0 <= v <= 100 for v in percentages)
+    for ranking in RANKINGS:  # P@5 less the chance hits of the same suggestions
+        row = figures["ingredients"][ranking]
+        assert -100 <= row["above chance@5"] <= row["P@5"]
     for direction in ("text_to_image", "image_to_image"):
         rows = figures["diversity"][direction]
         assert list(rows) == [f"{d:g}" for d in DIVERSITIES]

@@ -318,7 +318,8 @@ def test_search_command_modes_feedback_and_suggestions(indexed, capsys):
     assert [row["title"] for row in rows] == ["Red Circle Cake"] * 2
     liked, disliked = rows[0]["id"], rows[1]["id"]
     argv = ["search", "cake", "--like", liked, "--unlike", disliked, "--diversity", "0.3",
-            "--mode", "hybrid", "-k", "5", "--json", "--suggest", "--ranking", "specific"]  # fmt: skip
+            "--mode", "hybrid", "-k", "5", "--json", "--suggest",
+            "--ranking", "specific"]  # fmt: skip
     assert cli([*argv, *common]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {liked, disliked}.isdisjoint(row.get("id") for row in lines)

@@ -176,17 +176,19 @@ def format_report(result: dict) -> str:
 def _ingredient_lines(ingredients: dict) -> list[str]:
     precision, recall = f"P@{PRECISION_AT}", f"R@{RECALL_AT}"
     prevalence = f"prevalence@{PRECISION_AT}"
+    above = f"above chance@{PRECISION_AT}"
     lines = [
         "",
         f"ingredients suggested from {ingredients['photos']} photos ({ingredients['voters']} "
         f"nearest recipes vote; percent)",
-        f"  {'ranking':<53}{precision:>8}{recall:>8}  share of the collection with the first 5",
+        f"  {'ranking':<37}{precision:>8}{above:>16}{recall:>8}  share of the collection "
+        "with the first 5",
     ]
     for ranking in RANKINGS:
         row = ingredients[ranking]
         if precision in row:
-            lines.append(f"  {ranking:<53}{row[precision]:>8.1f}{row[recall]:>8.1f}"
-                         f"{row[prevalence]:>8.1f}")  # fmt: skip
+            lines.append(f"  {ranking:<37}{row[precision]:>8.1f}{row[above]:>16.1f}"
+                         f"{row[recall]:>8.1f}{row[prevalence]:>8.1f}")  # fmt: skip
     return lines
 
 

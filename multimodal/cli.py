@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = registry()
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(commands))
+        width = max(map(len, commands))
         for name, (_, summary) in commands.items():
-            print(f"  {name:<8} {summary}")
+            print(f"  {name:<{width}} {summary}")
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in commands:

@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print_json(hits, looks, suggested)
         return 0
-    if mode != asked:
-        print(f"(a query without words is matched as {mode}, not {asked})")
+    if args.mode and mode != args.mode:  # only when asked for: a photo is always dense
+        print(f"(a query without words is matched as {mode}, not {args.mode})")
     if looks:
         print("looks like: " + ", ".join(f"{_dish(label)} {share:.0%}" for label, share in looks))
         print()

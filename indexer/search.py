@@ -316,18 +316,18 @@ class Searcher:
         if not isinstance(query, Prepared):
             query = Prepared(np.asarray(query, np.float32), set())
         like, unlike = _feedback(like, unlike, self.collection)
+        mode = self.mode_for(query, mode)
         request = SearchRequest(
             target,
             query.vector,
-            mode=self.mode_for(query, mode),
+            mode=mode,
+            words=self.words.query(query.text) if mode != "dense" else None,
             likes=self.point_vectors(like, target) if like else [],
             dislikes=self.point_vectors(unlike, target) if unlike else [],
             diversity=diversity,
             candidates=max(CANDIDATES, limit),
             exact=exact,
         )
-        if request.mode != "dense":
-            request.words = self.words.query(query.text)
         left_out = query.sources | set(like) | set(unlike)
         fetch = limit + len(left_out)
         if group_by:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import struct
+import uuid
 import zlib
+from collections import defaultdict
 from pathlib import Path
 
 import gradio as gr
@@ -18,8 +20,20 @@ from PIL import Image
 from indexer.edge import EdgeStore
 from indexer.pipeline import index_records
 from indexer.search import Searcher, parse_query
+from indexer.store import SearchFilter, StoredPoint
 from multimodal.data.readers import read_records
-from ui.app import RecipeApp, launch, recipe_markdown
+from multimodal.suggestions import SUGGESTIONS, VOTERS
+from ui.app import (
+    DEFAULT_DIVERSITY,
+    DEFAULT_MODE,
+    DEFAULT_RANKING,
+    RESULTS,
+    RecipeApp,
+    launch,
+    recipe_markdown,
+)
+from ui.feedback import NO_MARKS, mark
+from ui.page import ranked_label
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +75,10 @@ def test_handlers(recipe_app):
     assert {h["payload"]["label"] for h in one_dish} == {app.labels[0]}
 
     photo = Image.open(next(root.glob("images/*/*.jpg")))
-    rows, suggested, similar, _ = app.image_to_text(photo, [], "", "")
+    rows, suggested, similar, _, looks_like = app.image_to_text(photo, [], "", "")
     assert [row[0] for row in rows] == list(range(1, len(rows) + 1)) and len(rows) == 12
     assert set(suggested) >= {"flour", "sugar"} and max(suggested.values()) == pytest.approx(1.0)
-    assert len(similar) == 12
+    assert len(similar) == 12 and looks_like
 
     chosen = hits[0]["id"]
     more = app.more_like_this(chosen, [], "", "")[1]
@@ -88,6 +102,192 @@ def test_bad_input_is_a_readable_message(recipe_app):
         app.text_to_image("- chocolate", None, 1.0, [], "", "")
 
 
+def _titles(hits: list[dict]) -> list[str]:
+    return [hit["payload"]["title"] for hit in hits]
+
+
+def _ids(hits) -> list[str]:
+    return [hit["id"] if isinstance(hit, dict) else hit.id for hit in hits]
+
+
+def _twin(app: RecipeApp, hit: dict) -> str:
+    """The other split's copy of ``hit``: the same title, the same drawn photo."""
+    found = app.searcher.store.scroll("dishes", None, ["title"], page=64)
+    return next(p.id for p in found if p.payload["title"] == hit["payload"]["title"]
+                and p.id != hit["id"])  # fmt: skip
+
+
+def test_search_modes_on_the_page(recipe_app):
+    app, root = recipe_app
+    assert app.mode == DEFAULT_MODE  # the collection has its BM25 words
+    default = app.text_to_image("blue cake", None, 1.0, [], "", "")[1]
+    assert _ids(default) == _ids(app.text_to_image("blue cake", None, 1.0, [], "", "",
+                                                   DEFAULT_MODE)[1])  # fmt: skip
+    for mode in ("dense", "hybrid", "sparse"):  # each as the Searcher answers it
+        hits = app.text_to_image("blue cake", None, 1.0, [], "", "", mode)[1]
+        expected = app.searcher.search("blue cake", "image", RESULTS, SearchFilter(), mode=mode)
+        assert _ids(hits) == _ids(expected) and hits
+    # sparse: exactly the recipes with a word of the query (6 of 18 say "blue")
+    sparse = app.text_to_image("blue", None, 1.0, [], "", "", "sparse")[1]
+    found = app.searcher.store.scroll("dishes", None, ["title", "ingredients"])
+    words = {p.id: f"{p.payload['title']} {' '.join(p.payload['ingredients'])}" for p in found}
+    blue = [i for i, text in words.items() if "blue" in text.lower()]
+    assert sorted(_ids(sparse)) == sorted(blue) and len(blue) == 6
+    # a photo alone has no words: matched densely whatever the mode
+    photo = Image.open(next(root.glob("images/*/*.jpg")))
+    as_sparse = app.text_to_image("", photo, 1.0, [], "", "", "sparse")[1]
+    assert _ids(as_sparse) == _ids(app.text_to_image("", photo, 1.0, [], "", "", "dense")[1])
+    with pytest.raises(gr.Error, match="unknown mode 'fuzzy'"):
+        app.text_to_image("blue cake", None, 1.0, [], "", "", "fuzzy")
+
+
+def test_a_collection_without_words_is_searched_densely(recipe_app):
+    app, _ = recipe_app
+    old = Searcher(app.searcher.encoder, app.searcher.store, "dishes")
+    old.words = None  # as a collection indexed before BM25 words opens
+    page = RecipeApp(old)
+    assert page.mode == "dense"
+    dense = app.text_to_image("blue cake", None, 1.0, [], "", "", "dense")[1]
+    assert _ids(page.text_to_image("blue cake", None, 1.0, [], "", "")[1]) == _ids(dense)
+    with pytest.raises(gr.Error, match="no BM25 words.*multimodal index"):
+        page.text_to_image("blue cake", None, 1.0, [], "", "", "hybrid")
+
+
+def test_diversity_spreads_the_gallery(recipe_app):
+    app, _ = recipe_app
+    assert DEFAULT_DIVERSITY == 0.0 or 0 < DEFAULT_DIVERSITY <= 1
+    plain = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense", 0.0)[1]
+    diverse = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense", 0.9)[1]
+    expected = app.searcher.search("red square cake", "image", RESULTS, SearchFilter(),
+                                   mode="dense", diversity=0.9)  # fmt: skip
+    assert _ids(diverse) == _ids(expected)
+    # each recipe is drawn twice (train and val): by score alone the twins sit side by side
+    assert len(set(_titles(plain[:6]))) < len(set(_titles(diverse[:6]))) == 6
+    chosen = plain[0]["id"]
+    more = app.more_like_this(chosen, [], "", "", 0.9)[1]
+    assert _ids(more) == _ids(app.searcher.search(("id", chosen), "image", RESULTS,
+                                                  SearchFilter(), diversity=0.9))  # fmt: skip
+    with pytest.raises(gr.Error, match="diversity must be from 0 to 1"):
+        app.text_to_image("cake", None, 1.0, [], "", "", "dense", 1.5)
+
+
+def test_marks():
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    liked, disliked, text = mark(a, [], [], good=True)
+    assert (liked, disliked) == ([a], []) and "liked 1 · 👎 disliked 0" in text
+    liked, disliked, text = mark(b, liked, disliked, good=False)
+    assert (liked, disliked) == ([a], [b]) and "liked 1 · 👎 disliked 1" in text
+    liked, disliked, _ = mark(b, liked, disliked, good=True)  # changed its mind
+    assert (liked, disliked) == ([a, b], [])
+    assert mark(a, liked, disliked, good=True)[:2] == ([a, b], [])  # marked once
+    assert mark(a, f" {a}, {b}", None, good=False)[:2] == ([b], [a])  # as an API may send
+    assert mark("", [], [], good=True)[2] == NO_MARKS
+
+
+def test_search_again_with_marks(recipe_app):
+    app, _ = recipe_app
+    query = "red square cake"
+    plain = app.text_to_image(query, None, 1.0, [], "", "", "dense")[1]
+    liked = plain[5]
+    twin = _twin(app, liked)
+    assert _ids(plain).index(twin) < 6
+    marks = app.like(liked["id"], [], [])
+    assert marks[0] == [liked["id"]] and "liked 1" in marks[2]
+    again = app.feedback(query, None, 1.0, [], "", "", "dense", 0.0, *marks[:2])[1]
+    # as the Searcher answers it, the query staying a positive example
+    expected = app.searcher.search(query, "image", RESULTS, SearchFilter(), mode="dense",
+                                   like=[liked["id"]])  # fmt: skip
+    assert _ids(again) == _ids(expected)
+    # the liked photo's twin (the same drawing) comes first; the liked one is in the marks
+    assert _ids(again)[0] == twin and liked["id"] not in _ids(again)
+    # ranked by the best of the query's and the liked photo's similarity (naive reference)
+    query_vector = app.searcher.prepare(query).vector
+    liked_vector = app.searcher.point_vector(liked["id"])
+    points = {p.id: p for p in app.searcher.store.scroll("dishes", with_vectors=True)}
+    best = {i: max(float(np.dot(query_vector, p.vectors["image"])),
+                   float(np.dot(liked_vector, p.vectors["image"])))
+            for i, p in points.items() if i != liked["id"]}  # fmt: skip
+    top = sorted(best.values(), reverse=True)[:RESULTS]
+    np.testing.assert_allclose([best[i] for i in _ids(again)], top, atol=1e-4)
+    # a disliked photo goes, and its twin goes away or down
+    disliked = plain[0]
+    _, unlike, _ = app.dislike(disliked["id"], [], [])
+    fewer = app.feedback(query, None, 1.0, [], "", "", "dense", 0.0, [], unlike)[1]
+    assert disliked["id"] not in _ids(fewer)
+    twin = _twin(app, disliked)
+    assert twin not in _ids(fewer) or _ids(fewer).index(twin) > _ids(plain).index(twin)
+
+
+def test_search_again_keeps_the_words(recipe_app):
+    app, _ = recipe_app
+    green = next(h for h in app.text_to_image("green", None, 1.0, [], "", "", "sparse")[1])
+    liked = [green["id"]]
+    alone = app.feedback("", None, 1.0, [], "", "", "hybrid", 0.0, liked, [])[1]
+    with_words = app.feedback("blue", None, 1.0, [], "", "", "hybrid", 0.0, liked, [])[1]
+    expected = app.searcher.search("blue", "image", RESULTS, SearchFilter(), mode="hybrid",
+                                   like=liked)  # fmt: skip
+    assert _ids(with_words) == _ids(expected)
+    blue_first = sum("Blue" in title for title in _titles(with_words[:6]))
+    assert blue_first > sum("Blue" in title for title in _titles(alone[:6]))
+    assert _ids(alone) == _ids(app.searcher.search(None, "image", RESULTS, like=liked))
+
+
+def test_feedback_refusals(recipe_app):
+    app, _ = recipe_app
+    some = app.text_to_image("cake", None, 1.0, [], "", "")[1][0]["id"]
+    with pytest.raises(gr.Error, match="Nothing to search again"):
+        app.feedback("  ", None, 1.0, [], "", "", "dense", 0.0, [], [])
+    with pytest.raises(gr.Error, match="Nothing to search again"):
+        app.feedback("", None, 1.0, [], "", "", "dense", 0.0, [], [some])  # dislikes alone
+    missing = str(uuid.uuid4())
+    for liked in ([missing], ["not-an-id"]):
+        with pytest.raises(gr.Error, match="no point .* in collection 'dishes'"):
+            app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, liked, [])
+    with pytest.raises(gr.Error, match="both liked and disliked"):
+        app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, [some], [some])
+    with pytest.raises(gr.Error, match="liked must be a list of point ids"):
+        app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, {"id": some}, [])
+    with pytest.raises(gr.Error, match="Click a photo"):
+        app.like("", [], [])
+
+
+def test_looks_like_and_specific_suggestions(recipe_app):
+    app, root = recipe_app
+    photo = Image.open(next(root.glob("images/triangle/*.jpg")))
+    rows, suggested, _, _, looks_like = app.image_to_text(photo, [], "", "")
+    recipes = app.searcher.search(photo, "text", RESULTS)
+    assert [row[2] for row in rows] == [r.payload["title"] for r in recipes]
+    # naive: each of the voting recipes adds its score (floored at 0) to its dish type
+    votes: dict[str, float] = defaultdict(float)
+    for recipe in recipes[:VOTERS]:
+        votes[recipe.payload["label"]] += max(recipe.score, 0.0)
+    naive = {label: vote / sum(votes.values()) for label, vote in votes.items() if vote > 0}
+    assert looks_like == pytest.approx(naive) and sum(looks_like.values()) <= 1 + 1e-9
+    assert list(looks_like) == sorted(looks_like, key=looks_like.get, reverse=True)
+    specific = app.searcher.ingredients_of(recipes[:VOTERS], SUGGESTIONS, DEFAULT_RANKING)
+    assert list(suggested.items()) == specific  # in the ranking's order, with shares
+
+
+def test_looks_like_names_dish_types_as_words(recipe_app):
+    app, _ = recipe_app
+
+    def recipe(label, score):
+        return StoredPoint(str(uuid.uuid4()), {"label": label}, score=score)
+
+    hits = [recipe("hamburger", 0.6), recipe("crab_cakes", 0.3), recipe("hamburger", 0.3),
+            recipe(None, 0.5), recipe("salad", -0.2)]  # fmt: skip
+    shown = app.looks_like(hits)
+    assert shown == pytest.approx({"hamburger": 0.75, "crab cakes": 0.25})
+    assert list(shown) == ["hamburger", "crab cakes"]  # no vote, no line: "salad" 0 is left out
+
+
+def test_suggestions_keep_their_ranking_on_the_page():
+    shown = ranked_label().postprocess({"saffron": 0.4, "salt": 0.9, "egg": 0.5})
+    assert [c.label for c in shown.confidences] == ["saffron", "salt", "egg"]
+    assert shown.label == "saffron" and shown.confidences[1].confidence == 0.9
+    assert ranked_label().postprocess({}) == {}
+
+
 def test_named_endpoints_through_gradio_client(served):
     from gradio_client import Client, handle_file
 
@@ -102,8 +302,10 @@ def test_named_endpoints_through_gradio_client(served):
     more = client.predict(hits[0]["id"], [], "", "", api_name="/more_like_this")[1]
     assert len(more) == 12 and hits[0]["id"] not in [hit["id"] for hit in more]
     photo = handle_file(str(next(root.glob("images/*/*.jpg"))))
-    table, suggested, similar, _ = client.predict(photo, [], "", "", api_name="/image_to_text")
-    assert len(table["data"]) == 12 and suggested["confidences"]
+    table, suggested, similar, _, looks_like = client.predict(
+        photo, [], "", "", api_name="/image_to_text"
+    )
+    assert len(table["data"]) == 12 and suggested["confidences"] and looks_like["confidences"]
 
 
 def test_only_loopback_and_indexed_files_are_served(served):
@@ -226,5 +428,5 @@ def test_unreadable_uploads_through_the_served_page(served, tmp_path, caplog, ca
     assert len([r for r in caplog.records if r.name == "ui.app"]) == 2 * len(uploads)
     # and a good photo still works after all that
     photo = handle_file(str(next(root.glob("images/*/*.jpg"))))
-    table, _, _, _ = client.predict(photo, [], "", "", api_name="/image_to_text")
+    table, *_ = client.predict(photo, [], "", "", api_name="/image_to_text")
     assert len(table["data"]) == 12

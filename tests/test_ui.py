@@ -110,6 +110,14 @@ def _ids(hits) -> list[str]:
     return [hit["id"] if isinstance(hit, dict) else hit.id for hit in hits]
 
 
+def _seen(hits) -> list[tuple[float, str]]:
+    """(score, title) of each hit, best first: what a person sees, the same whichever of two
+    tied results the store puts first (each recipe is drawn twice, for train and val)."""
+    pairs = [(hit["score"], hit["payload"]["title"]) if isinstance(hit, dict)
+             else (hit.score, hit.payload["title"]) for hit in hits]  # fmt: skip
+    return sorted(((round(score, 4), title) for score, title in pairs), key=lambda p: (-p[0], p[1]))
+
+
 def _twin(app: RecipeApp, hit: dict) -> str:
     """The other split's copy of ``hit``: the same title, the same drawn photo."""
     found = app.searcher.store.scroll("dishes", None, ["title"], page=64)
@@ -117,26 +125,41 @@ def _twin(app: RecipeApp, hit: dict) -> str:
                 and p.id != hit["id"])  # fmt: skip
 
 
-def test_search_modes_on_the_page(recipe_app):
+@pytest.fixture
+def asked(recipe_app, monkeypatch):
+    """What the page asks the Searcher: the keyword arguments of each ``nearest`` call."""
+    searcher, calls = recipe_app[0].searcher, []
+    nearest = searcher.nearest
+
+    def spy(*args, **how):
+        calls.append(how)
+        return nearest(*args, **how)
+
+    monkeypatch.setattr(searcher, "nearest", spy)
+    return calls
+
+
+def test_search_modes_on_the_page(recipe_app, asked):
     app, root = recipe_app
     assert app.mode == DEFAULT_MODE  # the collection has its BM25 words
-    default = app.text_to_image("blue cake", None, 1.0, [], "", "")[1]
-    assert _ids(default) == _ids(app.text_to_image("blue cake", None, 1.0, [], "", "",
-                                                   DEFAULT_MODE)[1])  # fmt: skip
-    for mode in ("dense", "hybrid", "sparse"):  # each as the Searcher answers it
-        hits = app.text_to_image("blue cake", None, 1.0, [], "", "", mode)[1]
-        expected = app.searcher.search("blue cake", "image", RESULTS, SearchFilter(), mode=mode)
-        assert _ids(hits) == _ids(expected) and hits
+    app.text_to_image("blue cake", None, 1.0, [], "", "")
+    assert asked[-1] == {"mode": DEFAULT_MODE, "diversity": DEFAULT_DIVERSITY}
+    for mode in ("dense", "hybrid", "sparse"):
+        hits = app.text_to_image("blue cake", None, 1.0, [], "", "", mode, 0.25)[1]
+        assert asked[-1] == {"mode": mode, "diversity": 0.25} and len(hits) == RESULTS
     # sparse: exactly the recipes with a word of the query (6 of 18 say "blue")
     sparse = app.text_to_image("blue", None, 1.0, [], "", "", "sparse")[1]
     found = app.searcher.store.scroll("dishes", None, ["title", "ingredients"])
     words = {p.id: f"{p.payload['title']} {' '.join(p.payload['ingredients'])}" for p in found}
     blue = [i for i, text in words.items() if "blue" in text.lower()]
     assert sorted(_ids(sparse)) == sorted(blue) and len(blue) == 6
+    # hybrid: the two rankings fused by reciprocal rank (scores 1/(60 + rank) each at most)
+    hybrid = app.text_to_image("blue cake", None, 1.0, [], "", "", "hybrid")[1]
+    assert all(0 < hit["score"] <= 2 / 61 for hit in hybrid)
     # a photo alone has no words: matched densely whatever the mode
     photo = Image.open(next(root.glob("images/*/*.jpg")))
     as_sparse = app.text_to_image("", photo, 1.0, [], "", "", "sparse")[1]
-    assert _ids(as_sparse) == _ids(app.text_to_image("", photo, 1.0, [], "", "", "dense")[1])
+    assert _seen(as_sparse) == _seen(app.text_to_image("", photo, 1.0, [], "", "", "dense")[1])
     with pytest.raises(gr.Error, match="unknown mode 'fuzzy'"):
         app.text_to_image("blue cake", None, 1.0, [], "", "", "fuzzy")
 
@@ -148,7 +171,7 @@ def test_a_collection_without_words_is_searched_densely(recipe_app):
     page = RecipeApp(old)
     assert page.mode == "dense"
     dense = app.text_to_image("blue cake", None, 1.0, [], "", "", "dense")[1]
-    assert _ids(page.text_to_image("blue cake", None, 1.0, [], "", "")[1]) == _ids(dense)
+    assert _seen(page.text_to_image("blue cake", None, 1.0, [], "", "")[1]) == _seen(dense)
     with pytest.raises(gr.Error, match="no BM25 words.*multimodal index"):
         page.text_to_image("blue cake", None, 1.0, [], "", "", "hybrid")
 
@@ -160,13 +183,14 @@ def test_diversity_spreads_the_gallery(recipe_app):
     diverse = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense", 0.9)[1]
     expected = app.searcher.search("red square cake", "image", RESULTS, SearchFilter(),
                                    mode="dense", diversity=0.9)  # fmt: skip
-    assert _ids(diverse) == _ids(expected)
-    # each recipe is drawn twice (train and val): by score alone the twins sit side by side
+    # each recipe is drawn twice (train and val): by score alone the twins sit side by side;
+    # which of two twins MMR picks is not fixed (they tie), so compare titles
+    assert _titles(diverse) == [hit.payload["title"] for hit in expected]
     assert len(set(_titles(plain[:6]))) < len(set(_titles(diverse[:6]))) == 6
     chosen = plain[0]["id"]
     more = app.more_like_this(chosen, [], "", "", 0.9)[1]
-    assert _ids(more) == _ids(app.searcher.search(("id", chosen), "image", RESULTS,
-                                                  SearchFilter(), diversity=0.9))  # fmt: skip
+    expected = app.searcher.search(("id", chosen), "image", RESULTS, diversity=0.9)
+    assert _titles(more) == [hit.payload["title"] for hit in expected]
     with pytest.raises(gr.Error, match="diversity must be from 0 to 1"):
         app.text_to_image("cake", None, 1.0, [], "", "", "dense", 1.5)
 
@@ -197,7 +221,7 @@ def test_search_again_with_marks(recipe_app):
     # as the Searcher answers it, the query staying a positive example
     expected = app.searcher.search(query, "image", RESULTS, SearchFilter(), mode="dense",
                                    like=[liked["id"]])  # fmt: skip
-    assert _ids(again) == _ids(expected)
+    assert _seen(again) == _seen(expected)
     # the liked photo's twin (the same drawing) comes first; the liked one is in the marks
     assert _ids(again)[0] == twin and liked["id"] not in _ids(again)
     # ranked by the best of the query's and the liked photo's similarity (naive reference)
@@ -218,18 +242,17 @@ def test_search_again_with_marks(recipe_app):
     assert twin not in _ids(fewer) or _ids(fewer).index(twin) > _ids(plain).index(twin)
 
 
-def test_search_again_keeps_the_words(recipe_app):
+def test_search_again_keeps_the_words(recipe_app, asked):
     app, _ = recipe_app
-    green = next(h for h in app.text_to_image("green", None, 1.0, [], "", "", "sparse")[1])
+    green = app.text_to_image("green", None, 1.0, [], "", "", "sparse")[1][0]
     liked = [green["id"]]
     alone = app.feedback("", None, 1.0, [], "", "", "hybrid", 0.0, liked, [])[1]
     with_words = app.feedback("blue", None, 1.0, [], "", "", "hybrid", 0.0, liked, [])[1]
-    expected = app.searcher.search("blue", "image", RESULTS, SearchFilter(), mode="hybrid",
-                                   like=liked)  # fmt: skip
-    assert _ids(with_words) == _ids(expected)
+    assert asked[-1] == {"mode": "hybrid", "diversity": 0.0, "like": liked, "unlike": []}
+    # the words still count: more blue cakes come first than for the liked photo alone
     blue_first = sum("Blue" in title for title in _titles(with_words[:6]))
     assert blue_first > sum("Blue" in title for title in _titles(alone[:6]))
-    assert _ids(alone) == _ids(app.searcher.search(None, "image", RESULTS, like=liked))
+    assert _seen(alone) == _seen(app.searcher.search(None, "image", RESULTS, like=liked))
 
 
 def test_feedback_refusals(recipe_app):
@@ -290,17 +313,33 @@ def test_suggestions_keep_their_ranking_on_the_page():
 
 def test_named_endpoints_through_gradio_client(served):
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
     url, app, root = served
     client = Client(url, verbose=False)
     named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/text_to_image", "/image_to_text", "/more_like_this"} <= set(named)
+    assert {"/text_to_image", "/image_to_text", "/more_like_this", "/feedback"} <= set(named)
     gallery, hits, _ = client.predict(
         "red square cake", None, 1, [], "", "", api_name="/text_to_image"
-    )
+    )  # the arguments added since (mode, diversity) have defaults: the page's
     assert len(gallery) == 12 and hits[0]["payload"]["title"]
+    assert all(hit["score"] <= 2 / 61 for hit in hits) == (DEFAULT_MODE == "hybrid")
+    dense = client.predict("red square cake", None, 1, [], "", "", "dense", 0.0,
+                           api_name="/text_to_image")[1]  # fmt: skip
+    assert _seen(dense) == _seen(app.text_to_image("red square cake", None, 1, [], "", "",
+                                                   "dense")[1])  # fmt: skip
+    sparse = client.predict("blue", None, 1, [], "", "", "sparse", 0.5, api_name="/text_to_image")
+    assert sorted(_ids(sparse[1])) == sorted(_ids(app.text_to_image("blue", None, 1, [], "", "",
+                                                                   "sparse")[1]))  # fmt: skip
     more = client.predict(hits[0]["id"], [], "", "", api_name="/more_like_this")[1]
     assert len(more) == 12 and hits[0]["id"] not in [hit["id"] for hit in more]
+    liked, disliked = [hits[3]["id"]], [hits[0]["id"]]
+    again = client.predict("red square cake", None, 1, [], "", "", "dense", 0.0, liked, disliked,
+                           api_name="/feedback")[1]  # fmt: skip
+    expected = app.feedback("red square cake", None, 1, [], "", "", "dense", 0.0, liked, disliked)
+    assert _seen(again) == _seen(expected[1]) and hits[0]["id"] not in _ids(again)
+    with pytest.raises(AppError, match="Nothing to search again"):
+        client.predict("", None, 1, [], "", "", "dense", 0.0, [], [], api_name="/feedback")
     photo = handle_file(str(next(root.glob("images/*/*.jpg"))))
     table, suggested, similar, _, looks_like = client.predict(
         photo, [], "", "", api_name="/image_to_text"

@@ -364,6 +364,19 @@ def test_only_loopback_and_indexed_files_are_served(served):
         assert refused.value.code in (403, 404)
 
 
+def _alike(shown: list[str], gallery: list) -> bool:
+    """Whether the page shows ``gallery`` (a handler's): the same captions, in order up to
+    results with equal scores (reciprocal rank fusion ties often, and the store orders ties
+    as it likes), and of those at the last score, as many."""
+    expected = [caption for _, caption in gallery]
+
+    def ranked(captions: list[str]) -> tuple[list[str], list[str]]:
+        scores = [caption.split(" · ")[0] for caption in captions]
+        return sorted(c for c, s in zip(captions, scores, strict=True) if s != scores[-1]), scores
+
+    return bool(shown) and ranked(shown) == ranked(expected)
+
+
 @pytest.mark.slow
 def test_page_in_headless_chromium(served, tmp_path):
     if find_chromium() is None:
@@ -375,17 +388,37 @@ def test_page_in_headless_chromium(served, tmp_path):
     seen = drive(url, photo, "red square cake", "blue", screenshots=tmp_path)
     # words -> photos: the page shows what the search gives, in order, with scores
     words, hits, _ = app.text_to_image("red square cake", None, 1.0, [], "", "")
-    assert seen.gallery_captions == [caption for _, caption in words]
+    assert _alike(seen.gallery_captions, words)
     assert seen.gallery_photos_shown == len(words)  # each photo loaded from its point's URL
     # the first photo's recipe, then more like it (that photo left out)
-    assert seen.recipe_card.startswith(hits[0]["payload"]["title"])
-    more = app.more_like_this(hits[0]["id"], [], "", "")[0]
+    first = next(h for (_, c), h in zip(words, hits, strict=True) if c == seen.gallery_captions[0])
+    title = first["payload"]["title"]
+    assert seen.recipe_card.startswith(title)
+    more = app.more_like_this(first["id"], [], "", "")[0]
     assert seen.more_captions == [caption for _, caption in more] != seen.gallery_captions
+    # the words matched densely; that photo marked good and searched again: the liked
+    # photo's twin (the same drawing, from the other split) first; then the marks cleared
+    dense = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense")[0]
+    assert seen.dense_captions == [caption for _, caption in dense]
+    assert "liked 1 · 👎 disliked 0" in seen.marks_after_like
+    again = app.feedback("red square cake", None, 1.0, [], "", "", "dense", DEFAULT_DIVERSITY,
+                         [first["id"]], [])[0]  # fmt: skip
+    assert _alike(seen.again_captions, again) and seen.again_captions != seen.dense_captions
+    assert seen.again_captions[0].split(" · ")[1] == title
+    assert seen.marks_after_clear.startswith("No marks")
+    # the words in hybrid mode: scores of reciprocal rank fusion
+    hybrid = app.text_to_image("red square cake", None, 1.0, [], "", "", "hybrid")[0]
+    assert _alike(seen.hybrid_captions, hybrid)
+    assert all(float(c.split(" · ")[0]) <= round(2 / 61, 3) for c in seen.hybrid_captions)
     # the filter changed the results: only recipes with blue in their ingredients
-    blue = app.text_to_image("red square cake", None, 1.0, [], "blue", "")[0]
-    assert seen.filtered_captions == [caption for _, caption in blue] != seen.gallery_captions
+    blue = app.text_to_image("red square cake", None, 1.0, [], "blue", "", "hybrid")[0]
+    assert _alike(seen.filtered_captions, blue) and seen.filtered_captions != seen.hybrid_captions
     assert all("Blue" in c for c in seen.filtered_captions)
-    # a photo -> recipes (a score per row), suggested ingredients with shares, similar dishes
+    # a photo -> what it looks like, recipes (a score per row), suggested ingredients with
+    # shares, similar dishes
+    looks_like = app.image_to_text(Image.open(photo), [], "", "")[4]
+    for name, share in looks_like.items():  # e.g. "triangle 76%"
+        assert f"{name}\n{round(share * 100)}%" in seen.looks_like
     assert any(cell.endswith("Cake") for cell in seen.recipe_rows)
     assert "flour" in seen.suggested and "%" in seen.suggested
     similar = app.image_to_text(Image.open(photo), [], "", "")[2]

@@ -234,9 +234,9 @@ class RecipeApp:
             raise refused(str(err)) from None
 
     def _checked(self, image) -> Image.Image:
-        """The upload (a file path from :func:`photo_input`, or a PIL image when called
-        directly) as an RGB image; anything unusable is one readable message on the page and
-        one line in the server's log, not a traceback."""
+        """The upload (a file path from :func:`ui.page.photo_input`, or a PIL image when
+        called directly) as an RGB image; anything unusable is one readable message on the
+        page and one line in the server's log, not a traceback."""
         try:
             if isinstance(image, (str, Path)):
                 return load_image(image, self.searcher.max_pixels)

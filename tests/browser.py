@@ -35,7 +35,13 @@ class PageObservations:
     gallery_photos_shown: int = 0  # gallery images the browser loaded and decoded
     recipe_card: str = ""  # the card of the first photo, clicked
     more_captions: list[str] = field(default_factory=list)  # "more like this" of that photo
+    marks_after_like: str = ""  # the marks once that photo is marked "Good"
+    again_captions: list[str] = field(default_factory=list)  # "Search again with my marks"
+    marks_after_clear: str = ""
     filtered_captions: list[str] = field(default_factory=list)
+    dense_captions: list[str] = field(default_factory=list)  # the words, mode "dense"
+    hybrid_captions: list[str] = field(default_factory=list)  # then mode "hybrid"
+    looks_like: str = ""
     recipe_rows: list[str] = field(default_factory=list)
     suggested: str = ""
     similar_images: int = 0
@@ -66,9 +72,10 @@ def drive(
     with_ingredient: str,
     screenshots: Path | None = None,
 ) -> PageObservations:
-    """Text query -> photos; the first photo clicked -> its recipe, "more like this"; a
-    filter -> other photos; an uploaded photo -> recipes and suggested ingredients; an empty
-    query -> a readable message."""
+    """Text query -> photos; the first photo clicked -> its recipe, "more like this"; the
+    words matched dense, the clicked photo marked good and searched again, the marks cleared;
+    the words matched hybrid; a filter -> other photos; an uploaded photo -> what it looks
+    like, recipes and suggested ingredients; an empty query -> a readable message."""
     from selenium.webdriver.common.by import By
 
     seen = PageObservations()
@@ -76,35 +83,18 @@ def drive(
     try:
         driver.get(url)
         _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#query textarea"))
-        # words -> photos
-        _type(driver, "#query textarea", query)
-        driver.find_element(By.CSS_SELECTOR, "#search").click()
-        seen.gallery_captions = _wait(driver, lambda d: _settled(d, "#gallery", []))
-        seen.gallery_photos_shown = _photos_shown(driver, "#gallery")
-        _shot(driver, screenshots, "search-by-words", seen)
-        # the first photo's recipe, and more like it
-        driver.find_elements(By.CSS_SELECTOR, "#gallery img")[0].click()
-        seen.recipe_card = _wait(driver, lambda d: _element_text(d, "#recipe"))
-        driver.find_element(By.CSS_SELECTOR, "#more").click()
-        before = seen.gallery_captions
-        seen.more_captions = _wait(driver, lambda d: _settled(d, "#gallery", before))
+        _words_steps(driver, seen, query, screenshots)
+        seen.dense_captions = _in_mode(driver, "dense", seen.more_captions)
+        _feedback_steps(driver, seen)
+        seen.hybrid_captions = _in_mode(driver, "hybrid", seen.again_captions)
         # the same words with an ingredient that must appear
         _open_accordion(driver, "Filters")
         _type(driver, "#with textarea, #with input", with_ingredient)
         driver.find_element(By.CSS_SELECTOR, "#search").click()
-        before = seen.more_captions
+        before = seen.hybrid_captions
         seen.filtered_captions = _wait(driver, lambda d: _settled(d, "#gallery", before))
         _type(driver, "#with textarea, #with input", "")
-        # a photo -> recipes, suggested ingredients, similar dishes
-        driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'this dish')]").click()
-        upload = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input"))
-        upload[0].send_keys(str(Path(photo).resolve()))
-        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo img"))
-        driver.find_element(By.CSS_SELECTOR, "#identify").click()
-        seen.recipe_rows = _wait(driver, lambda d: _rows(d))
-        seen.suggested = _wait(driver, lambda d: _text(d, "#suggested"))
-        seen.similar_images = len(driver.find_elements(By.CSS_SELECTOR, "#similar img"))
-        _shot(driver, screenshots, "search-by-photo", seen)
+        _photo_steps(driver, seen, photo, screenshots)
         # an empty query -> a message, not a crash
         driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'from words')]").click()
         _type(driver, "#query textarea", "")
@@ -113,6 +103,61 @@ def drive(
     finally:
         driver.quit()
     return seen
+
+
+def _words_steps(driver, seen: PageObservations, query: str, screenshots: Path | None) -> None:
+    """Words -> photos; the first photo's recipe, and more like it."""
+    from selenium.webdriver.common.by import By
+
+    _type(driver, "#query textarea", query)
+    driver.find_element(By.CSS_SELECTOR, "#search").click()
+    seen.gallery_captions = _wait(driver, lambda d: _settled(d, "#gallery", []))
+    seen.gallery_photos_shown = _photos_shown(driver, "#gallery")
+    _shot(driver, screenshots, "search-by-words", seen)
+    driver.find_elements(By.CSS_SELECTOR, "#gallery img")[0].click()
+    seen.recipe_card = _wait(driver, lambda d: _showing(d, "#recipe", "score"))
+    driver.find_element(By.CSS_SELECTOR, "#more").click()
+    before = seen.gallery_captions
+    seen.more_captions = _wait(driver, lambda d: _settled(d, "#gallery", before))
+
+
+def _in_mode(driver, mode: str, before: list[str]) -> list[str]:
+    """The words searched again with the search mode ``mode``: the gallery's captions."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, f"//*[@id='mode']//label[.//input[@value='{mode}']]").click()
+    driver.find_element(By.CSS_SELECTOR, "#search").click()
+    return _wait(driver, lambda d: _settled(d, "#gallery", before))
+
+
+def _feedback_steps(driver, seen: PageObservations) -> None:
+    """The clicked photo marked good, the words searched again with the mark, the marks
+    cleared."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "#like").click()
+    seen.marks_after_like = _wait(driver, lambda d: _showing(d, "#marks", "liked 1"))
+    driver.find_element(By.CSS_SELECTOR, "#again").click()
+    before = seen.dense_captions
+    seen.again_captions = _wait(driver, lambda d: _settled(d, "#gallery", before))
+    driver.find_element(By.CSS_SELECTOR, "#clear-marks").click()
+    seen.marks_after_clear = _wait(driver, lambda d: _showing(d, "#marks", "No marks"))
+
+
+def _photo_steps(driver, seen: PageObservations, photo: Path, screenshots: Path | None) -> None:
+    """A photo -> what it looks like, recipes, suggested ingredients, similar dishes."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'this dish')]").click()
+    upload = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input"))
+    upload[0].send_keys(str(Path(photo).resolve()))
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo img"))
+    driver.find_element(By.CSS_SELECTOR, "#identify").click()
+    seen.recipe_rows = _wait(driver, lambda d: _rows(d))
+    seen.looks_like = _wait(driver, lambda d: _text(d, "#looks-like"))
+    seen.suggested = _wait(driver, lambda d: _text(d, "#suggested"))
+    seen.similar_images = len(driver.find_elements(By.CSS_SELECTOR, "#similar img"))
+    _shot(driver, screenshots, "search-by-photo", seen)
 
 
 def _wait(driver, condition, timeout: float = TIMEOUT):
@@ -213,6 +258,12 @@ def _text(driver, selector: str) -> str:
     return text if "%" in text or any(ch.isdigit() for ch in text) else ""
 
 
+def _showing(driver, selector: str, expected: str) -> str:
+    """The element's text once it says ``expected`` (not the timer shown while it loads)."""
+    text = _element_text(driver, selector)
+    return text if expected in text else ""
+
+
 def _toast(driver) -> str:
     from selenium.webdriver.common.by import By
 
@@ -243,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     seen = drive(args.url, Path(args.photo), args.query, args.with_ingredient,
                  Path(args.screenshots))  # fmt: skip
     print(f"gallery: {seen.gallery_captions[:4]}")
+    print(f"again with the first one liked: {seen.again_captions[:4]}")
+    print(f"dense: {seen.dense_captions[:4]}")
+    print(f"hybrid: {seen.hybrid_captions[:4]}")
+    print(f"looks like: {seen.looks_like[:200]!r}")
     print(f"with {args.with_ingredient}: {seen.filtered_captions[:4]}")
     print(f"recipes: {seen.recipe_rows[:3]}")
     print(f"suggested: {seen.suggested[:200]!r}")

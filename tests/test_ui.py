@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import struct
+import uuid
 import zlib
+from collections import defaultdict
 from pathlib import Path
 
 import gradio as gr
@@ -18,8 +20,20 @@ from PIL import Image
 from indexer.edge import EdgeStore
 from indexer.pipeline import index_records
 from indexer.search import Searcher, parse_query
+from indexer.store import SearchFilter, StoredPoint
 from multimodal.data.readers import read_records
-from ui.app import RecipeApp, launch, recipe_markdown
+from multimodal.suggestions import SUGGESTIONS, VOTERS
+from ui.app import (
+    DEFAULT_DIVERSITY,
+    DEFAULT_MODE,
+    DEFAULT_RANKING,
+    RESULTS,
+    RecipeApp,
+    launch,
+    recipe_markdown,
+)
+from ui.feedback import NO_MARKS, mark
+from ui.page import ranked_label
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +75,10 @@ def test_handlers(recipe_app):
     assert {h["payload"]["label"] for h in one_dish} == {app.labels[0]}
 
     photo = Image.open(next(root.glob("images/*/*.jpg")))
-    rows, suggested, similar, _ = app.image_to_text(photo, [], "", "")
+    rows, suggested, similar, _, looks_like = app.image_to_text(photo, [], "", "")
     assert [row[0] for row in rows] == list(range(1, len(rows) + 1)) and len(rows) == 12
     assert set(suggested) >= {"flour", "sugar"} and max(suggested.values()) == pytest.approx(1.0)
-    assert len(similar) == 12
+    assert len(similar) == 12 and looks_like
 
     chosen = hits[0]["id"]
     more = app.more_like_this(chosen, [], "", "")[1]
@@ -88,22 +102,249 @@ def test_bad_input_is_a_readable_message(recipe_app):
         app.text_to_image("- chocolate", None, 1.0, [], "", "")
 
 
+def _titles(hits: list[dict]) -> list[str]:
+    return [hit["payload"]["title"] for hit in hits]
+
+
+def _ids(hits) -> list[str]:
+    return [hit["id"] if isinstance(hit, dict) else hit.id for hit in hits]
+
+
+def _seen(hits) -> list[tuple[float, str]]:
+    """(score, title) of each hit, best first: what a person sees, the same whichever of two
+    tied results the store puts first (each recipe is drawn twice, for train and val)."""
+    pairs = [(hit["score"], hit["payload"]["title"]) if isinstance(hit, dict)
+             else (hit.score, hit.payload["title"]) for hit in hits]  # fmt: skip
+    return sorted(((round(score, 4), title) for score, title in pairs), key=lambda p: (-p[0], p[1]))
+
+
+def _twin(app: RecipeApp, hit: dict) -> str:
+    """The other split's copy of ``hit``: the same title, the same drawn photo."""
+    found = app.searcher.store.scroll("dishes", None, ["title"], page=64)
+    return next(p.id for p in found if p.payload["title"] == hit["payload"]["title"]
+                and p.id != hit["id"])  # fmt: skip
+
+
+@pytest.fixture
+def asked(recipe_app, monkeypatch):
+    """What the page asks the Searcher: the keyword arguments of each ``nearest`` call."""
+    searcher, calls = recipe_app[0].searcher, []
+    nearest = searcher.nearest
+
+    def spy(*args, **how):
+        calls.append(how)
+        return nearest(*args, **how)
+
+    monkeypatch.setattr(searcher, "nearest", spy)
+    return calls
+
+
+def test_search_modes_on_the_page(recipe_app, asked):
+    app, root = recipe_app
+    assert app.mode == DEFAULT_MODE  # the collection has its BM25 words
+    app.text_to_image("blue cake", None, 1.0, [], "", "")
+    assert asked[-1] == {"mode": DEFAULT_MODE, "diversity": DEFAULT_DIVERSITY}
+    for mode in ("dense", "hybrid", "sparse"):
+        hits = app.text_to_image("blue cake", None, 1.0, [], "", "", mode, 0.25)[1]
+        assert asked[-1] == {"mode": mode, "diversity": 0.25} and len(hits) == RESULTS
+    # sparse: exactly the recipes with a word of the query (6 of 18 say "blue")
+    sparse = app.text_to_image("blue", None, 1.0, [], "", "", "sparse")[1]
+    found = app.searcher.store.scroll("dishes", None, ["title", "ingredients"])
+    words = {p.id: f"{p.payload['title']} {' '.join(p.payload['ingredients'])}" for p in found}
+    blue = [i for i, text in words.items() if "blue" in text.lower()]
+    assert sorted(_ids(sparse)) == sorted(blue) and len(blue) == 6
+    # hybrid: the two rankings fused by reciprocal rank (scores 1/(60 + rank) each at most)
+    hybrid = app.text_to_image("blue cake", None, 1.0, [], "", "", "hybrid")[1]
+    assert all(0 < hit["score"] <= 2 / 61 for hit in hybrid)
+    # a photo alone has no words: matched densely whatever the mode
+    photo = Image.open(next(root.glob("images/*/*.jpg")))
+    as_sparse = app.text_to_image("", photo, 1.0, [], "", "", "sparse")[1]
+    assert _seen(as_sparse) == _seen(app.text_to_image("", photo, 1.0, [], "", "", "dense")[1])
+    with pytest.raises(gr.Error, match="unknown mode 'fuzzy'"):
+        app.text_to_image("blue cake", None, 1.0, [], "", "", "fuzzy")
+
+
+def test_a_collection_without_words_is_searched_densely(recipe_app):
+    app, _ = recipe_app
+    old = Searcher(app.searcher.encoder, app.searcher.store, "dishes")
+    old.words = None  # as a collection indexed before BM25 words opens
+    page = RecipeApp(old)
+    assert page.mode == "dense"
+    dense = app.text_to_image("blue cake", None, 1.0, [], "", "", "dense")[1]
+    assert _seen(page.text_to_image("blue cake", None, 1.0, [], "", "")[1]) == _seen(dense)
+    with pytest.raises(gr.Error, match="no BM25 words.*multimodal index"):
+        page.text_to_image("blue cake", None, 1.0, [], "", "", "hybrid")
+
+
+def test_diversity_spreads_the_gallery(recipe_app):
+    app, _ = recipe_app
+    assert DEFAULT_DIVERSITY == 0.0 or 0 < DEFAULT_DIVERSITY <= 1
+    plain = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense", 0.0)[1]
+    diverse = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense", 0.9)[1]
+    expected = app.searcher.search("red square cake", "image", RESULTS, SearchFilter(),
+                                   mode="dense", diversity=0.9)  # fmt: skip
+    # each recipe is drawn twice (train and val): by score alone the twins sit side by side;
+    # which of two twins MMR picks is not fixed (they tie), so compare titles
+    assert _titles(diverse) == [hit.payload["title"] for hit in expected]
+    assert len(set(_titles(plain[:6]))) < len(set(_titles(diverse[:6]))) == 6
+    chosen = plain[0]["id"]
+    more = app.more_like_this(chosen, [], "", "", 0.9)[1]
+    expected = app.searcher.search(("id", chosen), "image", RESULTS, diversity=0.9)
+    assert _titles(more) == [hit.payload["title"] for hit in expected]
+    with pytest.raises(gr.Error, match="diversity must be from 0 to 1"):
+        app.text_to_image("cake", None, 1.0, [], "", "", "dense", 1.5)
+
+
+def test_marks():
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    liked, disliked, text = mark(a, [], [], good=True)
+    assert (liked, disliked) == ([a], []) and "liked 1 · 👎 disliked 0" in text
+    liked, disliked, text = mark(b, liked, disliked, good=False)
+    assert (liked, disliked) == ([a], [b]) and "liked 1 · 👎 disliked 1" in text
+    liked, disliked, _ = mark(b, liked, disliked, good=True)  # changed its mind
+    assert (liked, disliked) == ([a, b], [])
+    assert mark(a, liked, disliked, good=True)[:2] == ([a, b], [])  # marked once
+    assert mark(a, f" {a}, {b}", None, good=False)[:2] == ([b], [a])  # as an API may send
+    assert mark("", [], [], good=True)[2] == NO_MARKS
+
+
+def test_search_again_with_marks(recipe_app):
+    app, _ = recipe_app
+    query = "red square cake"
+    plain = app.text_to_image(query, None, 1.0, [], "", "", "dense")[1]
+    liked = plain[5]
+    twin = _twin(app, liked)
+    assert _ids(plain).index(twin) < 6
+    marks = app.like(liked["id"], [], [])
+    assert marks[0] == [liked["id"]] and "liked 1" in marks[2]
+    again = app.feedback(query, None, 1.0, [], "", "", "dense", 0.0, *marks[:2])[1]
+    # as the Searcher answers it, the query staying a positive example
+    expected = app.searcher.search(query, "image", RESULTS, SearchFilter(), mode="dense",
+                                   like=[liked["id"]])  # fmt: skip
+    assert _seen(again) == _seen(expected)
+    # the liked photo's twin (the same drawing) comes first; the liked one is in the marks
+    assert _ids(again)[0] == twin and liked["id"] not in _ids(again)
+    # ranked by the best of the query's and the liked photo's similarity (naive reference)
+    query_vector = app.searcher.prepare(query).vector
+    liked_vector = app.searcher.point_vector(liked["id"])
+    points = {p.id: p for p in app.searcher.store.scroll("dishes", with_vectors=True)}
+    best = {i: max(float(np.dot(query_vector, p.vectors["image"])),
+                   float(np.dot(liked_vector, p.vectors["image"])))
+            for i, p in points.items() if i != liked["id"]}  # fmt: skip
+    top = sorted(best.values(), reverse=True)[:RESULTS]
+    np.testing.assert_allclose([best[i] for i in _ids(again)], top, atol=1e-4)
+    # a disliked photo goes, and its twin goes away or down
+    disliked = plain[0]
+    _, unlike, _ = app.dislike(disliked["id"], [], [])
+    fewer = app.feedback(query, None, 1.0, [], "", "", "dense", 0.0, [], unlike)[1]
+    assert disliked["id"] not in _ids(fewer)
+    twin = _twin(app, disliked)
+    assert twin not in _ids(fewer) or _ids(fewer).index(twin) > _ids(plain).index(twin)
+
+
+def test_search_again_keeps_the_words(recipe_app, asked):
+    app, _ = recipe_app
+    green = app.text_to_image("green", None, 1.0, [], "", "", "sparse")[1][0]
+    liked = [green["id"]]
+    alone = app.feedback("", None, 1.0, [], "", "", "hybrid", 0.0, liked, [])[1]
+    with_words = app.feedback("blue", None, 1.0, [], "", "", "hybrid", 0.0, liked, [])[1]
+    assert asked[-1] == {"mode": "hybrid", "diversity": 0.0, "like": liked, "unlike": []}
+    # the words still count: more blue cakes come first than for the liked photo alone
+    blue_first = sum("Blue" in title for title in _titles(with_words[:6]))
+    assert blue_first > sum("Blue" in title for title in _titles(alone[:6]))
+    assert _seen(alone) == _seen(app.searcher.search(None, "image", RESULTS, like=liked))
+
+
+def test_feedback_refusals(recipe_app):
+    app, _ = recipe_app
+    some = app.text_to_image("cake", None, 1.0, [], "", "")[1][0]["id"]
+    with pytest.raises(gr.Error, match="Nothing to search again"):
+        app.feedback("  ", None, 1.0, [], "", "", "dense", 0.0, [], [])
+    with pytest.raises(gr.Error, match="Nothing to search again"):
+        app.feedback("", None, 1.0, [], "", "", "dense", 0.0, [], [some])  # dislikes alone
+    missing = str(uuid.uuid4())
+    for liked in ([missing], ["not-an-id"]):
+        with pytest.raises(gr.Error, match="no point .* in collection 'dishes'"):
+            app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, liked, [])
+    with pytest.raises(gr.Error, match="both liked and disliked"):
+        app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, [some], [some])
+    with pytest.raises(gr.Error, match="liked must be a list of point ids"):
+        app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, {"id": some}, [])
+    with pytest.raises(gr.Error, match="Click a photo"):
+        app.like("", [], [])
+
+
+def test_looks_like_and_specific_suggestions(recipe_app):
+    app, root = recipe_app
+    photo = Image.open(next(root.glob("images/triangle/*.jpg")))
+    rows, suggested, _, _, looks_like = app.image_to_text(photo, [], "", "")
+    recipes = app.searcher.search(photo, "text", RESULTS)
+    assert [row[2] for row in rows] == [r.payload["title"] for r in recipes]
+    # naive: each of the voting recipes adds its score (floored at 0) to its dish type
+    votes: dict[str, float] = defaultdict(float)
+    for recipe in recipes[:VOTERS]:
+        votes[recipe.payload["label"]] += max(recipe.score, 0.0)
+    naive = {label: vote / sum(votes.values()) for label, vote in votes.items() if vote > 0}
+    assert looks_like == pytest.approx(naive) and sum(looks_like.values()) <= 1 + 1e-9
+    assert list(looks_like) == sorted(looks_like, key=looks_like.get, reverse=True)
+    specific = app.searcher.ingredients_of(recipes[:VOTERS], SUGGESTIONS, DEFAULT_RANKING)
+    assert list(suggested.items()) == specific  # in the ranking's order, with shares
+
+
+def test_looks_like_names_dish_types_as_words(recipe_app):
+    app, _ = recipe_app
+
+    def recipe(label, score):
+        return StoredPoint(str(uuid.uuid4()), {"label": label}, score=score)
+
+    hits = [recipe("hamburger", 0.6), recipe("crab_cakes", 0.3), recipe("hamburger", 0.3),
+            recipe(None, 0.5), recipe("salad", -0.2)]  # fmt: skip
+    shown = app.looks_like(hits)
+    assert shown == pytest.approx({"hamburger": 0.75, "crab cakes": 0.25})
+    assert list(shown) == ["hamburger", "crab cakes"]  # no vote, no line: "salad" 0 is left out
+
+
+def test_suggestions_keep_their_ranking_on_the_page():
+    shown = ranked_label().postprocess({"saffron": 0.4, "salt": 0.9, "egg": 0.5})
+    assert [c.label for c in shown.confidences] == ["saffron", "salt", "egg"]
+    assert shown.label == "saffron" and shown.confidences[1].confidence == 0.9
+    assert ranked_label().postprocess({}) == {}
+
+
 def test_named_endpoints_through_gradio_client(served):
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
     url, app, root = served
     client = Client(url, verbose=False)
     named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/text_to_image", "/image_to_text", "/more_like_this"} <= set(named)
+    assert {"/text_to_image", "/image_to_text", "/more_like_this", "/feedback"} <= set(named)
     gallery, hits, _ = client.predict(
         "red square cake", None, 1, [], "", "", api_name="/text_to_image"
-    )
+    )  # the arguments added since (mode, diversity) have defaults: the page's
     assert len(gallery) == 12 and hits[0]["payload"]["title"]
+    assert all(hit["score"] <= 2 / 61 for hit in hits) == (DEFAULT_MODE == "hybrid")
+    dense = client.predict("red square cake", None, 1, [], "", "", "dense", 0.0,
+                           api_name="/text_to_image")[1]  # fmt: skip
+    assert _seen(dense) == _seen(app.text_to_image("red square cake", None, 1, [], "", "",
+                                                   "dense")[1])  # fmt: skip
+    sparse = client.predict("blue", None, 1, [], "", "", "sparse", 0.5, api_name="/text_to_image")
+    assert sorted(_ids(sparse[1])) == sorted(_ids(app.text_to_image("blue", None, 1, [], "", "",
+                                                                   "sparse")[1]))  # fmt: skip
     more = client.predict(hits[0]["id"], [], "", "", api_name="/more_like_this")[1]
     assert len(more) == 12 and hits[0]["id"] not in [hit["id"] for hit in more]
+    liked, disliked = [hits[3]["id"]], [hits[0]["id"]]
+    again = client.predict("red square cake", None, 1, [], "", "", "dense", 0.0, liked, disliked,
+                           api_name="/feedback")[1]  # fmt: skip
+    expected = app.feedback("red square cake", None, 1, [], "", "", "dense", 0.0, liked, disliked)
+    assert _seen(again) == _seen(expected[1]) and hits[0]["id"] not in _ids(again)
+    with pytest.raises(AppError, match="Nothing to search again"):
+        client.predict("", None, 1, [], "", "", "dense", 0.0, [], [], api_name="/feedback")
     photo = handle_file(str(next(root.glob("images/*/*.jpg"))))
-    table, suggested, similar, _ = client.predict(photo, [], "", "", api_name="/image_to_text")
-    assert len(table["data"]) == 12 and suggested["confidences"]
+    table, suggested, similar, _, looks_like = client.predict(
+        photo, [], "", "", api_name="/image_to_text"
+    )
+    assert len(table["data"]) == 12 and suggested["confidences"] and looks_like["confidences"]
 
 
 def test_only_loopback_and_indexed_files_are_served(served):
@@ -123,6 +364,19 @@ def test_only_loopback_and_indexed_files_are_served(served):
         assert refused.value.code in (403, 404)
 
 
+def _alike(shown: list[str], gallery: list) -> bool:
+    """Whether the page shows ``gallery`` (a handler's): the same captions, in order up to
+    results with equal scores (reciprocal rank fusion ties often, and the store orders ties
+    as it likes), and of those at the last score, as many."""
+    expected = [caption for _, caption in gallery]
+
+    def ranked(captions: list[str]) -> tuple[list[str], list[str]]:
+        scores = [caption.split(" · ")[0] for caption in captions]
+        return sorted(c for c, s in zip(captions, scores, strict=True) if s != scores[-1]), scores
+
+    return bool(shown) and ranked(shown) == ranked(expected)
+
+
 @pytest.mark.slow
 def test_page_in_headless_chromium(served, tmp_path):
     if find_chromium() is None:
@@ -134,17 +388,37 @@ def test_page_in_headless_chromium(served, tmp_path):
     seen = drive(url, photo, "red square cake", "blue", screenshots=tmp_path)
     # words -> photos: the page shows what the search gives, in order, with scores
     words, hits, _ = app.text_to_image("red square cake", None, 1.0, [], "", "")
-    assert seen.gallery_captions == [caption for _, caption in words]
+    assert _alike(seen.gallery_captions, words)
     assert seen.gallery_photos_shown == len(words)  # each photo loaded from its point's URL
     # the first photo's recipe, then more like it (that photo left out)
-    assert seen.recipe_card.startswith(hits[0]["payload"]["title"])
-    more = app.more_like_this(hits[0]["id"], [], "", "")[0]
+    first = next(h for (_, c), h in zip(words, hits, strict=True) if c == seen.gallery_captions[0])
+    title = first["payload"]["title"]
+    assert seen.recipe_card.startswith(title)
+    more = app.more_like_this(first["id"], [], "", "")[0]
     assert seen.more_captions == [caption for _, caption in more] != seen.gallery_captions
+    # the words matched densely; that photo marked good and searched again: the liked
+    # photo's twin (the same drawing, from the other split) first; then the marks cleared
+    dense = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense")[0]
+    assert seen.dense_captions == [caption for _, caption in dense]
+    assert "liked 1 · 👎 disliked 0" in seen.marks_after_like
+    again = app.feedback("red square cake", None, 1.0, [], "", "", "dense", DEFAULT_DIVERSITY,
+                         [first["id"]], [])[0]  # fmt: skip
+    assert _alike(seen.again_captions, again) and seen.again_captions != seen.dense_captions
+    assert seen.again_captions[0].split(" · ")[1] == title
+    assert seen.marks_after_clear.startswith("No marks")
+    # the words in hybrid mode: scores of reciprocal rank fusion
+    hybrid = app.text_to_image("red square cake", None, 1.0, [], "", "", "hybrid")[0]
+    assert _alike(seen.hybrid_captions, hybrid)
+    assert all(float(c.split(" · ")[0]) <= round(2 / 61, 3) for c in seen.hybrid_captions)
     # the filter changed the results: only recipes with blue in their ingredients
-    blue = app.text_to_image("red square cake", None, 1.0, [], "blue", "")[0]
-    assert seen.filtered_captions == [caption for _, caption in blue] != seen.gallery_captions
+    blue = app.text_to_image("red square cake", None, 1.0, [], "blue", "", "hybrid")[0]
+    assert _alike(seen.filtered_captions, blue) and seen.filtered_captions != seen.hybrid_captions
     assert all("Blue" in c for c in seen.filtered_captions)
-    # a photo -> recipes (a score per row), suggested ingredients with shares, similar dishes
+    # a photo -> what it looks like, recipes (a score per row), suggested ingredients with
+    # shares, similar dishes
+    looks_like = app.image_to_text(Image.open(photo), [], "", "")[4]
+    for name, share in looks_like.items():  # e.g. "triangle 76%"
+        assert f"{name}\n{round(share * 100)}%" in seen.looks_like
     assert any(cell.endswith("Cake") for cell in seen.recipe_rows)
     assert "flour" in seen.suggested and "%" in seen.suggested
     similar = app.image_to_text(Image.open(photo), [], "", "")[2]
@@ -226,5 +500,5 @@ def test_unreadable_uploads_through_the_served_page(served, tmp_path, caplog, ca
     assert len([r for r in caplog.records if r.name == "ui.app"]) == 2 * len(uploads)
     # and a good photo still works after all that
     photo = handle_file(str(next(root.glob("images/*/*.jpg"))))
-    table, _, _, _ = client.predict(photo, [], "", "", api_name="/image_to_text")
+    table, *_ = client.predict(photo, [], "", "", api_name="/image_to_text")
     assert len(table["data"]) == 12

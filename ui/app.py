@@ -1,8 +1,9 @@
 """The web page: Gradio Blocks over one :class:`indexer.search.Searcher`.
 
-Three tabs: find dishes from words (text -> images, with "more like this"), recognise a dish
-from a photo (image -> recipes, suggested ingredients, similar dishes), and a map of the
-collection. Each search is also a named API endpoint, so ``gradio_client`` can call it::
+Three tabs: find dishes from words (text -> images in a search mode, with "more like this"
+and like / dislike), recognise a dish from a photo (what it looks like, recipes, suggested
+ingredients, similar dishes), and a map of the collection. Each search is also a named API
+endpoint, so ``gradio_client`` can call it::
 
     from gradio_client import Client
     Client("http://127.0.0.1:7860/").predict("tacos with salsa", ..., api_name="/text_to_image")
@@ -17,45 +18,29 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from indexer.search import Searcher, Term, parse_query, vote_ingredients
+from indexer.search import Searcher, Term, parse_query
 from indexer.store import SearchFilter, Store, StoredPoint, StoreError
 from multimodal.data.images import ImageLoadError, check_image_size, load_image
 from multimodal.suggestions import SUGGESTIONS, VOTERS
+from ui.feedback import mark, point_ids
 from ui.map import MapProjection
+from ui.page import CSS, build_blocks
 from ui.photos import page_root_url, photo_routes, photo_url, public_payload
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD = "10mb"
 RESULTS = max(12, VOTERS)  # hits per list; the recipes shown include every one that votes
+DEFAULT_MODE = "hybrid"  # how words are matched, where the collection has BM25 words
+DEFAULT_DIVERSITY = 0.0  # the words gallery's MMR diversity, 0 (none) to 1
+DEFAULT_RANKING = "specific"  # suggested ingredients: by share, or by how specific they are
+LOOKS_LIKE = 5  # dish types shown for a photo
 
 
 def refused(message: str) -> gr.Error:
     """An expected refusal (bad input): a readable message on the page, no traceback in the
     server's log."""
     return gr.Error(message, print_exception=False)
-
-
-def photo_input(**options) -> gr.Image:
-    """The page's photo input: a ``gr.Image`` whose handler gets the uploaded file's path,
-    unopened. Left alone, ``gr.Image`` decodes the upload before any handler runs, so a bomb
-    or a 30000x1 strip would be decoded before our limits apply and a broken file would end
-    in Gradio's generic error; the handler's :func:`load_image` checks the header first and
-    says what is wrong. (An instance override, not a subclass: Gradio writes a ``.pyi`` file
-    beside any module that defines a component class.)"""
-    photo = gr.Image(type="filepath", image_mode=None, **options)
-    photo.preprocess = _upload_path
-    return photo
-
-
-def _upload_path(payload) -> str | None:
-    return None if payload is None or payload.path is None else str(payload.path)
-
-
-CSS = """
-.recipe-card {min-height: 12rem}
-footer {display: none !important}
-"""
 
 
 def example_photos(store: Store, collection: str, count: int = 6) -> list[Path]:
@@ -83,6 +68,9 @@ class RecipeApp:
         self.labels = searcher.labels()
         self.map = MapProjection.fit(searcher)
         self.examples = examples or []
+        # a collection indexed before BM25 words can only be searched densely
+        self.mode = DEFAULT_MODE if searcher.words is not None else "dense"
+        self.diversity = DEFAULT_DIVERSITY
         self._lock = threading.Lock()  # one model forward at a time; the store is thread-safe
 
     # -- handlers ------------------------------------------------------------------------
@@ -95,47 +83,109 @@ class RecipeApp:
         dishes,
         with_text,
         without_text,
+        mode=None,
+        diversity=DEFAULT_DIVERSITY,
         request: gr.Request | None = None,
     ):
-        """Photos for a text query, optionally mixed with a photo; gallery, hits, map. The
-        query is text: a term naming a file is refused (photos come as uploads)."""
-        try:
-            terms = parse_query(query) if query and query.strip() else []
-        except ValueError as err:
-            raise refused(str(err)) from None
-        if image is not None:
-            terms.append(Term("image", self._checked(image), float(image_weight)))
+        """Photos for a text query, optionally mixed with a photo; gallery, hits, map.
+        ``mode``: how the words are matched (None: the page's default); ``diversity``: MMR,
+        0 to 1. The query is text: a term naming a file is refused (photos come as uploads)."""
+        terms = self._terms(query, image, image_weight)
         if not terms:
             raise refused("Type a dish or some ingredients (or add a photo) to search.")
-        (hits,), vector = self._search(terms, ["image"], dishes, with_text, without_text)
+        (hits,), vector = self._search(
+            terms, ["image"], _filter(dishes, with_text, without_text),
+            mode=mode or self.mode, diversity=diversity,
+        )  # fmt: skip
         return (*_shown(hits, page_root_url(request)), self._map(vector, "text query"))
+
+    def feedback(
+        self,
+        query,
+        image,
+        image_weight,
+        dishes,
+        with_text,
+        without_text,
+        mode=None,
+        diversity=DEFAULT_DIVERSITY,
+        liked=None,
+        disliked=None,
+        request: gr.Request | None = None,
+    ):
+        """:meth:`text_to_image` steered by the results marked good (``liked``) and bad
+        (``disliked``): Qdrant's recommendation, the query staying a positive example. With
+        no query the liked results are the query."""
+        try:
+            like, unlike = point_ids(liked, "liked"), point_ids(disliked, "disliked")
+        except ValueError as err:
+            raise refused(str(err)) from None
+        terms = self._terms(query, image, image_weight)
+        if not terms and not like:
+            raise refused(
+                "Nothing to search again: type a query, or click a photo and mark it "
+                "👍 Good first (dislikes alone have nothing to steer)."
+            )
+        (hits,), vector = self._search(
+            terms, ["image"], _filter(dishes, with_text, without_text),
+            mode=mode or self.mode, diversity=diversity, like=like, unlike=unlike,
+        )  # fmt: skip
+        return (*_shown(hits, page_root_url(request)), self._map(vector, "search"))
+
+    def like(self, point_id, liked, disliked):
+        """The clicked result marked good: the liked ids, the disliked ids, their summary."""
+        return self._mark(point_id, liked, disliked, good=True)
+
+    def dislike(self, point_id, liked, disliked):
+        """The clicked result marked bad (see :meth:`like`)."""
+        return self._mark(point_id, liked, disliked, good=False)
 
     def image_to_text(
         self, image, dishes, with_text, without_text, request: gr.Request | None = None
     ):
-        """Recipes, suggested ingredients and similar dishes for an uploaded photo."""
+        """Recipes, suggested ingredients, similar dishes, the map and what the dish looks
+        like (the dish types the nearest recipes vote for) for an uploaded photo."""
         if image is None:
             raise refused("Upload, paste or drop a photo of a dish first.")
         terms = [Term("image", self._checked(image))]
         (recipes, similar), vector = self._search(
-            terms, ["text", "image"], dishes, with_text, without_text
+            terms, ["text", "image"], _filter(dishes, with_text, without_text)
         )
+        voters = recipes[:VOTERS]
         return (
             _recipe_rows(recipes),
-            self._suggestions(recipes),
+            dict(self.searcher.ingredients_of(voters, SUGGESTIONS, ranking=DEFAULT_RANKING)),
             _shown(similar, page_root_url(request))[0],
             self._map(vector, "photo"),
+            self.looks_like(voters),
         )
 
+    def looks_like(self, recipes: list[StoredPoint]) -> dict[str, float]:
+        """The dish types ``recipes`` vote for, as the page shows them ("crab cakes": 0.18)."""
+        shown: dict[str, float] = {}
+        for label, share in self.searcher.looks_like(recipes, LOOKS_LIKE):
+            if share <= 0:  # only voters scoring below 0: no vote at all
+                continue
+            name = str(label).replace("_", " ")
+            shown[name] = shown.get(name, 0.0) + share
+        return shown
+
     def more_like_this(
-        self, point_id, dishes, with_text, without_text, request: gr.Request | None = None
+        self,
+        point_id,
+        dishes,
+        with_text,
+        without_text,
+        diversity=DEFAULT_DIVERSITY,
+        request: gr.Request | None = None,
     ):
         """Image -> image from a stored point (the one clicked in the gallery)."""
         if not point_id:
             raise refused("Click a photo in the results first.")
         (hits,), vector = self._search(
-            [Term("point", point_id)], ["image"], dishes, with_text, without_text
-        )
+            [Term("point", point_id)], ["image"], _filter(dishes, with_text, without_text),
+            diversity=diversity,
+        )  # fmt: skip
         return (*_shown(hits, page_root_url(request)), self._map(vector, "more like this"))
 
     def select(self, hits: list[dict], event: gr.SelectData):
@@ -147,28 +197,46 @@ class RecipeApp:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _search(self, terms, targets, dishes, with_text, without_text):
-        """The query vector of ``terms`` and the hits in each of ``targets``."""
-        search_filter = SearchFilter(
-            labels=list(dishes or []),
-            with_ingredients=_words(with_text),
-            without_ingredients=_words(without_text),
-        )
+    def _terms(self, query, image, image_weight) -> list[Term]:
+        """The query's terms: its words (parsed), then the photo mixed in with its weight."""
         try:
-            with self._lock:
-                prepared = self.searcher.prepare(terms)
+            terms = parse_query(query) if query and query.strip() else []
+        except ValueError as err:
+            raise refused(str(err)) from None
+        if image is not None:
+            terms.append(Term("image", self._checked(image), float(image_weight)))
+        return terms
+
+    def _search(self, terms, targets, search_filter, **how):
+        """The query vector of ``terms`` (of the first liked point when there are none) and
+        the hits in each of ``targets``; ``how``: mode, diversity, like and unlike, as
+        :meth:`Searcher.nearest` takes them."""
+        try:
+            if terms:
+                with self._lock:
+                    prepared = self.searcher.prepare(terms)
+            else:
+                prepared = self.searcher.feedback_only(how.get("like"), how.get("unlike"))
             results = [
-                self.searcher.nearest(prepared, target, RESULTS, search_filter)
+                self.searcher.nearest(prepared, target, RESULTS, search_filter, **how)
                 for target in targets
             ]
         except (ValueError, ImageLoadError, StoreError) as err:
             raise refused(str(err)) from None
         return results, prepared.vector
 
+    def _mark(self, point_id, liked, disliked, good: bool):
+        if not point_id:
+            raise refused("Click a photo in the results first, then mark it.")
+        try:
+            return mark(point_id, liked, disliked, good)
+        except ValueError as err:
+            raise refused(str(err)) from None
+
     def _checked(self, image) -> Image.Image:
-        """The upload (a file path from :func:`photo_input`, or a PIL image when called
-        directly) as an RGB image; anything unusable is one readable message on the page and
-        one line in the server's log, not a traceback."""
+        """The upload (a file path from :func:`ui.page.photo_input`, or a PIL image when
+        called directly) as an RGB image; anything unusable is one readable message on the
+        page and one line in the server's log, not a traceback."""
         try:
             if isinstance(image, (str, Path)):
                 return load_image(image, self.searcher.max_pixels)
@@ -181,13 +249,18 @@ class RecipeApp:
         log.warning("refused an upload: %s", reason)
         raise refused(f"That photo cannot be used: {reason}.")
 
-    def _suggestions(self, recipes: list[StoredPoint]) -> dict[str, float]:
-        return dict(vote_ingredients(recipes[:VOTERS], top=SUGGESTIONS))
-
     def _map(self, vector, what: str):
         if self.map is None:
             return None
         return self.map.figure(vector, f"where your {what} falls (star) among the dishes")
+
+
+def _filter(dishes, with_text, without_text) -> SearchFilter:
+    return SearchFilter(
+        labels=list(dishes or []),
+        with_ingredients=_words(with_text),
+        without_ingredients=_words(without_text),
+    )
 
 
 def _words(text: str | None) -> list[str]:
@@ -239,90 +312,6 @@ def recipe_markdown(hit: dict) -> str:
     if p.get("image"):
         lines.append(f"`{p['image']}`")
     return "\n\n".join(lines)
-
-
-def build_blocks(app: RecipeApp) -> gr.Blocks:
-    """The page: a header, the filters, the three tabs, and the events that wire them."""
-    searcher = app.searcher
-    model = searcher.metadata["model"]["name"]
-    views = ", photos seen as 4 views (TTA)" if searcher.encoder.tta else ""
-    with gr.Blocks(title="Recipe search") as blocks:
-        gr.Markdown(
-            f"# Recipe search\nA photo finds its recipe and ingredients; words find the "
-            f"dishes. Collection **{searcher.collection}**, model `{Path(model).name}`{views}."
-        )
-        with gr.Accordion("Filters", open=False):
-            dishes = gr.Dropdown(app.labels, multiselect=True, label="Dish type", elem_id="dish")
-            with gr.Row():
-                with_text = gr.Textbox(label="Must contain (comma-separated)", elem_id="with")
-                without_text = gr.Textbox(label="Must not contain", elem_id="without")
-        filters = [dishes, with_text, without_text]
-        with gr.Tab("Find dishes from words", id="words"):
-            _words_tab(app, filters)
-        with gr.Tab("What's this dish?", id="photo"):
-            _photo_tab(app, filters)
-        with gr.Tab("Map", id="map"):
-            gr.Plot(app.map.figure() if app.map else None, label="The collection")
-    return blocks
-
-
-def _words_tab(app: RecipeApp, filters: list) -> None:
-    """Words -> photos, with an optional weighted photo, the clicked recipe and "more like
-    this"."""
-    with gr.Row():
-        query = gr.Textbox(
-            label="Ingredients, a dish name or a description",
-            placeholder='e.g. "strawberries, cream, sugar" or "2:tacos - beef"',
-            elem_id="query",
-            scale=4,
-        )
-        search = gr.Button("Search", variant="primary", elem_id="search", scale=1)
-    with gr.Accordion("Mix in a photo (weighted)", open=False), gr.Row():
-        mix_image = photo_input(label="Photo", sources=["upload", "clipboard"],
-                                height=180)  # fmt: skip
-        mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
-    gallery = gr.Gallery(label="Dishes (score · title · ingredients)", columns=4,
-                         height=430, elem_id="gallery")  # fmt: skip
-    hits = gr.JSON(visible=False)  # the results with payloads, for "more like this" and the API
-    chosen = gr.Textbox(visible=False)  # the clicked point's id; the API passes one
-    with gr.Row():
-        recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
-        more = gr.Button("More like this", elem_id="more")
-    words_map = gr.Plot(label="Embedding map")
-    gr.Examples(
-        [["chocolate cake with strawberries"], ["tortillas, beef, salsa, cheese"],
-         ["spaghetti, tomato, basil"], ['"2:apple pie" - cinnamon']],
-        [query],
-        label="Example queries",
-    )  # fmt: skip
-    inputs, outputs = [query, mix_image, mix_weight, *filters], [gallery, hits, words_map]
-    search.click(app.text_to_image, inputs, outputs, api_name="text_to_image")
-    query.submit(app.text_to_image, inputs, outputs, api_visibility="private")
-    gallery.select(app.select, [hits], [recipe, chosen], api_visibility="private")
-    more.click(app.more_like_this, [chosen, *filters], outputs, api_name="more_like_this")
-
-
-def _photo_tab(app: RecipeApp, filters: list) -> None:
-    """A photo -> the nearest recipes, suggested ingredients and similar dishes."""
-    with gr.Row():
-        photo = photo_input(label="Photo of a dish (upload, paste or drop)",
-                            sources=["upload", "clipboard"], height=300,
-                            elem_id="photo")  # fmt: skip
-        suggested = gr.Label(num_top_classes=SUGGESTIONS, label="Suggested ingredients",
-                             elem_id="suggested")  # fmt: skip
-    identify = gr.Button("Find recipes", variant="primary", elem_id="identify")
-    recipes = gr.Dataframe(
-        headers=["rank", "score", "title", "dish type", "ingredients"],
-        label="Nearest recipes", wrap=True, elem_id="recipes",
-    )  # fmt: skip
-    similar = gr.Gallery(label="Similar dishes", columns=6, height=240,
-                         elem_id="similar")  # fmt: skip
-    photo_map = gr.Plot(label="Embedding map")
-    if app.examples:
-        gr.Examples([[str(p)] for p in app.examples], [photo], label="Example photos")
-    identify.click(app.image_to_text, [photo, *filters],
-                   [recipes, suggested, similar, photo_map],
-                   api_name="image_to_text")  # fmt: skip
 
 
 def launch(

@@ -1,0 +1,70 @@
+"""Like / dislike on the page: the results a person marked good or bad, and the controls that
+mark them and search again with the marks (Qdrant's recommendation, through
+:meth:`indexer.search.Searcher.nearest`; the text query stays a positive example).
+
+The marks are point ids kept in the page (hidden JSON components, not ``gr.State``, so the
+named API endpoint ``/feedback`` takes them as arguments too)::
+
+    client.predict("apple pie", None, 1, [], "", "", "hybrid", 0.0, [liked_id], [],
+                   api_name="/feedback")
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+NO_MARKS = "No marks yet: click a photo, then **👍 Good** or **👎 Not this**."
+
+
+def point_ids(value, what: str) -> list[str]:
+    """The point ids of a mark list as the page or an API caller sends it: a list of ids,
+    a comma-separated string, or nothing; each id once, in order."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what} must be a list of point ids, not {type(value).__name__}")
+    return list(dict.fromkeys(v.strip() for v in value if v.strip()))
+
+
+def mark(point_id: str, liked, disliked, good: bool) -> tuple[list[str], list[str], str]:
+    """``point_id`` added to the liked (``good``) or disliked ids, and taken out of the
+    other list: a result is either good or bad. Returns both lists and their summary."""
+    liked, disliked = point_ids(liked, "liked"), point_ids(disliked, "disliked")
+    if point_id:
+        chosen, other = (liked, disliked) if good else (disliked, liked)
+        if point_id in other:
+            other.remove(point_id)
+        if point_id not in chosen:
+            chosen.append(point_id)
+    return liked, disliked, marks_text(liked, disliked)
+
+
+def marks_text(liked, disliked) -> str:
+    """The marks in a line: "👍 liked 2 · 👎 disliked 1"."""
+    if not liked and not disliked:
+        return NO_MARKS
+    return (
+        f"👍 liked {len(liked)} · 👎 disliked {len(disliked)} "
+        "(marked photos are left out of the results)"
+    )
+
+
+def feedback_controls(app, chosen, search_inputs: list, outputs: list) -> None:
+    """The like / dislike buttons, the marks, "Clear marks" and "Search again with my
+    marks", wired to ``app`` (a :class:`ui.app.RecipeApp`). ``chosen`` holds the clicked
+    result's id; ``search_inputs`` are the words search's inputs, ``outputs`` its outputs."""
+    with gr.Row():
+        like = gr.Button("👍 Good", elem_id="like", size="sm")
+        dislike = gr.Button("👎 Not this", elem_id="dislike", size="sm")
+        clear = gr.Button("Clear marks", elem_id="clear-marks", size="sm")
+    marks = gr.Markdown(NO_MARKS, elem_id="marks")
+    again = gr.Button("Search again with my marks", variant="primary", elem_id="again")
+    liked = gr.JSON([], visible=False)  # point ids; the API passes lists of its own
+    disliked = gr.JSON([], visible=False)
+    marked = [liked, disliked, marks]
+    like.click(app.like, [chosen, liked, disliked], marked, api_visibility="private")
+    dislike.click(app.dislike, [chosen, liked, disliked], marked, api_visibility="private")
+    clear.click(lambda: ([], [], NO_MARKS), None, marked, api_visibility="private")
+    again.click(app.feedback, [*search_inputs, liked, disliked], outputs, api_name="feedback")

@@ -1,0 +1,155 @@
+"""The page's layout: a header, the filters, the three tabs, and the events that wire them to a
+:class:`ui.app.RecipeApp`'s handlers (which :func:`ui.app.launch` serves)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+from gradio.components.label import LabelConfidence, LabelData
+
+from indexer.store import MODES
+from multimodal.suggestions import SUGGESTIONS
+from ui.feedback import feedback_controls
+
+CSS = """
+.recipe-card {min-height: 12rem}
+footer {display: none !important}
+"""
+MODE_HELP = "dense: the model's sense of the words · sparse: the exact words (BM25) · hybrid: both"
+
+
+def photo_input(**options) -> gr.Image:
+    """The page's photo input: a ``gr.Image`` whose handler gets the uploaded file's path,
+    unopened. Left alone, ``gr.Image`` decodes the upload before any handler runs, so a bomb
+    or a 30000x1 strip would be decoded before our limits apply and a broken file would end
+    in Gradio's generic error; the handler's :func:`load_image` checks the header first and
+    says what is wrong. (An instance override, not a subclass: Gradio writes a ``.pyi`` file
+    beside any module that defines a component class.)"""
+    photo = gr.Image(type="filepath", image_mode=None, **options)
+    photo.preprocess = _upload_path
+    return photo
+
+
+def _upload_path(payload) -> str | None:
+    return None if payload is None or payload.path is None else str(payload.path)
+
+
+def ranked_label(**options) -> gr.Label:
+    """A ``gr.Label`` that shows its ``{name: share}`` in the order given: the suggested
+    ingredients are ranked by how specific they are, each shown with its share (a plain
+    ``gr.Label`` sorts by the number it shows). An instance override, as in
+    :func:`photo_input`."""
+    label = gr.Label(**options)
+    label.postprocess = _in_given_order
+    return label
+
+
+def _in_given_order(value: dict[str, float] | None) -> LabelData | dict:
+    if not value:
+        return {}
+    confidences = [LabelConfidence(label=name, confidence=share) for name, share in value.items()]
+    return LabelData(label=confidences[0].label, confidences=confidences)
+
+
+def build_blocks(app) -> gr.Blocks:
+    """The page: a header, the filters, the three tabs, and the events that wire them."""
+    searcher = app.searcher
+    model = searcher.metadata["model"]["name"]
+    views = ", photos seen as 4 views (TTA)" if searcher.encoder.tta else ""
+    with gr.Blocks(title="Recipe search") as blocks:
+        gr.Markdown(
+            f"# Recipe search\nA photo finds its recipe and ingredients; words find the "
+            f"dishes. Collection **{searcher.collection}**, model `{Path(model).name}`{views}."
+        )
+        with gr.Accordion("Filters", open=False):
+            dishes = gr.Dropdown(app.labels, multiselect=True, label="Dish type", elem_id="dish")
+            with gr.Row():
+                with_text = gr.Textbox(label="Must contain (comma-separated)", elem_id="with")
+                without_text = gr.Textbox(label="Must not contain", elem_id="without")
+        filters = [dishes, with_text, without_text]
+        with gr.Tab("Find dishes from words", id="words"):
+            _words_tab(app, filters)
+        with gr.Tab("What's this dish?", id="photo"):
+            _photo_tab(app, filters)
+        with gr.Tab("Map", id="map"):
+            gr.Plot(app.map.figure() if app.map else None, label="The collection")
+    return blocks
+
+
+def _words_tab(app, filters: list) -> None:
+    """Words -> photos in a search mode, with an optional weighted photo, the clicked recipe,
+    "more like this" and like / dislike."""
+    with gr.Row():
+        query = gr.Textbox(
+            label="Ingredients, a dish name or a description",
+            placeholder='e.g. "strawberries, cream, sugar" or "2:tacos - beef"',
+            elem_id="query",
+            scale=4,
+        )
+        search = gr.Button("Search", variant="primary", elem_id="search", scale=1)
+    with gr.Row():
+        modes = MODES if app.searcher.words is not None else ("dense",)  # words not indexed
+        mode = gr.Radio(list(modes), value=app.mode, label="Match the words", info=MODE_HELP,
+                        elem_id="mode")  # fmt: skip
+        diversity = gr.Slider(
+            0, 1, value=app.diversity, step=0.05, elem_id="diversity",
+            label="Diversity (0: by score alone; more: fewer look-alikes)",
+        )  # fmt: skip
+    with gr.Accordion("Mix in a photo (weighted)", open=False), gr.Row():
+        mix_image = photo_input(label="Photo", sources=["upload", "clipboard"],
+                                height=180)  # fmt: skip
+        mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
+    gallery = gr.Gallery(label="Dishes (score · title · ingredients)", columns=4,
+                         height=430, elem_id="gallery")  # fmt: skip
+    hits = gr.JSON(visible=False)  # the results with payloads, for "more like this" and the API
+    chosen = gr.Textbox(visible=False)  # the clicked point's id; the API passes one
+    words_map = gr.Plot(label="Embedding map", render=False)  # shown below the recipe card
+    inputs = [query, mix_image, mix_weight, *filters, mode, diversity]
+    outputs = [gallery, hits, words_map]
+    with gr.Row():
+        recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
+        with gr.Column():
+            more = gr.Button("More like this", elem_id="more")
+            feedback_controls(app, chosen, inputs, outputs)
+    words_map.render()
+    gr.Examples(
+        [["chocolate cake with strawberries"], ["tortillas, beef, salsa, cheese"],
+         ["spaghetti, tomato, basil"], ['"2:apple pie" - cinnamon']],
+        [query],
+        label="Example queries",
+    )  # fmt: skip
+    search.click(app.text_to_image, inputs, outputs, api_name="text_to_image")
+    query.submit(app.text_to_image, inputs, outputs, api_visibility="private")
+    gallery.select(app.select, [hits], [recipe, chosen], api_visibility="private")
+    more.click(app.more_like_this, [chosen, *filters, diversity], outputs,
+               api_name="more_like_this")  # fmt: skip
+
+
+def _photo_tab(app, filters: list) -> None:
+    """A photo -> what it looks like, the nearest recipes, suggested ingredients and similar
+    dishes."""
+    with gr.Row():
+        photo = photo_input(label="Photo of a dish (upload, paste or drop)",
+                            sources=["upload", "clipboard"], height=300,
+                            elem_id="photo")  # fmt: skip
+        with gr.Column():
+            looks_like = gr.Label(label="Looks like (the nearest recipes' dish types)",
+                                  elem_id="looks-like")  # fmt: skip
+            suggested = ranked_label(
+                num_top_classes=SUGGESTIONS, elem_id="suggested",
+                label="Suggested ingredients (most specific first; share of the votes)",
+            )  # fmt: skip
+    identify = gr.Button("Find recipes", variant="primary", elem_id="identify")
+    recipes = gr.Dataframe(
+        headers=["rank", "score", "title", "dish type", "ingredients"],
+        label="Nearest recipes", wrap=True, elem_id="recipes",
+    )  # fmt: skip
+    similar = gr.Gallery(label="Similar dishes", columns=6, height=240,
+                         elem_id="similar")  # fmt: skip
+    photo_map = gr.Plot(label="Embedding map")
+    if app.examples:
+        gr.Examples([[str(p)] for p in app.examples], [photo], label="Example photos")
+    identify.click(app.image_to_text, [photo, *filters],
+                   [recipes, suggested, similar, photo_map, looks_like],
+                   api_name="image_to_text")  # fmt: skip

@@ -234,6 +234,8 @@ class Searcher:
             request.candidates = max(request.candidates, fetch)
         hits = self.store.search(self.collection, request, fetch, filter)
         hits = [hit for hit in hits if hit.id not in left_out]
+        if not diversity:  # equal scores (copies of a photo, fused ranks) in one stable order
+            hits.sort(key=lambda hit: (-(hit.score or 0.0), hit.id))
         if group_by:
             hits = _grouped(hits, group_by, group_size)
         return hits[:limit]

@@ -12,7 +12,6 @@ endpoint, so ``gradio_client`` can call it::
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import gradio as gr
@@ -23,13 +22,14 @@ from indexer.store import SearchFilter, Store, StoredPoint, StoreError
 from multimodal.data.images import ImageLoadError, check_image_size, load_image
 from multimodal.suggestions import SUGGESTIONS, VOTERS
 from ui.feedback import mark, point_ids
+from ui.guard import Access
 from ui.map import MapProjection
-from ui.page import CSS, build_blocks
-from ui.photos import page_root_url, photo_routes, photo_url, public_payload
+from ui.photos import page_root_url, photo_url, public_payload
+from ui.server import Server, start
+from ui.service import encoder_lock
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD = "10mb"
 RESULTS = max(12, VOTERS)  # hits per list; the recipes shown include every one that votes
 DEFAULT_MODE = "hybrid"  # how words are matched, where the collection has BM25 words
 DEFAULT_DIVERSITY = 0.0  # the words gallery's MMR diversity, 0 (none) to 1
@@ -71,7 +71,8 @@ class RecipeApp:
         # a collection indexed before BM25 words can only be searched densely
         self.mode = DEFAULT_MODE if searcher.words is not None else "dense"
         self.diversity = DEFAULT_DIVERSITY
-        self._lock = threading.Lock()  # one model forward at a time; the store is thread-safe
+        # one model forward at a time, shared with the JSON API; the store is thread-safe
+        self._lock = encoder_lock(searcher.encoder)
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -320,23 +321,17 @@ def launch(
     port: int | None = None,
     concurrency: int = 2,
     block: bool = True,
-):
-    """Serve the page: loopback only unless ``host`` says otherwise, no share link, uploads
-    capped; of the server's files only the indexed points' photos, by point id
-    (:mod:`ui.photos`): Gradio's own file route is given no folder of the data."""
-    blocks = build_blocks(app)
-    blocks.queue(default_concurrency_limit=concurrency, max_size=64)
-    searcher = app.searcher
-    photos = photo_routes(searcher.store, searcher.collection, searcher.max_pixels)
-    blocks.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        app_kwargs={"routes": photos},  # ahead of Gradio's own routes
-        max_file_size=MAX_UPLOAD,
-        prevent_thread_lock=not block,
-        quiet=True,
-        css=CSS,
-        footer_links=[],
-    )
-    return blocks
+    access: Access | None = None,
+) -> Server:
+    """Serve the page, its photos and the JSON API on one port (:mod:`ui.server`): loopback
+    only unless ``host`` says otherwise, no share link, uploads capped, ``access``'s
+    credentials asked for when it has any; of the server's files only the indexed points'
+    photos, by point id (:mod:`ui.photos`). Returns the running server (``local_url``,
+    ``block_thread()``, ``close()``)."""
+    server = start(app, host, port, concurrency, access)
+    if block:
+        try:
+            server.block_thread()
+        finally:
+            server.close()
+    return server

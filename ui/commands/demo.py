@@ -17,7 +17,7 @@ import argparse
 import time
 
 from multimodal.commands.common import command
-from ui.commands.serve import add_server_arguments, serve
+from ui.commands.serve import add_server_arguments, serve, server_access
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from ui.demo import collection_name, ensure_index, ensure_model
 
     args = build_parser().parse_args(argv)
+    access = None if args.no_serve else server_access(args)  # refused before the long steps
     started = time.perf_counter()
     progress = not args.no_progress
     data = ensure_recipes5k(
@@ -78,4 +79,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ready in {time.perf_counter() - started:.1f}s", flush=True)
         if args.no_serve:
             return 0
-        return serve(store, collection, model, args, encoder)
+        return serve(store, collection, model, args, encoder, access)

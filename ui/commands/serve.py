@@ -2,27 +2,32 @@
 
     multimodal serve --collection recipes5k-1a2b3c4d5e [--store PATH | --qdrant-url URL]
 
-Binds 127.0.0.1 unless ``--host`` says otherwise, and says so on stderr when it does: the
-page has no login (docs/security.md). Never creates a public share link.
+Serves the page, its photos and the JSON API (``/api``, docs/api.md) on one port. Binds
+127.0.0.1 unless ``--host`` says otherwise; any other address needs credentials (``--auth
+USER:PASSWORD`` for the page, an API key in ``$MULTIMODAL_API_KEY`` for programs) or an
+explicit ``--no-auth`` (docs/security.md). Never creates a public share link.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import signal
 import sys
 
 from indexer.commands.common import add_store_arguments, open_store_from_args
 from multimodal.commands.common import add_tta_argument, command
 
+DEFAULT_KEY_ENV = "MULTIMODAL_API_KEY"
+
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to bind (default: loopback only; 0.0.0.0 serves your network, with no "
-        "login: see docs/security.md)",
+        help="address to bind (default: loopback only; any other address needs --auth or an "
+        "API key, or --no-auth: see docs/security.md)",
     )
     parser.add_argument("--port", type=int, default=7860, help="port to bind (default: 7860)")
     parser.add_argument(
@@ -32,6 +37,24 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default=None, help="cuda or cpu for the model (default: cuda if available)"
     )
     add_tta_argument(parser, "a query photo", default=True)
+    parser.add_argument(
+        "--auth",
+        default=None,
+        metavar="USER:PASSWORD",
+        help="the login the page asks for (HTTP basic; programs may use it too)",
+    )
+    parser.add_argument(
+        "--key-env",
+        default=DEFAULT_KEY_ENV,
+        help="environment variable holding the API key programs send in X-API-Key "
+        f"(default: {DEFAULT_KEY_ENV}; unset: no key)",
+    )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve an address beyond loopback without any credentials (anyone who reaches it "
+        "can search and see every indexed photo)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,34 +69,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(store, collection: str, model: str | None, args, encoder=None) -> int:
-    """Serve the page; photo queries with ``args.tta`` (``encoder``, when given, is the
-    model already loaded, which keeps its weights and device)."""
+def serve(store, collection: str, model: str | None, args, encoder=None, access=None) -> int:
+    """Serve the page and the API; photo queries with ``args.tta`` (``encoder``, when given,
+    is the model already loaded, which keeps its weights and device; ``access``, when given,
+    the credentials :func:`server_access` found)."""
     from indexer.search import Searcher
     from multimodal.encoder import load_encoder
     from ui.app import RecipeApp, example_photos, launch
 
+    if access is None:
+        access = server_access(args)  # before the model loads: a refusal comes at once
     if encoder is None:
         model = model or store.metadata(collection)["model"]["name"]
         encoder = load_encoder(model, args.device)
     searcher = Searcher(encoder.with_tta(args.tta), store, collection)
     app = RecipeApp(searcher, example_photos(store, collection))
-    if not is_loopback(args.host):
-        print(
-            f"warning: serving {args.host}, beyond this machine, with no login: anyone who "
-            "reaches it can search and see the indexed photos (docs/security.md)",
-            file=sys.stderr,
-        )
-    blocks = launch(app, args.host, args.port, args.concurrency, block=False)
-    print(f"search page: {blocks.local_url}  (Ctrl-C stops)", flush=True)
+    server = launch(app, args.host, args.port, args.concurrency, block=False, access=access)
+    url = server.local_url
+    print(f"search page: {url}  JSON API: {url}api/  (docs: {url}docs; Ctrl-C stops)", flush=True)
     signal.signal(signal.SIGTERM, _stop)  # a service manager's stop: close the store cleanly
     try:
-        blocks.block_thread()
+        server.block_thread()
     except KeyboardInterrupt:
         pass
     finally:
-        blocks.close()
+        server.close()
     return 0
+
+
+def server_access(args):
+    """The credentials the server asks for (:class:`ui.guard.Access`), from ``--auth`` and
+    the API key in ``$<--key-env>``; a ValueError naming the fix for an address beyond
+    loopback without any, unless ``--no-auth``."""
+    from ui.guard import Access
+
+    if args.no_auth:
+        if args.auth is not None:
+            raise ValueError("--no-auth and --auth contradict each other: pick one")
+        if not is_loopback(args.host):
+            print(
+                f"warning: serving {args.host}, beyond this machine, with no login (--no-auth): "
+                "anyone who reaches it can search and see the indexed photos (docs/security.md)",
+                file=sys.stderr,
+            )
+        return Access()
+    access = Access.parse(args.auth, os.environ.get(args.key_env), args.key_env)
+    if not access.required and not is_loopback(args.host):
+        raise ValueError(
+            f"serving {args.host} beyond this machine needs credentials: pass --auth "
+            f"USER:PASSWORD for the page and/or set {args.key_env} to an API key for programs, "
+            "or --no-auth to serve without any (docs/security.md)"
+        )
+    return access
 
 
 def is_loopback(host: str) -> bool:

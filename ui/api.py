@@ -1,0 +1,300 @@
+"""The JSON API beside the page, over the same :class:`ui.service.SearchService`.
+
+    POST /api/search           JSON SearchBody                      -> SearchOut
+    POST /api/search/photo     multipart: photo (file), query (JSON SearchBody, optional)
+    POST /api/suggest          multipart: photo (file), top, ranking -> SuggestOut
+    GET  /api/items/{id}                                            -> HitOut
+    GET  /api/similar/{id}?target=image&k=12&diversity=0            -> SearchOut
+    GET  /api/health                                                -> HealthOut
+
+Every refusal is ``{"detail": "one readable line"}``: 422 for input that does not validate
+or cannot be searched (a corrupt photo, a file path as a term), 404 for an id the
+collection does not hold, 413 past the byte or pixel limit, 503 when the store is away.
+docs/api.md has the examples; ``/docs`` the OpenAPI page.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from gradio import route_utils
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from indexer.query import MAX_WEIGHT
+from indexer.store import SearchFilter, StoreError
+from multimodal.data.images import ImageLoadError
+from multimodal.suggestions import SUGGESTIONS
+from ui.service import (
+    DEFAULT_K,
+    MAX_K,
+    MAX_MARKS,
+    MAX_TEXT,
+    MAX_UPLOAD_BYTES,
+    Answer,
+    Hit,
+    PhotoTooLarge,
+    SearchQuery,
+    SearchService,
+    UnknownPoint,
+    too_many_bytes,
+)
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api"
+MAX_NAMES = 100  # dish types or ingredients in one filter
+Name = Annotated[str, StringConstraints(max_length=200)]
+PointId = Annotated[str, StringConstraints(max_length=64)]
+Target = Literal["image", "text"]
+Mode = Literal["dense", "hybrid", "sparse"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
+
+
+class Filters(Strict):
+    """What every result must match."""
+
+    labels: list[Name] = Field([], max_length=MAX_NAMES, description="dish types, any of")
+    with_ingredients: list[Name] = Field([], max_length=MAX_NAMES, description="each must appear")
+    without_ingredients: list[Name] = Field([], max_length=MAX_NAMES, description="none may")
+
+    def spec(self) -> SearchFilter:
+        return SearchFilter(list(self.labels), list(self.with_ingredients),
+                            list(self.without_ingredients))  # fmt: skip
+
+
+class SearchBody(Strict):
+    """A search: words, a stored point, liked results, or a mix (with a photo on
+    ``/api/search/photo``)."""
+
+    text: str = Field(
+        "",
+        max_length=MAX_TEXT,
+        description="words or a mixed expression, e.g. '\"2:apple pie\" + cinnamon - raisins'; "
+        "id:UUID terms allowed, file paths not",
+    )
+    point_id: PointId | None = Field(None, description="a stored point to search from")
+    photo_weight: float = Field(
+        1.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT, description="the uploaded photo's weight beside words"
+    )
+    target: Target = Field("image", description="image: photos; text: recipe texts")
+    k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="results")
+    filters: Filters = Field(default_factory=Filters)
+    mode: Mode | None = Field(
+        None,
+        description="how words are matched; default: hybrid where the collection has BM25 "
+        "words, else dense",
+    )
+    diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR re-ranking, 0 to 1")
+    like: list[PointId] = Field([], max_length=MAX_MARKS, description="point ids to steer to")
+    unlike: list[PointId] = Field([], max_length=MAX_MARKS, description="point ids to avoid")
+
+    @model_validator(mode="after")
+    def _marks(self) -> SearchBody:
+        if len(self.like) + len(self.unlike) > MAX_MARKS:
+            raise ValueError(f"at most {MAX_MARKS} liked and disliked results in one search")
+        return self
+
+    def query(self, photo=None) -> SearchQuery:
+        fields = self.model_dump(exclude={"filters"})
+        return SearchQuery(**fields, photo=photo, filter=self.filters.spec())
+
+
+class HitOut(BaseModel):
+    id: str = Field(description="the point id")
+    score: float | None = Field(description="similarity (a fused rank score in hybrid mode)")
+    photo: str | None = Field(description="the photo's URL on this server")
+    payload: dict[str, Any] = Field(description="title, label, ingredients, image, ...")
+
+
+class SearchOut(BaseModel):
+    hits: list[HitOut]
+    target: Target
+    mode: Mode = Field(description="how the words were matched (dense for a query without words)")
+
+
+class Share(BaseModel):
+    name: str
+    share: float
+
+
+class SuggestOut(BaseModel):
+    looks_like: list[Share] = Field(description="dish types the nearest recipes vote for")
+    ingredients: list[Share] = Field(description="suggested ingredients, in ranking order")
+    recipes: list[HitOut] = Field(description="the nearest recipes, which voted")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    collection: str
+    points: int
+    model: str
+    modes: list[Mode]
+
+
+def service(request: Request) -> SearchService:
+    return request.app.state.search_service
+
+
+Service = Annotated[SearchService, Depends(service)]
+router = APIRouter(prefix=PREFIX, tags=["search"])
+
+
+@router.post("/search", response_model=SearchOut)
+def search(body: SearchBody, searches: Service, request: Request) -> SearchOut:
+    """Search by words, a stored point, liked results, or a mix."""
+    with refusals():
+        return _search_out(searches.search(body.query(), _root_url(request)))
+
+
+@router.post("/search/photo", response_model=SearchOut)
+def search_photo(
+    photo: Annotated[UploadFile, File(description="a photo, at most 10 MB")],
+    searches: Service,
+    request: Request,
+    query: Annotated[str, Form(max_length=64_000, description="a SearchBody as JSON")] = "{}",
+) -> SearchOut:
+    """Search by an uploaded photo, mixed with the words of ``query`` when it has any."""
+    try:
+        body = SearchBody.model_validate_json(query)
+    except ValidationError as err:
+        raise HTTPException(422, "query: " + _first_error(err.errors())) from None
+    with refusals():
+        image = searches.read_photo(_upload_bytes(photo))
+        return _search_out(searches.search(body.query(image), _root_url(request)))
+
+
+@router.post("/suggest", response_model=SuggestOut)
+def suggest(
+    photo: Annotated[UploadFile, File(description="a photo of a dish, at most 10 MB")],
+    searches: Service,
+    request: Request,
+    top: Annotated[int, Form(ge=1, le=MAX_K, description="ingredients")] = SUGGESTIONS,
+    ranking: Annotated[Literal["specific", "share"], Form()] = "specific",
+) -> SuggestOut:
+    """What the dish in a photo looks like, and the ingredients its nearest recipes vote
+    for (ranked by how specific they are, or by share)."""
+    with refusals():
+        image = searches.read_photo(_upload_bytes(photo))
+        found = searches.suggest(image, top, ranking, root_url=_root_url(request))
+    return SuggestOut(
+        looks_like=[Share(name=n, share=s) for n, s in found.looks_like],
+        ingredients=[Share(name=n, share=s) for n, s in found.ingredients],
+        recipes=[_hit_out(hit) for hit in found.recipes],
+    )
+
+
+@router.get("/items/{point_id}", response_model=HitOut)
+def item(point_id: str, searches: Service, request: Request) -> HitOut:
+    """One stored item: its photo URL and payload."""
+    with refusals():
+        return _hit_out(searches.item(point_id, _root_url(request)))
+
+
+@router.get("/similar/{point_id}", response_model=SearchOut)
+def similar(
+    point_id: str,
+    searches: Service,
+    request: Request,
+    target: Target = "image",
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = DEFAULT_K,
+    diversity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+) -> SearchOut:
+    """Items like a stored one (itself left out), matched by its vectors."""
+    with refusals():
+        found = searches.similar(point_id, _root_url(request), target=target, k=k,
+                                 diversity=diversity)  # fmt: skip
+        return _search_out(found)
+
+
+@router.get("/health", response_model=HealthOut)
+def health(searches: Service) -> HealthOut:
+    """The collection served, its size and model, and the modes it can be searched in."""
+    with refusals():
+        return HealthOut(**searches.health())
+
+
+# -- answers and refusals ------------------------------------------------------------------
+
+
+@contextmanager
+def refusals():
+    """The service's refusals as HTTP answers with one readable line."""
+    try:
+        yield
+    except PhotoTooLarge as err:
+        raise HTTPException(413, str(err)) from None
+    except UnknownPoint as err:
+        raise HTTPException(404, str(err)) from None
+    except (ValueError, ImageLoadError) as err:
+        raise HTTPException(422, str(err)) from None
+    except StoreError as err:
+        log.warning("the store refused an API search: %s", err)
+        raise HTTPException(503, f"the store is not available: {err}") from None
+
+
+def _upload_bytes(photo: UploadFile) -> bytes:
+    """The upload's bytes, refused past the limit without reading further."""
+    data = photo.file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise HTTPException(413, too_many_bytes(None))
+    return data
+
+
+def _search_out(answer: Answer) -> SearchOut:
+    return SearchOut(hits=[_hit_out(h) for h in answer.hits], target=answer.target,
+                     mode=answer.mode)  # fmt: skip
+
+
+def _hit_out(hit: Hit) -> HitOut:
+    return HitOut(id=hit.id, score=hit.score, photo=hit.photo, payload=hit.payload)
+
+
+def _root_url(request: Request) -> str:
+    """The server's address as the client reached it (behind a proxy too), as the page
+    works out its own."""
+    return route_utils.get_root_url(request, request.url.path, request.scope.get("root_path"))
+
+
+def _first_error(errors) -> str:
+    """The first of pydantic's errors as one line: ``k: Input should be ...``."""
+    if not errors:
+        return "invalid request"
+    error = errors[0]
+    where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
+    return f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid")
+
+
+async def _validation_refused(request: Request, err: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": _first_error(err.errors())}, status_code=422)
+
+
+def install(app: FastAPI, searches: SearchService) -> None:
+    """Add the API's routes to ``app``, answering from ``searches``."""
+    app.state.search_service = searches
+    app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _validation_refused)

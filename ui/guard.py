@@ -1,0 +1,165 @@
+"""The server's door: who may come in, and how much they may send.
+
+:class:`Guard` wraps the whole app (the page, its photos and the JSON API) as ASGI middleware:
+
+- **Credentials**, when :class:`Access` has any: every request carries either the page's login
+  (HTTP basic, ``--auth USER:PASSWORD``; a browser asks for it once) or the API key
+  (``X-API-Key``). Both are compared in constant time. Without either: 401; with a wrong key:
+  403. Nothing is served first, not even the page's HTML.
+- **Bounded bodies**: a request whose ``Content-Length`` is past the limit is refused (413)
+  before it is read; a body sent without one (chunked) is counted as it arrives and refused
+  at the limit. JSON gets :data:`MAX_JSON_BYTES`, anything else (an upload) the upload limit
+  and room for the form around it.
+
+Refusals of ``/api`` requests are ``{"detail": "..."}``, of anything else one line of text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from dataclasses import dataclass
+
+from starlette.exceptions import HTTPException
+
+from ui.service import MAX_UPLOAD_BYTES, too_many_bytes
+
+MAX_JSON_BYTES = 1024 * 1024  # a JSON request (a search is a few kilobytes at most)
+FORM_ROOM = 1024 * 1024  # a multipart form's own bytes beside its one photo
+MIN_KEY = 16  # characters of an API key
+REALM = 'Basic realm="recipe search", charset="UTF-8"'
+
+
+@dataclass(frozen=True)
+class Access:
+    """The credentials the server asks for; none given: it asks for none."""
+
+    user: str | None = None  # the page's login (HTTP basic)
+    password: str | None = None
+    api_key: str | None = None  # what programs send in X-API-Key
+
+    @property
+    def required(self) -> bool:
+        return bool(self.password or self.api_key)
+
+    @classmethod
+    def parse(cls, auth: str | None, api_key: str | None = None, key_name: str = "the key"):
+        """``--auth USER:PASSWORD`` and the API key (``key_name``: where it came from),
+        checked: a login needs both parts, a key at least :data:`MIN_KEY` characters."""
+        user = password = None
+        if auth is not None:
+            user, colon, password = auth.partition(":")
+            if not colon or not user or not password:
+                raise ValueError("--auth takes USER:PASSWORD, both non-empty")
+        if api_key and len(api_key) < MIN_KEY:
+            raise ValueError(
+                f"{key_name} is {len(api_key)} characters; an API key needs at least {MIN_KEY} "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)"
+            )
+        return cls(user, password, api_key or None)
+
+    def check(self, headers: dict[str, str]) -> int | None:
+        """None if ``headers`` carry a valid credential; else the status that refuses them
+        (401 with none, 403 with a wrong API key)."""
+        key = headers.get("x-api-key")
+        if key is not None and self.api_key is not None and _same(key, self.api_key):
+            return None
+        login = _basic(headers.get("authorization", ""))
+        if login is not None and self.password is not None:
+            user_ok = _same(login[0], self.user or "")
+            if _same(login[1], self.password) & user_ok:  # both compared, always
+                return None
+        return 403 if key is not None else 401
+
+
+class Guard:
+    """ASGI middleware: :class:`Access` and bounded request bodies (see the module)."""
+
+    def __init__(self, app, access: Access | None = None, upload_limit: int = MAX_UPLOAD_BYTES):
+        self.app, self.access = app, access or Access()
+        self.upload_limit = upload_limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.access.required:
+            status = self.access.check(headers)
+            if status is not None:
+                if scope["type"] == "websocket":
+                    return await send({"type": "websocket.close", "code": 1008})
+                return await _refuse(scope, send, status, _why(status), self.access)
+        if scope["type"] == "websocket":
+            return await self.app(scope, receive, send)
+        return await self._bounded(scope, receive, send, headers)
+
+    async def _bounded(self, scope, receive, send, headers):
+        json_body = headers.get("content-type", "").startswith("application/json")
+        limit = MAX_JSON_BYTES if json_body else self.upload_limit + FORM_ROOM
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return await _refuse(scope, send, 413, _too_large(int(declared), limit, json_body))
+        received, started = 0, False
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, _too_large(None, limit, json_body))
+            return message
+
+        async def watched(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except HTTPException as err:  # the body ran past the limit outside any route
+            if started or err.status_code != 413:
+                raise
+            await _refuse(scope, send, 413, err.detail)
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _basic(authorization: str) -> tuple[str, str] | None:
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        user, colon, password = decoded.partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if colon else None
+
+
+def _why(status: int) -> str:
+    if status == 403:
+        return "wrong API key: send the key the server was started with in X-API-Key"
+    return "credentials required: log in (HTTP basic), or send the API key in X-API-Key"
+
+
+def _too_large(size: int | None, limit: int, json_body: bool) -> str:
+    if json_body:
+        return f"the request body is over the {limit // 1024:,} KB limit for JSON"
+    return too_many_bytes(size if size is not None and size > MAX_UPLOAD_BYTES else None)
+
+
+async def _refuse(scope, send, status: int, detail: str, access: Access | None = None):
+    if scope["path"].startswith("/api"):
+        body, kind = json.dumps({"detail": detail}).encode(), b"application/json"
+    else:
+        body, kind = (detail + "\n").encode(), b"text/plain; charset=utf-8"
+    headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
+    if status == 401 and access is not None and access.password is not None:
+        headers.append((b"www-authenticate", REALM.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,6 +1,6 @@
 """The page and its server as an attacker sees them: only indexed points' photos are served, as
 images; a query's text is never read as a path on the server; no response carries a path of
-the server's disk."""
+the server's disk; with credentials, nothing is served without them; bodies are bounded."""
 
 from __future__ import annotations
 
@@ -311,3 +311,129 @@ def test_a_payload_leaves_its_server_paths_behind():
     assert public_payload(stored) == {"image": "dish.jpg", "title": "Tacos"}
     inside = {"image": "images/tacos/1.jpg", "root": "/srv/data", "label": "tacos"}
     assert public_payload(inside) == {"image": "images/tacos/1.jpg", "label": "tacos"}
+
+
+# -- credentials and limits, through a real server ---------------------------------------
+
+KEY = "k" * 12 + "-a-long-api-key"
+LOGIN = ("ann", "correct horse battery staple")
+
+
+@pytest.fixture(scope="module")
+def guarded(site, tiny_encoder):
+    """A second server over the same collection, on loopback with a login and an API key:
+    credentials given are asked for, on loopback too."""
+    from ui.guard import Access
+
+    app = RecipeApp(site["app"].searcher)
+    server = launch(app, block=False, access=Access.parse(":".join(LOGIN), KEY))
+    yield server.local_url
+    server.close()
+
+
+def test_nothing_is_served_without_credentials(site, guarded):
+    import httpx
+
+    point = _all_points(site["app"])[0].id
+    paths = ["/", "/config", "/gradio_api/info", "/docs", "/openapi.json", "/api/health",
+             f"/api/items/{point}", f"/photo/{point}", f"/gradio_api/file={site['tiff']}",
+             "/gradio_api/upload", "/theme.css", "/no/such/page"]  # fmt: skip
+    wrong_logins = [("ann", "wrong"), ("bob", LOGIN[1]), ("", ""), (LOGIN[0], LOGIN[1] + "x")]
+    for path in paths:
+        answer = httpx.get(f"{guarded.rstrip('/')}{path}")
+        assert answer.status_code == 401, path
+        assert answer.headers["www-authenticate"].startswith("Basic")
+        assert SECRET not in answer.content and b"gradio" not in answer.content.lower()
+        for login in wrong_logins:
+            assert httpx.get(f"{guarded.rstrip('/')}{path}", auth=login).status_code == 401
+        for key in ("wrong", KEY[:-1], KEY + "x", ""):
+            refused = httpx.get(f"{guarded.rstrip('/')}{path}", headers={"X-API-Key": key})
+            assert refused.status_code == 403, (path, key)
+    posted = httpx.post(f"{guarded}api/search", json={"text": "cake"})
+    assert posted.status_code == 401 and "credentials required" in posted.json()["detail"]
+    garbled = httpx.get(f"{guarded}api/health", headers={"Authorization": "Basic %%%"})
+    assert garbled.status_code == 401
+
+
+def test_the_right_credentials_open_everything(site, guarded):
+    import httpx
+
+    page = httpx.get(guarded, auth=LOGIN)
+    assert page.status_code == 200 and "<!doctype html>" in page.text.lower()  # the page
+    assert "gradio" in page.text.lower()
+    with httpx.Client(base_url=guarded, headers={"X-API-Key": KEY}, timeout=60) as client:
+        assert client.get("/api/health").json()["points"] == 6
+        hits = client.post("/api/search", json={"text": "red square cake", "k": 3}).json()["hits"]
+        assert len(hits) == 3 and hits[0]["photo"].startswith(guarded)
+        photo = client.get(hits[0]["photo"])
+        assert photo.status_code in (200, 404)  # 404: the photo swapped for a page
+    by_login = httpx.post(f"{guarded}api/search", json={"text": "cake", "k": 1}, auth=LOGIN)
+    assert by_login.status_code == 200  # programs may use the login too
+
+
+def test_the_page_works_behind_the_login(site, guarded):
+    """The page's own calls (its config, its queue's event stream) carry the credentials a
+    browser sends after the login; gradio_client sends them as headers."""
+    from gradio_client import Client
+
+    client = Client(guarded, verbose=False, download_files=False, headers={"X-API-Key": KEY})
+    gallery, hits, _ = client.predict("red square cake", None, 1, [], "", "",
+                                      api_name="/text_to_image")  # fmt: skip
+    assert len(gallery) == len(hits) > 0
+
+
+def test_paths_outside_the_roots_are_refused_with_credentials(site, guarded):
+    """Logged in, nothing but the indexed photos is served still, and Gradio's file route
+    fetches no URL for the caller."""
+    import httpx
+
+    root, outside = site["root"], site["planted"]["outside"]
+    for raw in (f"/photo/..%2F..%2F..{quote(str(outside))}", "/photo/../../../../etc/passwd",
+                f"/gradio_api/file={outside}", f"/gradio_api/file={site['planted']['key']}",
+                f"/gradio_api/file={root}/images/../.ssh/id_rsa", f"/api/items/{outside}",
+                "/gradio_api/file=http://example.com/secret.txt",
+                "/gradio_api/file=https://127.0.0.1:1/x"):  # fmt: skip
+        answer = httpx.get(f"{guarded.rstrip('/')}{raw}", auth=LOGIN)
+        assert answer.status_code in (403, 404), (raw, answer.status_code)
+        assert SECRET not in answer.content and SCRIPT not in answer.content
+
+
+def test_the_server_refuses_oversized_bodies_everywhere(site, guarded):
+    """Past the limit a body is refused before it is read, on the page's routes too."""
+    import httpx
+
+    big = bytes(12 * 2**20)
+    for path in ("/gradio_api/upload", "/api/suggest", "/api/search/photo"):
+        answer = httpx.post(f"{guarded.rstrip('/')}{path}", files={"files": ("x.jpg", big)},
+                            auth=LOGIN)  # fmt: skip
+        assert answer.status_code == 413, path
+        assert "10 MB limit" in answer.text
+
+
+def test_serving_beyond_loopback_needs_credentials(tmp_path, monkeypatch, capsys):
+    from ui.commands.serve import build_parser, main, server_access
+
+    monkeypatch.delenv("MULTIMODAL_API_KEY", raising=False)
+    store = ["--collection", "dishes", "--store", str(tmp_path / "no-store")]
+    for host in ("0.0.0.0", "192.168.1.20", "::", "example.org"):
+        assert main([*store, "--host", host]) == 2  # before any store or model is opened
+        (line,) = capsys.readouterr().err.splitlines()
+        assert "needs credentials" in line and "--auth" in line and "--no-auth" in line
+    assert not (tmp_path / "no-store").exists()
+    for wrong in (["--auth", "ann"], ["--auth", ":pw"], ["--auth", "ann:"],
+                  ["--auth", "ann:pw", "--no-auth"]):  # fmt: skip
+        assert main([*store, *wrong]) == 2
+        assert len(capsys.readouterr().err.splitlines()) == 1
+    monkeypatch.setenv("SHORT_KEY", "1234")
+    assert main([*store, "--host", "0.0.0.0", "--key-env", "SHORT_KEY"]) == 2
+    assert "at least 16" in capsys.readouterr().err
+
+    def access(*argv):
+        return server_access(build_parser().parse_args([*store, *argv]))
+
+    assert access("--host", "0.0.0.0", "--auth", "ann:pw").password == "pw"
+    monkeypatch.setenv("MULTIMODAL_API_KEY", KEY)
+    assert access("--host", "0.0.0.0").api_key == KEY  # the key alone will do
+    assert access().api_key == KEY  # and is asked for on loopback too
+    assert not access("--host", "0.0.0.0", "--no-auth").required
+    assert "with no login (--no-auth)" in capsys.readouterr().err

@@ -200,6 +200,8 @@ class SearchService:
                 warnings.simplefilter("ignore")
                 with Image.open(io.BytesIO(data)) as image:  # the header only
                     size = image.size
+        except Image.DecompressionBombError as err:  # PIL's own limit, far past ours
+            raise PhotoTooLarge(f"that photo cannot be used: decompression bomb: {err}") from None
         except Exception:  # not an image: load_image says why
             return
         try:

@@ -140,6 +140,7 @@ def _stop(signum, frame):
 @command("serve")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    access = server_access(args)  # refused before the store opens or the model loads
     with open_store_from_args(args) as store:
         store.metadata(args.collection)  # a clear error before the model loads
-        return serve(store, args.collection, args.model, args)
+        return serve(store, args.collection, args.model, args, access=access)

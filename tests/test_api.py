@@ -76,6 +76,15 @@ def test_health(api):
     }
 
 
+def test_a_model_on_the_servers_disk_is_named_without_its_path():
+    from ui.service import public_model
+
+    assert public_model("/root/.local/share/multimodal/models/recipe/best") == "recipe/best"
+    assert public_model("recipe") == "recipe"
+    assert public_model("ViT-B-32:laion2b_s34b_b79k") == "ViT-B-32:laion2b_s34b_b79k"
+    assert public_model("runs/mine/best") == "runs/mine/best"  # relative: the user's words
+
+
 def test_text_search_is_the_searchers(api):
     client, page, _ = api
     searcher = page.searcher

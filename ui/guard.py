@@ -154,7 +154,7 @@ def _too_large(size: int | None, limit: int, json_body: bool) -> str:
 
 
 async def _refuse(scope, send, status: int, detail: str, access: Access | None = None):
-    if scope["path"].startswith("/api"):
+    if scope["path"] == "/api" or scope["path"].startswith("/api/"):
         body, kind = json.dumps({"detail": detail}).encode(), b"application/json"
     else:
         body, kind = (detail + "\n").encode(), b"text/plain; charset=utf-8"

@@ -25,6 +25,7 @@ import uuid
 import warnings
 import weakref
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -173,7 +174,7 @@ class SearchService:
             "status": "ok",
             "collection": searcher.collection,
             "points": searcher.store.count(searcher.collection),
-            "model": searcher.metadata["model"].get("name", ""),
+            "model": public_model(searcher.metadata["model"].get("name", "")),
             "modes": ["dense", "hybrid", "sparse"] if searcher.words is not None else ["dense"],
         }
 
@@ -260,6 +261,13 @@ class SearchService:
     def _hit(self, point: StoredPoint, root_url: str) -> Hit:
         photo = photo_url(point.id, root_url) if point.payload.get("image") else None
         return Hit(point.id, point.score, photo, public_payload(point.payload))
+
+
+def public_model(spec: str) -> str:
+    """A model spec as a client may see it: a checkpoint folder on the server by its last
+    two parts ("recipe/best"), never its whole path; any other spec as it is."""
+    path = PurePath(spec)
+    return "/".join(path.parts[-2:]) if path.is_absolute() else spec
 
 
 def _check_bounds(text: str, k: int, marks: int) -> None:

@@ -437,3 +437,36 @@ def test_serving_beyond_loopback_needs_credentials(tmp_path, monkeypatch, capsys
     assert access().api_key == KEY  # and is asked for on loopback too
     assert not access("--host", "0.0.0.0", "--no-auth").required
     assert "with no login (--no-auth)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_page_works_in_a_browser_behind_the_login(guarded):
+    """Chromium sends the login with every request once it has it (as after its login
+    prompt): the page loads, searches through its queue and shows the photos."""
+    import base64
+
+    from browser import _photos_shown, _settled, _type, _wait, find_chromium, open_browser
+    from selenium.webdriver.common.by import By
+
+    if find_chromium() is None:
+        if os.environ.get("MULTIMODAL_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is required here: apt-get install chromium chromium-driver")
+        pytest.skip("no Chromium: apt-get install chromium chromium-driver")
+    driver = open_browser()
+    try:
+        driver.get(guarded)
+        assert not driver.find_elements(By.CSS_SELECTOR, "#query")  # a login prompt, no page
+        login = base64.b64encode(":".join(LOGIN).encode()).decode()
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd(
+            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {login}"}}
+        )
+        driver.get(guarded)
+        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#query textarea"))
+        _type(driver, "#query textarea", "red square cake")
+        driver.find_element(By.CSS_SELECTOR, "#search").click()
+        captions = _wait(driver, lambda d: _settled(d, "#gallery", []))
+        assert captions and all(" · " in caption for caption in captions)
+        assert _photos_shown(driver, "#gallery") >= len(captions) - 1  # one photo is a page
+    finally:
+        driver.quit()

@@ -26,13 +26,12 @@ import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from indexer.search import Searcher, Term, parse_query
-from indexer.store import SearchFilter, StoredPoint
+from indexer.store import MODES, SearchFilter, StoredPoint
 from multimodal.data.images import ImageLoadError, check_image_size, load_image
 from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS
 from ui.photos import photo_url, public_payload
@@ -175,7 +174,7 @@ class SearchService:
             "collection": searcher.collection,
             "points": searcher.store.count(searcher.collection),
             "model": public_model(searcher.metadata["model"].get("name", "")),
-            "modes": ["dense", "hybrid", "sparse"] if searcher.words is not None else ["dense"],
+            "modes": list(MODES) if searcher.words is not None else ["dense"],
         }
 
     # -- uploads ---------------------------------------------------------------------------
@@ -231,12 +230,16 @@ class SearchService:
             terms.append(Term("point", self._known(query.point_id)))
         return terms
 
-    def _nearest(self, terms, query: SearchQuery, mode: str) -> tuple[list[StoredPoint], Any, str]:
+    def _nearest(
+        self, terms: list[Term], query: SearchQuery, mode: str
+    ) -> tuple[list[StoredPoint], np.ndarray, str]:
         """The hits, the query's vector and the mode its words were matched in."""
         searcher, how = self.searcher, {"like": query.like, "unlike": query.unlike}
-        if terms:
+        if any(term.kind != "point" for term in terms):
             with self.lock:  # the model: one forward pass at a time
                 prepared = searcher.prepare(terms)
+        elif terms:  # stored points only: their vectors, no model
+            prepared = searcher.prepare(terms)
         else:
             prepared = searcher.feedback_only(query.like, query.unlike, query.target)
         used = searcher.mode_for(prepared, mode)

@@ -427,6 +427,9 @@ def test_serving_beyond_loopback_needs_credentials(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("SHORT_KEY", "1234")
     assert main([*store, "--host", "0.0.0.0", "--key-env", "SHORT_KEY"]) == 2
     assert "at least 16" in capsys.readouterr().err
+    monkeypatch.setenv("ODD_KEY", "clé-" * 8)
+    assert main([*store, "--key-env", "ODD_KEY"]) == 2
+    assert "printable ASCII" in capsys.readouterr().err
 
     def access(*argv):
         return server_access(build_parser().parse_args([*store, *argv]))

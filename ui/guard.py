@@ -47,12 +47,15 @@ class Access:
     @classmethod
     def parse(cls, auth: str | None, api_key: str | None = None, key_name: str = "the key"):
         """``--auth USER:PASSWORD`` and the API key (``key_name``: where it came from),
-        checked: a login needs both parts, a key at least :data:`MIN_KEY` characters."""
+        checked: a login needs both parts, a key :data:`MIN_KEY` printable ASCII characters
+        or more."""
         user = password = None
         if auth is not None:
             user, colon, password = auth.partition(":")
             if not colon or not user or not password:
                 raise ValueError("--auth takes USER:PASSWORD, both non-empty")
+        if api_key and not (api_key.isascii() and api_key.isprintable()):
+            raise ValueError(f"{key_name} must be printable ASCII (it travels in a header)")
         if api_key and len(api_key) < MIN_KEY:
             raise ValueError(
                 f"{key_name} is {len(api_key)} characters; an API key needs at least {MIN_KEY} "

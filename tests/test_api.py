@@ -23,7 +23,7 @@ from multimodal.data.readers import read_records
 from multimodal.suggestions import VOTERS
 from ui.app import RecipeApp, launch
 from ui.photos import public_payload
-from ui.service import MAX_K, MAX_TEXT, MAX_UPLOAD_BYTES, SearchService, encoder_lock
+from ui.service import MAX_K, MAX_TEXT, MAX_UPLOAD_BYTES, encoder_locks
 
 
 @pytest.fixture(scope="module")
@@ -292,12 +292,13 @@ def test_a_huge_header_is_refused_before_decoding(api):
 # -- one model lock ------------------------------------------------------------------------
 
 
-def test_the_page_and_the_api_share_one_model_lock(api, monkeypatch):
-    """Searches from the API (many at once) and the page's handlers never run the model at
-    the same time; the results are those of one search at a time."""
+def test_the_page_and_the_api_share_the_towers_locks(api, monkeypatch):
+    """Searches from the API (many at once) and the page's handlers never run the text tower
+    twice at the same time; the results are those of one search at a time. The locks belong
+    to the model, shared by its TTA and plain variants."""
     client, page, root = api
     encoder = page.searcher.encoder
-    assert page._lock is encoder_lock(encoder) is SearchService(page.searcher).lock
+    assert encoder_locks(encoder) is encoder_locks(encoder.with_tta(not encoder.tta))
     running, overlaps = [0], []
     encode_texts = encoder.encode_texts
 

@@ -155,7 +155,7 @@ def test_search_modes_on_the_page(recipe_app, asked):
     assert sorted(_ids(sparse)) == sorted(blue) and len(blue) == 6
     # hybrid: the two rankings fused by reciprocal rank (scores 1/(60 + rank) each at most)
     hybrid = app.text_to_image("blue cake", None, 1.0, [], "", "", "hybrid")[1]
-    assert all(0 < hit["score"] <= 2 / 61 for hit in hybrid)
+    assert all(0 < hit["score"] <= 2 / 60 for hit in hybrid)
     # a photo alone has no words: matched densely whatever the mode
     photo = Image.open(next(root.glob("images/*/*.jpg")))
     as_sparse = app.text_to_image("", photo, 1.0, [], "", "", "sparse")[1]
@@ -323,7 +323,7 @@ def test_named_endpoints_through_gradio_client(served):
         "red square cake", None, 1, [], "", "", api_name="/text_to_image"
     )  # the arguments added since (mode, diversity) have defaults: the page's
     assert len(gallery) == 12 and hits[0]["payload"]["title"]
-    assert all(hit["score"] <= 2 / 61 for hit in hits) == (DEFAULT_MODE == "hybrid")
+    assert all(hit["score"] <= 2 / 60 for hit in hits) == (DEFAULT_MODE == "hybrid")
     dense = client.predict("red square cake", None, 1, [], "", "", "dense", 0.0,
                            api_name="/text_to_image")[1]  # fmt: skip
     assert _seen(dense) == _seen(app.text_to_image("red square cake", None, 1, [], "", "",
@@ -409,7 +409,7 @@ def test_page_in_headless_chromium(served, tmp_path):
     # the words in hybrid mode: scores of reciprocal rank fusion
     hybrid = app.text_to_image("red square cake", None, 1.0, [], "", "", "hybrid")[0]
     assert _alike(seen.hybrid_captions, hybrid)
-    assert all(float(c.split(" · ")[0]) <= round(2 / 61, 3) for c in seen.hybrid_captions)
+    assert all(float(c.split(" · ")[0]) <= round(2 / 60, 3) for c in seen.hybrid_captions)
     # the filter changed the results: only recipes with blue in their ingredients
     blue = app.text_to_image("red square cake", None, 1.0, [], "blue", "", "hybrid")[0]
     assert _alike(seen.filtered_captions, blue) and seen.filtered_captions != seen.hybrid_captions

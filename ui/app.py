@@ -26,7 +26,7 @@ from ui.guard import Access
 from ui.map import MapProjection
 from ui.photos import page_root_url, photo_url, public_payload
 from ui.server import Server, start
-from ui.service import encoder_lock
+from ui.service import towers
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ class RecipeApp:
         self.mode = DEFAULT_MODE if searcher.words is not None else "dense"
         self.diversity = DEFAULT_DIVERSITY
         # one model forward at a time, shared with the JSON API; the store is thread-safe
-        self._lock = encoder_lock(searcher.encoder)
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -214,7 +213,7 @@ class RecipeApp:
         :meth:`Searcher.nearest` takes them."""
         try:
             if terms:
-                with self._lock:
+                with towers(self.searcher.encoder, terms):  # shared with the API
                     prepared = self.searcher.prepare(terms)
             else:
                 prepared = self.searcher.feedback_only(how.get("like"), how.get("unlike"))

@@ -7,9 +7,10 @@
 
 A query is words (a mixed expression, ``'"2:apple pie" - cinnamon'``), an uploaded photo, a
 stored point's id, or a mix, with the target, the filters and the modes of
-:meth:`indexer.search.Searcher.nearest`. The model is guarded by one lock per encoder
-(:func:`encoder_lock`), shared with the page's handlers: one forward pass at a time, while
-the store (thread-safe) answers any number of searches at once. Each hit comes back with its
+:meth:`indexer.search.Searcher.nearest`. Each tower of the model is guarded by its own lock
+(:func:`towers`), shared with the page's handlers: one forward pass at a time per tower, so a
+text search never waits behind a photo's (four views with TTA), while the store
+(thread-safe) answers any number of searches at once. Each hit comes back with its
 photo's URL (:func:`ui.photos.photo_url`) and its public payload (no server paths).
 
 Bad input is a ``ValueError`` naming the fix; :class:`UnknownPoint` for an id the collection
@@ -24,6 +25,8 @@ import threading
 import uuid
 import warnings
 import weakref
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -47,14 +50,30 @@ _locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
 
 
-def encoder_lock(encoder) -> threading.Lock:
-    """The one lock of ``encoder``: whoever runs its forward passes (the page, the API)
-    takes it, so they run one at a time."""
+def encoder_locks(encoder) -> tuple[threading.Lock, threading.Lock]:
+    """The image tower's and the text tower's locks of ``encoder``'s model (shared by its
+    TTA and plain variants, which share the weights): whoever runs a forward pass (the
+    page, the API) takes the tower's lock, so each tower runs one pass at a time."""
     with _locks_guard:
-        lock = _locks.get(encoder)
-        if lock is None:
-            lock = _locks[encoder] = threading.Lock()
-        return lock
+        locks = _locks.get(encoder.model)
+        if locks is None:
+            locks = _locks[encoder.model] = (threading.Lock(), threading.Lock())
+        return locks
+
+
+@contextmanager
+def towers(encoder, terms) -> Iterator[None]:
+    """Hold the locks of the towers ``terms`` need (photos: the image tower; words: the text
+    tower; stored points: none), always taken in that order, so two searches never wait on
+    each other crosswise."""
+    kinds = {term.kind for term in terms}
+    image, text = encoder_locks(encoder)
+    with ExitStack() as held:
+        if "image" in kinds:
+            held.enter_context(image)
+        if "text" in kinds:
+            held.enter_context(text)
+        yield
 
 
 class UnknownPoint(LookupError):
@@ -116,7 +135,6 @@ class SearchService:
 
     def __init__(self, searcher: Searcher):
         self.searcher = searcher
-        self.lock = encoder_lock(searcher.encoder)
         # a collection indexed before BM25 words can only be searched densely
         self.default_mode = "hybrid" if searcher.words is not None else "dense"
 
@@ -235,11 +253,9 @@ class SearchService:
     ) -> tuple[list[StoredPoint], np.ndarray, str]:
         """The hits, the query's vector and the mode its words were matched in."""
         searcher, how = self.searcher, {"like": query.like, "unlike": query.unlike}
-        if any(term.kind != "point" for term in terms):
-            with self.lock:  # the model: one forward pass at a time
+        if terms:  # the towers the terms need (stored points alone: none)
+            with towers(searcher.encoder, terms):
                 prepared = searcher.prepare(terms)
-        elif terms:  # stored points only: their vectors, no model
-            prepared = searcher.prepare(terms)
         else:
             prepared = searcher.feedback_only(query.like, query.unlike, query.target)
         used = searcher.mode_for(prepared, mode)

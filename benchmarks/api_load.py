@@ -1,0 +1,255 @@
+"""Bounded bursts of concurrent searches through the JSON API and through the page, on loopback,
+beside direct calls to the search service in the same run.
+
+    python benchmarks/api_load.py --collection recipes5k --store /tmp/readme-store \\
+        --requests 64 --clients 16
+
+Serves page and API for the collection in this process (the embedded store allows one
+process, so stop a running demo first), then runs the same searches (text -> images and photo
+-> recipes, alternating) four ways:
+
+* direct, one at a time: the search service called in this process, no HTTP;
+* direct, ``--clients`` threads: the same calls, as concurrent as the burst below;
+* JSON API: ``--clients`` concurrent httpx clients, ``POST /api/search`` (a photo as a
+  multipart upload to ``/api/search/photo``);
+* page: ``--clients`` concurrent gradio_client clients through Gradio's queue.
+
+The clients run in a separate process, as real ones would: in the server's own process they
+would compete with it for the interpreter's lock.
+
+Prints p50/p95 latency (all searches, and text searches alone), throughput and errors of each,
+and the API's throughput as a ratio of the concurrent direct calls'. Targets on a 2-core
+machine with 16 clients: API throughput >= 0.7x direct, API text p95 <= 0.5 s, page p50
+<= 1 s, no errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+Job = tuple[str, object]  # ("text", words) or ("photo", path)
+
+
+@dataclass
+class Burst:
+    """What one way of searching measured."""
+
+    name: str
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"text": [], "photo": []})
+    errors: list[str] = field(default_factory=list)
+    wall: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return sum(len(v) for v in self.latencies.values())
+
+    @property
+    def throughput(self) -> float:
+        return self.done / self.wall if self.wall else 0.0
+
+    def line(self) -> str:
+        everything = self.latencies["text"] + self.latencies["photo"]
+        if not everything:
+            return f"{self.name:<34} no search finished; errors: {len(self.errors)}"
+        p50, p95 = np.percentile(np.array(everything) * 1000, [50, 95])
+        text50, text95 = np.percentile(np.array(self.latencies["text"] or [0]) * 1000, [50, 95])
+        return (
+            f"{self.name:<34} p50 {p50:6.0f} ms  p95 {p95:6.0f} ms  | text p50 {text50:6.0f} "
+            f"ms  p95 {text95:6.0f} ms  | {self.throughput:5.1f} searches/s  errors "
+            f"{len(self.errors)}"
+        )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--store", default=None, help="embedded store folder (default: the usual)")
+    parser.add_argument("--requests", type=int, default=64, help="searches per burst")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--concurrency", type=int, default=None, help="the page's queue limit")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-page", action="store_true", help="skip the page's burst")
+    return parser.parse_args(argv)
+
+
+def workload(store, collection: str, count: int, seed: int) -> list[Job]:
+    """``count`` searches, text and photo alternating: titles from the collection (with a
+    word added, so no query is a stored text) and photos of the collection."""
+    from ui.app import example_photos
+
+    rng = random.Random(seed)
+    titles = []
+    for point in store.scroll(collection, fields=["title"], page=512):
+        if point.payload.get("title"):
+            titles.append(point.payload["title"])
+        if len(titles) >= 500:
+            break
+    photos = example_photos(store, collection, count=12)
+    jobs: list[Job] = []
+    for i in range(count):
+        if i % 2 == 0 or not photos:
+            jobs.append(("text", rng.choice(titles) + " recipe"))
+        else:
+            jobs.append(("photo", rng.choice(photos)))
+    return jobs
+
+
+def burst(name: str, jobs: list[Job], call: Callable[[Job], None], clients: int) -> Burst:
+    """Run ``call`` on every job from ``clients`` threads at once; time each and the whole."""
+    result = Burst(name)
+
+    def timed(job: Job) -> None:
+        started = time.perf_counter()
+        call(job)
+        result.latencies[job[0]].append(time.perf_counter() - started)
+
+    call(jobs[0])  # warm-up: first requests pay for connections and lazy imports
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(timed, job) for job in jobs]:
+            try:
+                future.result()
+            except Exception as err:  # every failure counts, whatever its kind
+                result.errors.append(f"{type(err).__name__}: {str(err)[:200]}")
+    result.wall = time.perf_counter() - started
+    return result
+
+
+def remote_burst(way: str, name: str, url: str, jobs: list[Job], clients: int) -> Burst:
+    """:func:`burst` of ``way`` ("api" or "page") run from a child process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as child:
+        return child.submit(_client_burst, way, name, url, jobs, clients).result()
+
+
+def _client_burst(way: str, name: str, url: str, jobs: list[Job], clients: int) -> Burst:
+    call = through_api(url) if way == "api" else through_page(url)
+    return burst(name, jobs, call, clients)
+
+
+def through_page(url: str) -> Callable[[Job], None]:
+    """One search through the page's named endpoints, as gradio_client makes it."""
+    from gradio_client import Client, handle_file
+
+    def call(job: Job) -> None:
+        client = Client(url, verbose=False, download_files=False)
+        kind, value = job
+        if kind == "text":
+            client.predict(value, None, 1, [], "", "", api_name="/text_to_image")
+        else:
+            client.predict(handle_file(str(value)), [], "", "", api_name="/image_to_text")
+
+    return call
+
+
+def report(bursts: list[Burst], jobs: list[Job], url: str) -> int:
+    print(f"{len(jobs)} searches (text -> images and photo -> recipes, alternating), {url}")
+    for measured in bursts:
+        print(measured.line())
+    api = next((b for b in bursts if b.name.startswith("JSON API")), None)
+    direct = next((b for b in bursts if b.name.startswith("direct") and "threads" in b.name),
+                  None)  # fmt: skip
+    if api and direct and direct.throughput:
+        print(f"JSON API throughput / direct calls with the same clients: "
+              f"{api.throughput / direct.throughput:.2f}x")  # fmt: skip
+    errors = sum(len(b.errors) for b in bursts)
+    for measured in bursts:
+        if measured.errors:
+            print(f"{measured.name}: first error: {measured.errors[0]}")
+    return 1 if errors else 0
+
+
+def directly(service) -> Callable[[Job], None]:
+    """One search called on the search service in this process: what the API's handler
+    calls, a photo decoded from its bytes as an upload is."""
+    from ui.service import SearchQuery
+
+    def call(job: Job) -> None:
+        kind, value = job
+        if kind == "text":
+            service.search(SearchQuery(text=value, target="image", k=RESULTS))
+        else:
+            photo = service.read_photo(Path(value).read_bytes())
+            service.search(SearchQuery(photo=photo, target="text", k=RESULTS))
+
+    return call
+
+
+def through_api(url: str) -> Callable[[Job], None]:
+    """One search through the JSON API: ``POST /api/search``, or a photo as a multipart
+    upload to ``POST /api/search/photo``; one connection pool per client thread."""
+    import json
+    import threading
+
+    import httpx
+
+    local = threading.local()
+
+    def call(job: Job) -> None:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=url, timeout=60)
+        kind, value = job
+        if kind == "text":
+            body = {"text": value, "target": "image", "k": RESULTS}
+            response = local.client.post("api/search", json=body)
+        else:
+            query = json.dumps({"target": "text", "k": RESULTS})
+            with open(value, "rb") as photo:
+                files = {"photo": (Path(value).name, photo, "image/jpeg")}
+                response = local.client.post("api/search/photo", files=files,
+                                             data={"query": query})  # fmt: skip
+        response.raise_for_status()
+        if len(response.json()["hits"]) != RESULTS:
+            raise RuntimeError(f"{len(response.json()['hits'])} hits, not {RESULTS}")
+
+    return call
+
+
+RESULTS = 12  # hits per search, as the page shows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from indexer.factory import open_store
+    from indexer.search import Searcher
+    from multimodal.encoder import load_encoder
+    from ui.app import RecipeApp
+    from ui.server import start
+
+    args = parse_args(argv)
+    store = open_store(args.store)
+    model = store.metadata(args.collection)["model"]["name"]
+    searcher = Searcher(load_encoder(model, tta=True), store, args.collection)
+    jobs = workload(store, args.collection, args.requests, args.seed)
+    page = RecipeApp(searcher)
+    concurrency = {} if args.concurrency is None else {"concurrency": args.concurrency}
+    server = start(page, **concurrency)
+    service = server.app.state.search_service
+    bursts = [
+        burst("direct, one at a time", jobs, directly(service), 1),
+        burst(f"direct, {args.clients} threads", jobs, directly(service), args.clients),
+        burst(
+            f"JSON API, {args.clients} clients", jobs, through_api(server.local_url), args.clients
+        ),  # fmt: skip
+    ]
+    if not args.no_page:
+        bursts.append(burst(f"page, {args.clients} clients", jobs,
+                            through_page(server.local_url), args.clients))  # fmt: skip
+    server.close()
+    store.close()
+    return report(bursts, jobs, server.local_url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

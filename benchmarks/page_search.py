@@ -1,0 +1,112 @@
+"""What one search costs the page itself: the handler, and the handler with Gradio's pre- and
+postprocessing (what the page's queue runs per search), and the bytes of its response.
+
+    python benchmarks/page_search.py --collection recipes5k-1a2b3c4d5e --calls 50
+
+Text searches (``/text_to_image``) and photo searches (``/image_to_text``), ``--calls`` each,
+one at a time, after one warm-up; prints p50/p95 in ms and the size of the JSON the page
+sends back (the gallery, the hits, the map's part, ...). ``--profile`` prints cProfile's top
+functions of the text searches through the page's processing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import sys
+import time
+
+import numpy as np
+
+from indexer.factory import open_store
+from indexer.search import Searcher
+from multimodal.encoder import load_encoder
+from ui.app import RecipeApp, example_photos
+from ui.page import build_blocks
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--store", default=None)
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--profile", action="store_true")
+    return parser.parse_args(argv)
+
+
+def queries(app: RecipeApp, count: int) -> list[str]:
+    titles = []
+    for point in app.searcher.store.scroll(app.searcher.collection, fields=["title"], page=256):
+        if point.payload.get("title"):
+            titles.append(point.payload["title"] + " recipe")
+        if len(titles) >= count:
+            break
+    return titles
+
+
+def through_page(blocks, api_name: str, inputs: list) -> tuple[float, int]:
+    """One call through Gradio's processing (preprocess, handler, postprocess): seconds and
+    the bytes of its JSON."""
+    block_fn = next(fn for fn in blocks.fns.values() if fn.api_name == api_name)
+    started = time.perf_counter()
+    answer = asyncio.run(blocks.process_api(block_fn, inputs, state=None))
+    took = time.perf_counter() - started
+    return took, len(json.dumps(answer["data"], default=str).encode())
+
+
+def timed(calls) -> tuple[list[float], list[int]]:
+    seconds, sizes = [], []
+    for call in calls:
+        started = time.perf_counter()
+        result = call()
+        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], int):
+            seconds.append(result[0])
+            sizes.append(result[1])
+        else:
+            seconds.append(time.perf_counter() - started)
+    return seconds, sizes
+
+
+def report(name: str, seconds: list[float], sizes: list[int]) -> None:
+    p50, p95 = np.percentile(np.array(seconds) * 1000, [50, 95])
+    size = f"  response {np.median(sizes) / 1000:8.1f} kB" if sizes else ""
+    print(f"{name:<44} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms{size}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    store = open_store(args.store)
+    model = store.metadata(args.collection)["model"]["name"]
+    started = time.perf_counter()
+    app = RecipeApp(Searcher(load_encoder(model, "cpu"), store, args.collection))
+    print(f"page app ready in {time.perf_counter() - started:.1f}s (model load included)")
+    blocks = build_blocks(app)
+    texts = queries(app, args.calls)
+    photos = [str(p) for p in example_photos(store, args.collection, count=6)]
+    text_in = [[q, None, 1, [], "", "", app.mode, 0.0] for q in texts]
+    uploads = [{"path": photo, "meta": {"_type": "gradio.FileData"}} for photo in photos]
+    photo_in = [[uploads[i % len(uploads)], [], "", ""] for i in range(args.calls)]
+    app.text_to_image(*text_in[0])  # warm-up
+    through_page(blocks, "image_to_text", photo_in[0])
+    report("text search, handler", *timed(lambda q=q: app.text_to_image(*q) for q in text_in))
+    page = [lambda q=q: through_page(blocks, "text_to_image", q) for q in text_in]
+    report("text search, through the page's processing", *timed(page))
+    report(
+        "photo search, handler",
+        *timed(lambda q=q: app.image_to_text(q[0]["path"], *q[1:]) for q in photo_in),
+    )
+    page = [lambda q=q: through_page(blocks, "image_to_text", q) for q in photo_in]
+    report("photo search, through the page's processing", *timed(page))
+    if args.profile:
+        profiler = cProfile.Profile()  # the handler in this thread (the page runs it in another)
+        profiler.runcall(lambda: [app.text_to_image(*q) for q in text_in])
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store", default=None)
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--map-cold", action="store_true", help="also fit the map from scratch, then read it back"
+    )
     return parser.parse_args(argv)
 
 
@@ -85,6 +88,46 @@ def report(name: str, seconds: list[float], sizes: list[int]) -> None:
     print(f"{name:<44} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms{size}")
 
 
+def report_map(app: RecipeApp, texts: list[str]) -> None:
+    """What the map costs: placing a query, the figure a page load gets, a search's marks."""
+    view = getattr(app, "map_view", None)
+    if view is None or view.map is None:
+        return
+    vectors = [app.searcher.prepare(text).vector for text in texts]
+    placing = timed(lambda v=v: view.map.place(v) for v in vectors)[0]
+    print(f"{'map: placing a query (every layout)':<44} p50 {np.median(placing) * 1000:7.2f} ms")
+    for layout in view.map.layouts:
+        view._figures.clear()
+        started = time.perf_counter()
+        plot = view.show(layout)[0].plot
+        took = (time.perf_counter() - started) * 1000
+        print(f"map: {layout} figure, once per page load: {len(plot) / 1000:.0f} kB, {took:.0f} ms")
+    marks = view.marks(vectors[0], [{"id": i} for i in view.map.sample.ids[:12]], "text query")
+    print(f"map: a search's marks (12 results): {len(json.dumps(marks))} bytes")
+
+
+def report_cold_map(app: RecipeApp) -> None:
+    """The map fitted from scratch into a new folder, then read back as a restart would."""
+    import tempfile
+
+    from ui.map import MapCache
+
+    searcher = app.searcher
+    with tempfile.TemporaryDirectory() as folder:
+        MapCache._loaded.clear()
+        started = time.perf_counter()
+        fitted = MapCache(folder).get(
+            searcher.store, searcher.collection, searcher.metadata["model"]
+        )
+        print(f"map from scratch: PCA in {time.perf_counter() - started:.2f}s (sample read)")
+        fitted.tsne_done.wait()
+        print(f"map from scratch: t-SNE of {len(fitted)} photos in {fitted.tsne_seconds:.1f}s")
+        MapCache._loaded.clear()
+        started = time.perf_counter()
+        MapCache(folder).get(searcher.store, searcher.collection, searcher.metadata["model"])
+        print(f"map read back from disk (a restart) in {time.perf_counter() - started:.2f}s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     store = open_store(args.store)
@@ -112,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     page = [lambda q=q: through_page(blocks, "image_to_text", q) for q in photo_in]
     report("photo search, through the page's processing", *timed(page))
+    report_map(app, texts)
+    if args.map_cold:
+        report_cold_map(app)
     if args.profile:
         profiler = cProfile.Profile()  # the handler in this thread (the page runs it in another)
         profiler.runcall(lambda: [app.text_to_image(*q) for q in text_in])

@@ -186,8 +186,9 @@ def test_the_figure_shows_titles_and_dish_types_escaped(store, tmp_path):
     shown = figure(fitted, "tsne")
     dishes, results, star = shown.data
     assert list(dishes.customdata) == fitted.sample.ids and not results.x and not star.x
-    assert "<b>Red cake 0</b><br>red cake" in dishes.text
-    assert "<b>&lt;script&gt;alert(1)&lt;/script&gt;</b><br>hot dog" in dishes.text
+    shown_as = dict(zip(dishes.text, dishes.hovertext, strict=True))
+    assert shown_as["Red cake 0"] == "red cake" and "%{text}" in dishes.hovertemplate
+    assert shown_as["&lt;script&gt;alert(1)&lt;/script&gt;"] == "hot dog"
     assert shown.layout.meta == {"layout": "tsne"}
 
 

@@ -94,11 +94,14 @@ class CollectionMap:
     @classmethod
     def fit(cls, key: str, sample: MapSample) -> CollectionMap:
         """PCA of the sample (t-SNE comes later: :meth:`fit_tsne`)."""
-        mean = sample.vectors.mean(0)
-        _, _, vt = np.linalg.svd(sample.vectors - mean, full_matrices=False)
-        axes = vt[:2].astype(np.float32)
-        pca = ((sample.vectors - mean) @ axes.T).astype(np.float32)
-        return cls(key, sample, mean.astype(np.float32), axes, {"pca": pca})
+        centred = sample.vectors - sample.vectors.mean(0)
+        # the covariance's top eigenvectors: a D x D problem (an SVD of the N x D sample
+        # takes seconds); each axis pointed so that its largest entry is positive
+        values, vectors = np.linalg.eigh(centred.T @ centred)
+        axes = vectors[:, np.argsort(values)[::-1][:2]].T
+        axes *= np.sign(axes[np.arange(2), np.abs(axes).argmax(1)])[:, None]
+        pca = (centred @ axes.T).astype(np.float32)
+        return cls(key, sample, sample.vectors.mean(0), axes.astype(np.float32), {"pca": pca})
 
     def __len__(self) -> int:
         return len(self.sample.ids)

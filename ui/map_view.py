@@ -139,13 +139,15 @@ def figure(collection_map: CollectionMap, layout: str):
 
     sample, xy = collection_map.sample, collection_map.layouts[layout]
     names = {name: i for i, name in enumerate(sorted(set(sample.labels)))}
-    colours = [(names[label] * 0.618034) % 1 for label in sample.labels]  # apart, not in order
-    hover = [f"<b>{escape(title or '-')}</b><br>{escape(label.replace('_', ' ') or '-')}"
-             for title, label in zip(sample.titles, sample.labels, strict=True)]  # fmt: skip
-    rounded = np.round(xy.astype(np.float64), 3)
+    colours = [round((names[label] * 0.618034) % 1, 3) for label in sample.labels]  # apart
+    # no markup per point: plotly's JSON writes each "<" as 6 characters
+    titles = [escape(title or "-") for title in sample.titles]
+    dish_types = [escape(label.replace("_", " ") or "-") for label in sample.labels]
+    rounded = _rounded(xy)
     dishes = go.Scatter(
         x=rounded[:, 0].tolist(), y=rounded[:, 1].tolist(), mode="markers", name="dishes",
-        customdata=sample.ids, text=hover, hovertemplate="%{text}<extra></extra>",
+        customdata=sample.ids, text=titles, hovertext=dish_types,
+        hovertemplate="<b>%{text}</b><br>%{hovertext}<extra></extra>",
         marker={"size": 6, "color": colours, "colorscale": "Turbo", "cmin": 0, "cmax": 1,
                 "opacity": 0.75},
     )  # fmt: skip
@@ -163,6 +165,13 @@ def figure(collection_map: CollectionMap, layout: str):
         xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
     )  # fmt: skip
     return shown
+
+
+def _rounded(xy: np.ndarray) -> np.ndarray:
+    """Positions to 4 significant digits of the layout's extent: the page's JSON is a third
+    shorter, and a thousandth of the map is below a pixel."""
+    extent = float(np.abs(xy).max()) or 1.0
+    return np.round(xy.astype(np.float64), max(0, 3 - int(np.floor(np.log10(extent)))))
 
 
 def map_tab(blocks: gr.Blocks, view: MapView, marks: gr.JSON) -> None:

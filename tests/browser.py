@@ -46,7 +46,19 @@ class PageObservations:
     suggested: str = ""
     similar_images: int = 0
     empty_query_message: str = ""
+    map: MapObservations | None = None  # the Map tab, after the photo search
     screenshots: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class MapObservations:
+    layout: str = ""  # the layout drawn first ("tsne", or "pca" while t-SNE is computed)
+    points: int = 0  # photos on the figure
+    star: dict[str, list[float]] = field(default_factory=dict)  # layout -> the star's [x, y]
+    ringed: int = 0  # results ringed on the figure
+    hovered_id: str = ""  # the point hovered, then clicked
+    hover: str = ""  # the hover label shown over it
+    card: str = ""  # the card shown once it is clicked
 
 
 def open_browser(width: int = 1280, height: int = 1500):
@@ -95,6 +107,7 @@ def drive(
         seen.filtered_captions = _wait(driver, lambda d: _settled(d, "#gallery", before))
         _type(driver, "#with textarea, #with input", "")
         _photo_steps(driver, seen, photo, screenshots)
+        seen.map = _map_steps(driver, seen, screenshots)
         # an empty query -> a message, not a crash
         driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'from words')]").click()
         _type(driver, "#query textarea", "")
@@ -158,6 +171,62 @@ def _photo_steps(driver, seen: PageObservations, photo: Path, screenshots: Path 
     seen.suggested = _wait(driver, lambda d: _text(d, "#suggested"))
     seen.similar_images = len(driver.find_elements(By.CSS_SELECTOR, "#similar img"))
     _shot(driver, screenshots, "search-by-photo", seen)
+
+
+# The figure Gradio drew in the Map tab: its layout, its points, the star, the ringed results.
+FIGURE_JS = """
+const gd = document.querySelector('#recipe-map .js-plotly-plot');
+if (!gd || !gd.data || gd.data.length < 3 || !gd.data[2].x.length) return null;
+return {layout: gd.layout.meta.layout, points: gd.data[0].x.length,
+        star: [gd.data[2].x[0], gd.data[2].y[0]], ringed: gd.data[1].x.length};
+"""
+# The point farthest from any other (a mouse over it hovers it alone): its id and where it
+# is, in pixels from the figure's centre.
+LONE_POINT_JS = """
+const gd = document.querySelector('#recipe-map .js-plotly-plot');
+const full = gd._fullLayout, dishes = gd.data[0], box = gd.getBoundingClientRect();
+const px = Array.from(dishes.x, (x) => full.xaxis.l2p(x) + full._size.l);
+const py = Array.from(dishes.y, (y) => full.yaxis.l2p(y) + full._size.t);
+let best = 0, room = -1;
+for (let i = 0; i < px.length; i++) {
+  let nearest = Infinity;
+  for (let j = 0; j < px.length; j++) {
+    if (i !== j) nearest = Math.min(nearest, Math.hypot(px[i] - px[j], py[i] - py[j]));
+  }
+  if (nearest > room) { room = nearest; best = i; }
+}
+return {id: dishes.customdata[best], dx: px[best] - box.width / 2, dy: py[best] - box.height / 2};
+"""
+
+
+def _map_steps(driver, seen: PageObservations, screenshots: Path | None) -> MapObservations:
+    """The Map tab after a search: the figure drawn, the star where the search fell and its
+    results ringed; a point hovered (its title), then clicked (its card); the other layout."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    found = MapObservations()
+    driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'Map')]").click()
+    drawn = _wait(driver, lambda d: d.execute_script(FIGURE_JS))
+    found.layout, found.points, found.ringed = drawn["layout"], drawn["points"], drawn["ringed"]
+    found.star[drawn["layout"]] = drawn["star"]
+    lone = driver.execute_script(LONE_POINT_JS)
+    found.hovered_id = lone["id"]
+    figure = driver.find_element(By.CSS_SELECTOR, "#recipe-map .js-plotly-plot")
+    ActionChains(driver).move_to_element_with_offset(figure, round(lone["dx"]),
+                                                     round(lone["dy"])).perform()  # fmt: skip
+    found.hover = _wait(driver, lambda d: _element_text(d, "#recipe-map .hoverlayer"))
+    ActionChains(driver).click().perform()
+    found.card = _wait(driver, lambda d: _element_text(d, "#map-card"))
+    _shot(driver, screenshots, "map", seen)
+    other = "pca" if found.layout == "tsne" else "tsne"
+    driver.find_element(
+        By.XPATH, f"//*[@id='map-layout']//label[.//input[@value='{other}']]"
+    ).click()
+    drawn = _wait(driver, lambda d: (f := d.execute_script(FIGURE_JS)) and f["layout"] == other
+                  and f)  # fmt: skip
+    found.star[other] = drawn["star"]
+    return found
 
 
 def _wait(driver, condition, timeout: float = TIMEOUT):

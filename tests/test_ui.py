@@ -3,6 +3,7 @@ a real headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import uuid
@@ -42,7 +43,9 @@ def recipe_app(tmp_path_factory, tiny_encoder):
     root = write_recipes5k(tmp_path_factory.mktemp("r5k"), per_split=9)
     store = EdgeStore(tmp_path_factory.mktemp("store"))
     index_records(tiny_encoder, store, "dishes", read_records(root), workers=0, progress=False)
-    app = RecipeApp(Searcher(tiny_encoder, store, "dishes"))
+    maps = tmp_path_factory.mktemp("maps")
+    app = RecipeApp(Searcher(tiny_encoder, store, "dishes"), map_folder=maps)
+    assert app.map.tsne_done.wait(60) and "tsne" in app.map.layouts  # 18 photos: a second
     yield app, root
     store.close()
 
@@ -57,16 +60,18 @@ def served(recipe_app):
 
 def test_handlers(recipe_app):
     app, root = recipe_app
-    gallery, hits, figure = app.text_to_image("blue circle cake", None, 1.0, [], "", "")
+    gallery, hits, marks = app.text_to_image("blue circle cake", None, 1.0, [], "", "")
     assert len(gallery) == len(hits) == 12  # RESULTS, out of 18 items
     assert all(" · " in caption for _, caption in gallery)
     assert [url for url, _ in gallery] == [f"/photo/{h['id']}" for h in hits]  # by point id
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-    # the map: every item of the collection, and a star where the query's vector projects
-    items, star = figure.axes[0].collections
-    assert len(items.get_offsets()) == 18
+    # the map's marks: where the query falls in each layout, and its results' ids
     vector, _ = app.searcher.query_vector(parse_query("blue circle cake"))
-    np.testing.assert_allclose(star.get_offsets()[0], app.map.project(vector), rtol=1e-5)
+    assert marks == {"what": "text query", "positions": app.map.place(vector),
+                     "hits": [h["id"] for h in hits]}  # fmt: skip
+    assert len(app.map) == 18 and set(marks["positions"]) == {"pca", "tsne"}
+    pca = (vector - app.map.sample.vectors.mean(0)) @ app.map.axes.T
+    np.testing.assert_allclose(marks["positions"]["pca"], pca, atol=1e-3)
     only_blue = app.text_to_image("cake", None, 1.0, [], "blue", "")[1]
     assert only_blue and all("Blue" in h["payload"]["title"] for h in only_blue)
     no_red = app.text_to_image("cake", None, 1.0, [], "", "red, green")[1]
@@ -75,10 +80,13 @@ def test_handlers(recipe_app):
     assert {h["payload"]["label"] for h in one_dish} == {app.labels[0]}
 
     photo = Image.open(next(root.glob("images/*/*.jpg")))
-    rows, suggested, similar, _, looks_like = app.image_to_text(photo, [], "", "")
+    rows, suggested, similar, marks, looks_like = app.image_to_text(photo, [], "", "")
     assert [row[0] for row in rows] == list(range(1, len(rows) + 1)) and len(rows) == 12
     assert set(suggested) >= {"flour", "sugar"} and max(suggested.values()) == pytest.approx(1.0)
     assert len(similar) == 12 and looks_like
+    assert marks["what"] == "photo" and [f"/photo/{i}" for i in marks["hits"]] == [
+        url for url, _ in similar
+    ]
 
     chosen = hits[0]["id"]
     more = app.more_like_this(chosen, [], "", "")[1]
@@ -168,7 +176,7 @@ def test_a_collection_without_words_is_searched_densely(recipe_app):
     app, _ = recipe_app
     old = Searcher(app.searcher.encoder, app.searcher.store, "dishes")
     old.words = None  # as a collection indexed before BM25 words opens
-    page = RecipeApp(old)
+    page = RecipeApp(old, map_folder=app.maps.folder)
     assert page.mode == "dense"
     dense = app.text_to_image("blue cake", None, 1.0, [], "", "", "dense")[1]
     assert _seen(page.text_to_image("blue cake", None, 1.0, [], "", "")[1]) == _seen(dense)
@@ -319,10 +327,13 @@ def test_named_endpoints_through_gradio_client(served):
     client = Client(url, verbose=False)
     named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/text_to_image", "/image_to_text", "/more_like_this", "/feedback"} <= set(named)
-    gallery, hits, _ = client.predict(
+    gallery, hits, marks = client.predict(
         "red square cake", None, 1, [], "", "", api_name="/text_to_image"
     )  # the arguments added since (mode, diversity) have defaults: the page's
     assert len(gallery) == 12 and hits[0]["payload"]["title"]
+    # the map gets the query's place and the results' ids, not the collection's 18 points
+    assert marks["hits"] == _ids(hits) and set(marks["positions"]) == {"pca", "tsne"}
+    assert len(json.dumps(marks)) < 1000
     assert all(hit["score"] <= 2 / 60 for hit in hits) == (DEFAULT_MODE == "hybrid")
     dense = client.predict("red square cake", None, 1, [], "", "", "dense", 0.0,
                            api_name="/text_to_image")[1]  # fmt: skip
@@ -421,8 +432,20 @@ def test_page_in_headless_chromium(served, tmp_path):
         assert f"{name}\n{round(share * 100)}%" in seen.looks_like
     assert any(cell.endswith("Cake") for cell in seen.recipe_rows)
     assert "flour" in seen.suggested and "%" in seen.suggested
-    similar = app.image_to_text(Image.open(photo), [], "", "")[2]
+    _, _, similar, marks, _ = app.image_to_text(Image.open(photo), [], "", "")
     assert seen.similar_images == len(similar) == 12
+    # the map: every photo drawn (t-SNE first), the star where the photo fell in each layout,
+    # its similar dishes ringed; a point hovered shows its title and dish type, and clicked,
+    # its card
+    shown = seen.map
+    assert shown.layout == "tsne" and shown.points == len(app.map) == 18
+    assert set(shown.star) == {"tsne", "pca"} and shown.ringed == len(marks["hits"]) == 12
+    for layout, star in shown.star.items():
+        np.testing.assert_allclose(star, marks["positions"][layout], atol=1e-3)
+    (point,) = app.searcher.store.retrieve("dishes", [shown.hovered_id], fields=["title", "label"])
+    title, dish = point.payload["title"], point.payload["label"]
+    assert title in shown.hover and dish in shown.hover
+    assert shown.card.startswith(f"{title}\ndish type {dish}") and "flour" in shown.card
     assert "Type a dish" in seen.empty_query_message
     assert all(p.stat().st_size > 10_000 for p in seen.screenshots)
 

@@ -23,7 +23,8 @@ from multimodal.data.images import ImageLoadError, check_image_size, load_image
 from multimodal.suggestions import SUGGESTIONS, VOTERS
 from ui.feedback import mark, point_ids
 from ui.guard import Access
-from ui.map import MapProjection
+from ui.map import MapCache
+from ui.map_view import MapView
 from ui.photos import page_root_url, photo_url, public_payload
 from ui.server import Server, start
 from ui.service import towers
@@ -63,15 +64,23 @@ def example_photos(store: Store, collection: str, count: int = 6) -> list[Path]:
 class RecipeApp:
     """The page's handlers, as plain methods the tests call directly."""
 
-    def __init__(self, searcher: Searcher, examples: list[Path] | None = None):
+    def __init__(
+        self,
+        searcher: Searcher,
+        examples: list[Path] | None = None,
+        map_folder: Path | str | None = None,
+    ):
         self.searcher = searcher
         self.labels = searcher.labels()
-        self.map = MapProjection.fit(searcher)
+        # fitted once per collection and model (t-SNE in the background), kept in map_folder
+        # (default $MULTIMODAL_HOME/maps); each search sends only its marks (ui.map_view)
+        self.maps = MapCache(map_folder)
+        self.map = self.maps.get(searcher.store, searcher.collection, searcher.metadata["model"])
+        self.map_view = MapView(self.map, searcher)
         self.examples = examples or []
         # a collection indexed before BM25 words can only be searched densely
         self.mode = DEFAULT_MODE if searcher.words is not None else "dense"
         self.diversity = DEFAULT_DIVERSITY
-        # one model forward at a time, shared with the JSON API; the store is thread-safe
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -87,7 +96,7 @@ class RecipeApp:
         diversity=DEFAULT_DIVERSITY,
         request: gr.Request | None = None,
     ):
-        """Photos for a text query, optionally mixed with a photo; gallery, hits, map.
+        """Photos for a text query, optionally mixed with a photo; gallery, hits, map marks.
         ``mode``: how the words are matched (None: the page's default); ``diversity``: MMR,
         0 to 1. The query is text: a term naming a file is refused (photos come as uploads)."""
         terms = self._terms(query, image, image_weight)
@@ -97,7 +106,7 @@ class RecipeApp:
             terms, ["image"], _filter(dishes, with_text, without_text),
             mode=mode or self.mode, diversity=diversity,
         )  # fmt: skip
-        return (*_shown(hits, page_root_url(request)), self._map(vector, "text query"))
+        return self._shown_with_marks(hits, vector, "text query", request)
 
     def feedback(
         self,
@@ -130,7 +139,7 @@ class RecipeApp:
             terms, ["image"], _filter(dishes, with_text, without_text),
             mode=mode or self.mode, diversity=diversity, like=like, unlike=unlike,
         )  # fmt: skip
-        return (*_shown(hits, page_root_url(request)), self._map(vector, "search"))
+        return self._shown_with_marks(hits, vector, "search", request)
 
     def like(self, point_id, liked, disliked):
         """The clicked result marked good: the liked ids, the disliked ids, their summary."""
@@ -143,8 +152,8 @@ class RecipeApp:
     def image_to_text(
         self, image, dishes, with_text, without_text, request: gr.Request | None = None
     ):
-        """Recipes, suggested ingredients, similar dishes, the map and what the dish looks
-        like (the dish types the nearest recipes vote for) for an uploaded photo."""
+        """Recipes, suggested ingredients, similar dishes, the map marks and what the dish
+        looks like (the dish types the nearest recipes vote for) for an uploaded photo."""
         if image is None:
             raise refused("Upload, paste or drop a photo of a dish first.")
         terms = [Term("image", self._checked(image))]
@@ -152,11 +161,12 @@ class RecipeApp:
             terms, ["text", "image"], _filter(dishes, with_text, without_text)
         )
         voters = recipes[:VOTERS]
+        gallery, shown = _shown(similar, page_root_url(request))
         return (
             _recipe_rows(recipes),
             dict(self.searcher.ingredients_of(voters, SUGGESTIONS, ranking=DEFAULT_RANKING)),
-            _shown(similar, page_root_url(request))[0],
-            self._map(vector, "photo"),
+            gallery,
+            self.map_view.marks(vector, shown, "photo"),
             self.looks_like(voters),
         )
 
@@ -186,7 +196,7 @@ class RecipeApp:
             [Term("point", point_id)], ["image"], _filter(dishes, with_text, without_text),
             diversity=diversity,
         )  # fmt: skip
-        return (*_shown(hits, page_root_url(request)), self._map(vector, "more like this"))
+        return self._shown_with_marks(hits, vector, "more like this", request)
 
     def select(self, hits: list[dict], event: gr.SelectData):
         """The full recipe of the clicked result, and its id for "more like this"."""
@@ -249,10 +259,10 @@ class RecipeApp:
         log.warning("refused an upload: %s", reason)
         raise refused(f"That photo cannot be used: {reason}.")
 
-    def _map(self, vector, what: str):
-        if self.map is None:
-            return None
-        return self.map.figure(vector, f"where your {what} falls (star) among the dishes")
+    def _shown_with_marks(self, hits, vector, what: str, request) -> tuple[list, list, dict]:
+        """The gallery, the hits as the browser keeps them, and their marks for the map."""
+        gallery, shown = _shown(hits, page_root_url(request))
+        return gallery, shown, self.map_view.marks(vector, shown, what)
 
 
 def _filter(dishes, with_text, without_text) -> SearchFilter:

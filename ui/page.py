@@ -11,6 +11,7 @@ from gradio.components.label import LabelConfidence, LabelData
 from indexer.store import MODES
 from multimodal.suggestions import SUGGESTIONS
 from ui.feedback import feedback_controls
+from ui.map_view import map_tab
 
 CSS = """
 .recipe-card {min-height: 12rem}
@@ -68,16 +69,17 @@ def build_blocks(app) -> gr.Blocks:
                 with_text = gr.Textbox(label="Must contain (comma-separated)", elem_id="with")
                 without_text = gr.Textbox(label="Must not contain", elem_id="without")
         filters = [dishes, with_text, without_text]
+        marks = gr.JSON(visible=False)  # each search's place on the map (the Map tab's star)
         with gr.Tab("Find dishes from words", id="words"):
-            _words_tab(app, filters)
+            _words_tab(app, filters, marks)
         with gr.Tab("What's this dish?", id="photo"):
-            _photo_tab(app, filters)
+            _photo_tab(app, filters, marks)
         with gr.Tab("Map", id="map"):
-            gr.Plot(app.map.figure() if app.map else None, label="The collection")
+            map_tab(blocks, app.map_view, marks)
     return blocks
 
 
-def _words_tab(app, filters: list) -> None:
+def _words_tab(app, filters: list, marks: gr.JSON) -> None:
     """Words -> photos in a search mode, with an optional weighted photo, the clicked recipe,
     "more like this" and like / dislike."""
     with gr.Row():
@@ -104,15 +106,13 @@ def _words_tab(app, filters: list) -> None:
                          height=430, elem_id="gallery")  # fmt: skip
     hits = gr.JSON(visible=False)  # the results with payloads, for "more like this" and the API
     chosen = gr.Textbox(visible=False)  # the clicked point's id; the API passes one
-    words_map = gr.Plot(label="Embedding map", render=False)  # shown below the recipe card
     inputs = [query, mix_image, mix_weight, *filters, mode, diversity]
-    outputs = [gallery, hits, words_map]
+    outputs = [gallery, hits, marks]
     with gr.Row():
         recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
         with gr.Column():
             more = gr.Button("More like this", elem_id="more")
             feedback_controls(app, chosen, inputs, outputs)
-    words_map.render()
     gr.Examples(
         [["chocolate cake with strawberries"], ["tortillas, beef, salsa, cheese"],
          ["spaghetti, tomato, basil"], ['"2:apple pie" - cinnamon']],
@@ -126,7 +126,7 @@ def _words_tab(app, filters: list) -> None:
                api_name="more_like_this")  # fmt: skip
 
 
-def _photo_tab(app, filters: list) -> None:
+def _photo_tab(app, filters: list, marks: gr.JSON) -> None:
     """A photo -> what it looks like, the nearest recipes, suggested ingredients and similar
     dishes."""
     with gr.Row():
@@ -147,9 +147,8 @@ def _photo_tab(app, filters: list) -> None:
     )  # fmt: skip
     similar = gr.Gallery(label="Similar dishes", columns=6, height=240,
                          elem_id="similar")  # fmt: skip
-    photo_map = gr.Plot(label="Embedding map")
     if app.examples:
         gr.Examples([[str(p)] for p in app.examples], [photo], label="Example photos")
     identify.click(app.image_to_text, [photo, *filters],
-                   [recipes, suggested, similar, photo_map, looks_like],
+                   [recipes, suggested, similar, marks, looks_like],
                    api_name="image_to_text")  # fmt: skip

@@ -87,7 +87,8 @@ def drive(
     """Text query -> photos; the first photo clicked -> its recipe, "more like this"; the
     words matched dense, the clicked photo marked good and searched again, the marks cleared;
     the words matched hybrid; a filter -> other photos; an uploaded photo -> what it looks
-    like, recipes and suggested ingredients; an empty query -> a readable message."""
+    like, recipes and suggested ingredients; the Map tab -> the photo's star, a point hovered
+    and clicked, the other layout; an empty query -> a readable message."""
     from selenium.webdriver.common.by import By
 
     seen = PageObservations()
@@ -370,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"with {args.with_ingredient}: {seen.filtered_captions[:4]}")
     print(f"recipes: {seen.recipe_rows[:3]}")
     print(f"suggested: {seen.suggested[:200]!r}")
+    if seen.map is not None:
+        print(f"map: {seen.map.points} points ({seen.map.layout}), star {seen.map.star}, "
+              f"{seen.map.ringed} ringed, hover {seen.map.hover!r}")  # fmt: skip
     print(f"empty query: {seen.empty_query_message!r}")
     print("screenshots: " + ", ".join(str(p) for p in seen.screenshots))
     return 0

@@ -197,3 +197,36 @@ def test_sample_read_keeps_titles_and_dish_types(store):
     assert len(sample.ids) == 9 and sample.vectors.shape == (9, DIM)
     assert all(t.endswith(" cake " + t.split()[-1]) for t in sample.titles)
     assert {label.split("_")[0] for label in sample.labels} <= set(CLUSTERS)
+
+
+def test_the_page_shows_pca_until_tsne_is_ready(store):
+    fitted = CollectionMap.fit("cakes-test", MapSample.read(store, "cakes"))  # t-SNE not yet
+    view = MapView(fitted, searcher=None)
+    plot, note, choice = view.show("tsne")
+    assert json.loads(plot.plot)["layout"]["meta"] == {"layout": "pca"} and choice["value"] == "pca"
+    assert note.startswith("**PCA** of 45 photos") and "t-SNE is being computed" in note
+    fitted.fit_tsne()
+    fitted.tsne_done.set()
+    plot, note, choice = view.show("tsne")
+    assert (
+        json.loads(plot.plot)["layout"]["meta"] == {"layout": "tsne"} and choice["value"] == "tsne"
+    )
+    assert note.startswith("**t-SNE** of 45 photos") and "computed" not in note
+
+
+def test_a_clicked_point_opens_its_card(store, tmp_path):
+    from types import SimpleNamespace
+
+    payload = {"title": 'Cake "<img src=x onerror=alert(1)>"', "label": "layer_cake",
+               "ingredients": ["flour", "<b>sugar</b>"]}  # fmt: skip
+    odd = Point(str(uuid.uuid4()), {"image": [0.0, 1.0] + [0.0] * (DIM - 2)}, payload)
+    store.upsert("cakes", [odd])
+    fitted = MapCache(tmp_path / "maps").get(store, "cakes", MODEL)
+    view = MapView(fitted, SimpleNamespace(store=store, collection="cakes"))
+    card = view.open_point(odd.id)
+    assert f'<img src="/photo/{odd.id}"' in card and "dish type <b>layer cake</b>" in card
+    assert (
+        "&lt;img src=x onerror=alert(1)&gt;" in card and "<li>&lt;b&gt;sugar&lt;/b&gt;</li>" in card
+    )
+    assert "<img src=x" not in card
+    assert view.open_point(str(uuid.uuid4())) == "" and view.open_point("") == ""  # not on the map

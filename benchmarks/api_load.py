@@ -140,11 +140,18 @@ def _client_burst(way: str, name: str, url: str, jobs: list[Job], clients: int) 
 
 
 def through_page(url: str) -> Callable[[Job], None]:
-    """One search through the page's named endpoints, as gradio_client makes it."""
+    """One search through the page's named endpoints, as gradio_client makes it; one client
+    per thread, as each person loads the page once and then searches."""
+    import threading
+
     from gradio_client import Client, handle_file
 
+    local = threading.local()
+
     def call(job: Job) -> None:
-        client = Client(url, verbose=False, download_files=False)
+        if not hasattr(local, "client"):
+            local.client = Client(url, verbose=False, download_files=False)
+        client = local.client
         kind, value = job
         if kind == "text":
             client.predict(value, None, 1, [], "", "", api_name="/text_to_image")
@@ -233,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     searcher = Searcher(load_encoder(model, tta=True), store, args.collection)
     jobs = workload(store, args.collection, args.requests, args.seed)
     page = RecipeApp(searcher)
+    if page.map is not None:  # steady state: the map's t-SNE (background, once) is done
+        page.map.tsne_done.wait()
     concurrency = {} if args.concurrency is None else {"concurrency": args.concurrency}
     server = start(page, **concurrency)
     service = server.app.state.search_service

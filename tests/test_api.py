@@ -33,7 +33,7 @@ def api(tmp_path_factory, tiny_encoder):
     root = write_recipes5k(tmp_path_factory.mktemp("r5k"), per_split=9)
     store = EdgeStore(tmp_path_factory.mktemp("store"))
     index_records(tiny_encoder, store, "dishes", read_records(root), workers=0, progress=False)
-    page = RecipeApp(Searcher(tiny_encoder, store, "dishes"))
+    page = RecipeApp(Searcher(tiny_encoder, store, "dishes"), map_folder=root.parent / "maps")
     server = launch(page, block=False)
     with httpx.Client(base_url=server.local_url, timeout=60) as client:
         yield client, page, root

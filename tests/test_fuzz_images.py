@@ -136,7 +136,7 @@ def page(tmp_path_factory, tiny_encoder):
     root = write_recipes5k(tmp_path_factory.mktemp("r5k"), per_split=3)
     store = EdgeStore(tmp_path_factory.mktemp("store"))
     index_records(tiny_encoder, store, "dishes", read_records(root), workers=0, progress=False)
-    yield RecipeApp(Searcher(tiny_encoder, store, "dishes"))
+    yield RecipeApp(Searcher(tiny_encoder, store, "dishes"), map_folder=root.parent / "maps")
     store.close()
 
 

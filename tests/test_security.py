@@ -56,7 +56,8 @@ def site(tmp_path_factory, tiny_encoder):
         "outside": outside / "secret.txt",
         "store file": next(p for p in sorted(store_path.rglob("*")) if p.is_file()),
     }
-    app = RecipeApp(Searcher(tiny_encoder, store, "dishes"), example_photos(store, "dishes"))
+    app = RecipeApp(Searcher(tiny_encoder, store, "dishes"), example_photos(store, "dishes"),
+                    map_folder=store_path.parent / "maps")  # fmt: skip
     swapped = next(root.glob("images/triangle/*.jpg"))
     swapped_id = next(h.id for h in _all_points(app) if h.image_path == swapped)
     swapped.write_bytes(SCRIPT)  # an indexed photo, now an HTML page
@@ -325,7 +326,7 @@ def guarded(site, tiny_encoder):
     credentials given are asked for, on loopback too."""
     from ui.guard import Access
 
-    app = RecipeApp(site["app"].searcher)
+    app = RecipeApp(site["app"].searcher, map_folder=site["app"].maps.folder)
     server = launch(app, block=False, access=Access.parse(":".join(LOGIN), KEY))
     yield server.local_url
     server.close()

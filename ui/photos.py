@@ -43,6 +43,7 @@ BROWSER_FORMATS = {
 PREVIEW_SIDE = 1600  # a photo in another format is sent as a JPEG this size at most
 CHUNK = 256 * 1024
 SERVER_FIELDS = ("root",)  # payload fields that are paths on the server: never sent
+INTERNAL_FIELDS = ("text", "content_hash")  # the indexer's own: the embedded text, the hash
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     # opened on its own, the photo can run nothing and load nothing
@@ -146,8 +147,10 @@ def _not_found() -> Response:
 
 def public_payload(payload: dict) -> dict:
     """A payload as the browser gets it: no path on the server (the data root is left out;
-    an image path is kept relative to it, or only its name)."""
-    shown = {k: v for k, v in payload.items() if k not in SERVER_FIELDS}
+    an image path is kept relative to it, or only its name), nor the indexer's own fields
+    (the text the vector embeds repeats the title and ingredients; the content hash)."""
+    hidden = SERVER_FIELDS + INTERNAL_FIELDS
+    shown = {k: v for k, v in payload.items() if k not in hidden}
     image = payload.get("image")
     if image and PurePath(image).is_absolute():
         shown["image"] = PurePath(image).name

@@ -12,7 +12,8 @@ process, so stop a running demo first), then runs the same searches (text -> ima
 * direct, ``--clients`` threads: the same calls, as concurrent as the burst below;
 * JSON API: ``--clients`` concurrent httpx clients, ``POST /api/search`` (a photo as a
   multipart upload to ``/api/search/photo``);
-* page: ``--clients`` concurrent gradio_client clients through Gradio's queue.
+* page: ``--clients`` concurrent clients of the page's named endpoints through Gradio's
+  queue (its HTTP protocol: upload, call, event stream).
 
 The clients run in a separate process, as real ones would: in the server's own process they
 would compete with it for the interpreter's lock.
@@ -31,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ class Burst:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"text": [], "photo": []})
     errors: list[str] = field(default_factory=list)
     wall: float = 0.0
+    client_cpu: float | None = None  # CPU seconds the clients' own process spent
 
     @property
     def done(self) -> int:
@@ -62,11 +64,14 @@ class Burst:
             return f"{self.name:<34} no search finished; errors: {len(self.errors)}"
         p50, p95 = np.percentile(np.array(everything) * 1000, [50, 95])
         text50, text95 = np.percentile(np.array(self.latencies["text"] or [0]) * 1000, [50, 95])
-        return (
+        line = (
             f"{self.name:<34} p50 {p50:6.0f} ms  p95 {p95:6.0f} ms  | text p50 {text50:6.0f} "
             f"ms  p95 {text95:6.0f} ms  | {self.throughput:5.1f} searches/s  errors "
             f"{len(self.errors)}"
         )
+        if self.client_cpu is not None:  # on the same cores as the server
+            line += f"  | clients' CPU {self.client_cpu:.1f} s of {self.wall:.1f} s"
+        return line
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -78,6 +83,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=None, help="the page's queue limit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-page", action="store_true", help="skip the page's burst")
+    parser.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="embed query photos as 4 views, as the page does by default (default: on)",
+    )
     return parser.parse_args(argv)
 
 
@@ -131,32 +142,54 @@ def remote_burst(way: str, name: str, url: str, jobs: list[Job], clients: int) -
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context) as child:
-        return child.submit(_client_burst, way, name, url, jobs, clients).result()
+        return Burst(**child.submit(_client_burst, way, name, url, jobs, clients).result())
 
 
-def _client_burst(way: str, name: str, url: str, jobs: list[Job], clients: int) -> Burst:
+def _client_burst(way: str, name: str, url: str, jobs: list[Job], clients: int) -> dict:
+    import resource
+
     call = through_api(url) if way == "api" else through_page(url)
-    return burst(name, jobs, call, clients)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    measured = burst(name, jobs, call, clients)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    measured.client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return asdict(measured)
 
 
 def through_page(url: str) -> Callable[[Job], None]:
-    """One search through the page's named endpoints, as gradio_client makes it; one client
-    per thread, as each person loads the page once and then searches."""
+    """One search through the page's named endpoints, by Gradio's own HTTP protocol (what
+    gradio_client and the page's script do, without their client-side work: gradio_client
+    alone burns most of a core under this burst): a photo uploaded to Gradio's cache, the
+    call queued, its result read from the event stream. One connection pool per thread."""
     import threading
 
-    from gradio_client import Client, handle_file
+    import httpx
 
     local = threading.local()
 
     def call(job: Job) -> None:
         if not hasattr(local, "client"):
-            local.client = Client(url, verbose=False, download_files=False)
-        client = local.client
-        kind, value = job
+            local.client = httpx.Client(base_url=url, timeout=120)
+        client, (kind, value) = local.client, job
         if kind == "text":
-            client.predict(value, None, 1, [], "", "", api_name="/text_to_image")
+            endpoint, data = "text_to_image", [value, None, 1, [], "", "", None, 0.0]
         else:
-            client.predict(handle_file(str(value)), [], "", "", api_name="/image_to_text")
+            with open(value, "rb") as photo:
+                uploaded = client.post("gradio_api/upload", files={"files": photo})
+            uploaded.raise_for_status()
+            file = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
+            endpoint, data = "image_to_text", [file, [], "", ""]
+        queued = client.post(f"gradio_api/call/{endpoint}", json={"data": data})
+        queued.raise_for_status()
+        with client.stream(
+            "GET", f"gradio_api/call/{endpoint}/{queued.json()['event_id']}"
+        ) as events:
+            for line in events.iter_lines():
+                if line.startswith("event: error"):
+                    raise RuntimeError(f"{endpoint}: the page answered with an error")
+                if line.startswith("event: complete"):
+                    return
+        raise RuntimeError(f"{endpoint}: the event stream ended without a result")
 
     return call
 
@@ -237,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     store = open_store(args.store)
     model = store.metadata(args.collection)["model"]["name"]
-    searcher = Searcher(load_encoder(model, tta=True), store, args.collection)
+    searcher = Searcher(load_encoder(model, tta=args.tta), store, args.collection)
     jobs = workload(store, args.collection, args.requests, args.seed)
     page = RecipeApp(searcher)
     if page.map is not None:  # steady state: the map's t-SNE (background, once) is done
@@ -248,13 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     bursts = [
         burst("direct, one at a time", jobs, directly(service), 1),
         burst(f"direct, {args.clients} threads", jobs, directly(service), args.clients),
-        burst(
-            f"JSON API, {args.clients} clients", jobs, through_api(server.local_url), args.clients
+        remote_burst(
+            "api", f"JSON API, {args.clients} clients", server.local_url, jobs, args.clients
         ),  # fmt: skip
     ]
     if not args.no_page:
-        bursts.append(burst(f"page, {args.clients} clients", jobs,
-                            through_page(server.local_url), args.clients))  # fmt: skip
+        bursts.append(remote_burst("page", f"page, {args.clients} clients", server.local_url,
+                                   jobs, args.clients))  # fmt: skip
     server.close()
     store.close()
     return report(bursts, jobs, server.local_url)

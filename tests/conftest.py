@@ -109,6 +109,18 @@ def recipes5k_folder(tmp_path: Path) -> Path:
     return write_recipes5k(tmp_path / "recipes5k")
 
 
+@pytest.fixture(params=["edge", "server"])
+def store(request, tmp_path):
+    """Each store in turn: Qdrant Edge on a temporary folder, and qdrant-client's in-process
+    mode (the server's API; no Qdrant server binary can be installed here)."""
+    from indexer.edge import EdgeStore
+    from indexer.server import ServerStore
+
+    made = EdgeStore(tmp_path / "store") if request.param == "edge" else ServerStore(":memory:")
+    yield made
+    made.close()
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder():
     from multimodal.encoder import load_encoder

@@ -86,13 +86,6 @@ def copied(records: list[Record], folder: Path) -> list[Record]:
     return out
 
 
-@pytest.fixture(params=["edge", "server"])
-def store(request, tmp_path):
-    made = EdgeStore(tmp_path / "store") if request.param == "edge" else ServerStore(":memory:")
-    yield made
-    made.close()
-
-
 @pytest.mark.slow
 def test_each_item_is_found_first_in_every_direction(trained, store):
     encoder, records = trained

@@ -10,7 +10,6 @@ import pytest
 from indexer.bm25 import Bm25Settings, Bm25Words
 from indexer.edge import EdgeStore
 from indexer.pipeline import add_words
-from indexer.server import ServerStore
 from indexer.store import (
     RRF_K,
     CollectionSpec,
@@ -24,13 +23,6 @@ from indexer.store import (
 DIM = 8
 MODEL = {"name": "tiny-random", "arch": "tiny-random", "weights_sha256": None}
 WORDS = Bm25Words()
-
-
-@pytest.fixture(params=["edge", "server"])
-def store(request, tmp_path):
-    made = EdgeStore(tmp_path / "store") if request.param == "edge" else ServerStore(":memory:")
-    yield made
-    made.close()
 
 
 def unit(vector) -> list[float]:

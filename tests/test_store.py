@@ -11,19 +11,11 @@ import pytest
 
 from indexer.edge import EdgeStore
 from indexer.factory import open_store
-from indexer.server import ServerStore
 from indexer.store import CollectionSpec, Point, SearchFilter, StoredPoint, StoreError
 
 DIM = 8
 REPO = Path(__file__).resolve().parents[1]
 MODEL = {"name": "tiny-random", "arch": "tiny-random", "weights_sha256": None}
-
-
-@pytest.fixture(params=["edge", "server"])
-def store(request, tmp_path):
-    made = EdgeStore(tmp_path / "store") if request.param == "edge" else ServerStore(":memory:")
-    yield made
-    made.close()
 
 
 def unit(vector) -> list[float]:

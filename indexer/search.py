@@ -33,6 +33,7 @@ from indexer.store import (
     MODES,
     SearchFilter,
     SearchRequest,
+    SparseVector,
     Store,
     StoredPoint,
     StoreError,
@@ -215,12 +216,12 @@ class Searcher:
         if not isinstance(query, Prepared):
             query = Prepared(np.asarray(query, np.float32), set())
         like, unlike = _feedback(like, unlike, self.collection)
-        mode = self.mode_for(query, mode)
+        mode, words = self._matched(query, mode)
         request = SearchRequest(
             target,
             query.vector,
             mode=mode,
-            words=self.words.query(query.text) if mode != "dense" else None,
+            words=words,
             likes=self.point_vectors(like, target) if like else [],
             dislikes=self.point_vectors(unlike, target) if unlike else [],
             diversity=diversity,
@@ -244,17 +245,22 @@ class Searcher:
         """The mode a query is matched in: ``mode``, or "dense" for a query without words
         (a photo, a stored point, only stop words); a collection without BM25 words refuses
         any other mode with one line that says how to add them."""
+        return self._matched(query, mode)[0]
+
+    def _matched(self, query: Prepared, mode: str) -> tuple[str, SparseVector | None]:
+        """:meth:`mode_for`, and the query's BM25 words when that mode uses them."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: use {', '.join(MODES)}")
         if mode == "dense":
-            return mode
+            return mode, None
         if self.words is None:
             raise StoreError(
                 f"collection {self.collection!r} has no BM25 words (it was indexed before "
                 f"hybrid search): run multimodal index on it again to add them (photos are "
                 f"not embedded again), or search with mode dense"
             )
-        return mode if self.words.query(query.text) else "dense"
+        words = self.words.query(query.text)
+        return (mode, words) if words else ("dense", None)
 
     def feedback_only(self, like, unlike, target: str = "image") -> Prepared:
         """A query made of feedback alone: the first liked point (the others and the

@@ -30,6 +30,7 @@ from ui.app import (
     DEFAULT_RANKING,
     RESULTS,
     RecipeApp,
+    example_photos,
     launch,
     recipe_markdown,
 )
@@ -201,6 +202,21 @@ def test_diversity_spreads_the_gallery(recipe_app):
     assert _titles(more) == [hit.payload["title"] for hit in expected]
     with pytest.raises(gr.Error, match="diversity must be from 0 to 1"):
         app.text_to_image("cake", None, 1.0, [], "", "", "dense", 1.5)
+
+
+def test_example_photos_look_at_a_bounded_number_of_points(recipe_app):
+    """The examples come from the first photos that exist on disk, and the look stops after
+    ``read`` points: a large collection whose photos are elsewhere starts as fast as a small
+    one (it used to scroll the whole collection)."""
+    app, root = recipe_app
+    store, collection = app.searcher.store, app.searcher.collection
+    every = list(store.scroll(collection, None, ["label"]))
+    found = example_photos(store, collection, count=6)
+    assert 1 <= len(found) == len(set(found)) <= 6
+    assert all(path.is_file() and root in path.parents for path in found)
+    few = example_photos(store, collection, count=len(every), read=4)
+    assert 1 <= len(few) <= 4 < len(every)  # four points looked at, whatever the count asked
+    assert set(few) <= set(example_photos(store, collection, count=len(every)))
 
 
 def test_marks():

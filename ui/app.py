@@ -36,6 +36,7 @@ DEFAULT_MODE = "hybrid"  # how words are matched, where the collection has BM25 
 DEFAULT_DIVERSITY = 0.0  # the words gallery's MMR diversity, 0 (none) to 1
 DEFAULT_RANKING = "specific"  # suggested ingredients: by share, or by how specific they are
 LOOKS_LIKE = 5  # dish types shown for a photo
+EXAMPLE_READS = 2048  # points looked at for the example photos, at most
 
 
 def refused(message: str) -> gr.Error:
@@ -44,12 +45,18 @@ def refused(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def example_photos(store: Store, collection: str, count: int = 6) -> list[Path]:
+def example_photos(
+    store: Store, collection: str, count: int = 6, read: int = EXAMPLE_READS
+) -> list[Path]:
     """A few photos of different dish types from the collection (the val split when there
-    is one), for one-click examples."""
-    picked, seen = [], set()
+    is one), for one-click examples; at most ``read`` points are looked at, so a large
+    collection whose photos are elsewhere starts as fast as a small one."""
+    picked, seen, looked = [], set(), 0
     for spec in (SearchFilter(splits=["val"]), None):
         for record in store.scroll(collection, spec, ["image", "root", "label"], page=256):
+            looked += 1
+            if looked > read:
+                return picked
             payload, path = record.payload, record.image_path
             if payload.get("label") in seen or path is None:
                 continue

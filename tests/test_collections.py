@@ -464,6 +464,11 @@ def test_drop_refuses_a_collection_open_in_another_process(edge_store, capsys):
         assert cli(["collections", "drop", "dishes", "--yes", "--store", str(edge_store)]) == 1
         assert "open in another process" in capsys.readouterr().err
         assert holder.count("dishes") == 4
+        assert cli(["collections", "--store", str(edge_store)]) == 0  # the rest still listed
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[1].split()[:3] == ["dishes", "?", "tiny-random"]
+        assert lines[2].split()[:2] == ["small", "0"]
+        assert lines[3].startswith("dishes: the store") and "open in another process" in lines[3]
 
 
 def test_cli_index_with_settings_then_search_with_and_without_rescoring(tmp_path, capsys):

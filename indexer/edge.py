@@ -26,6 +26,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from indexer.collection_settings import BULK_LOAD, CollectionSettings, check_embedded
 from indexer.edge_folders import (
     OLD,
     UPGRADE,
@@ -33,11 +34,10 @@ from indexer.edge_folders import (
     remove_stale_copies,
     restore_set_aside,
 )
-from indexer.filters import FilterConstructors
-from indexer.qdrant_base import QdrantStore, dense, plain_vectors
+from indexer.edge_query import EDGE_FILTERS, shard_query
+from indexer.qdrant_base import QdrantStore, plain_vectors
 from indexer.store import (
     KEYWORD_FIELDS,
-    RRF_K,
     SPARSE_VECTOR,
     TEXT_FIELDS,
     VECTOR_NAMES,
@@ -52,6 +52,9 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 CREATE_LOCK = ".create.lock"  # in the store folder: held while a collection is created
 STAGING_PREFIX = ".creating-"  # a collection being made, renamed into place when whole
 COPY_PAGE = 256  # points per page when a shard is copied
+# Qdrant's HNSW defaults, given when the graph's placement is: edges per node, candidates
+# while building, and the size (KB of vectors) under which a segment is scanned, not walked.
+HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB = 16, 100, 10_000
 
 
 def check_collection_name(name: str) -> str:
@@ -63,16 +66,6 @@ def check_collection_name(name: str) -> str:
     return name
 
 
-EDGE_FILTERS = FilterConstructors(
-    any_of=lambda key, values: qe.FieldCondition(key=key, match=qe.MatchAny(values)),
-    equals=lambda key, value: qe.FieldCondition(key=key, match=qe.MatchValue(value)),
-    has_words=lambda key, text: qe.FieldCondition(key=key, match=qe.MatchText(text)),
-    has_ids=lambda ids: qe.HasIdCondition(set(ids)),
-    has_vector=qe.HasVectorCondition,
-    combine=qe.Filter,
-)
-
-
 class EdgeStore(QdrantStore):
     """Collections in folders under ``root``, each one Qdrant Edge shard."""
 
@@ -80,6 +73,7 @@ class EdgeStore(QdrantStore):
 
     def __init__(self, root: str | Path):
         """The store in folder ``root`` (made on the first create)."""
+        super().__init__()
         self.root = Path(root).expanduser()
         self.label = f"qdrant-edge {self.root}"
         self.place = f"in {self.root}"
@@ -98,6 +92,7 @@ class EdgeStore(QdrantStore):
         shard = self._shards.pop(name, None)
         if shard is not None:
             shard.close()
+        self._known_settings.pop(name, None)
         shutil.rmtree(self._folder(name), ignore_errors=True)
 
     def optimize(self, name: str) -> None:
@@ -143,9 +138,13 @@ class EdgeStore(QdrantStore):
             if leftover.exists():
                 shutil.rmtree(leftover)
 
-    def _create(self, name: str, dim: int, int8: bool, metadata: dict[str, Any]) -> None:
+    def _check_settings(self, settings: CollectionSettings) -> None:
+        """A shard on this machine has no shards, replicas or write consistency to set."""
+        check_embedded(settings)
+
+    def _create(self, name: str, dim: int, settings: CollectionSettings, metadata: dict) -> None:
         """Create the shard in the staging folder (:meth:`_created` moves it into place)."""
-        config = _config(dim, int8, words="bm25" in metadata)
+        config = _config(dim, settings, words="bm25" in metadata, bulk=False)
         self._shards[name] = qe.EdgeShard.create(str(self._staging(name) / "shard"), config)
 
     def _index_keyword(self, name: str, field: str) -> None:
@@ -203,38 +202,9 @@ class EdgeStore(QdrantStore):
         ]
         self._shard(name).update(qe.UpdateOperation.upsert_points(edge_points))
 
-    def _search(self, name: str, request: SearchRequest, limit: int, filter: Any) -> list:
-        """One shard query: the dense stage (nearest, or recommend by best score), the words
-        (a sparse nearest), both fused by RRF as prefetches, and MMR over the result."""
-        r = request
-        params = qe.SearchParams(exact=True) if r.exact else None
-        if r.recommends:
-            examples = qe.RecommendQuery([dense(r.vector), *map(dense, r.likes)],
-                                         [dense(v) for v in r.dislikes])  # fmt: skip
-            ranking = qe.Query.RecommendBestScore(examples, using=r.using)
-        else:
-            ranking = qe.Query.Nearest(dense(r.vector), using=r.using)
-        prefetches = None
-        if r.mode != "dense":
-            words = qe.SparseVector(list(r.words.indices), list(r.words.values))
-            keyword = qe.Query.Nearest(words, using=SPARSE_VECTOR)
-            if r.mode == "sparse":
-                ranking = keyword
-            else:
-                prefetches = [
-                    qe.Prefetch(r.candidates, ranking, filter=filter, params=params),
-                    qe.Prefetch(r.candidates, keyword, filter=filter),
-                ]
-                ranking = qe.Fusion.Rrf(k=RRF_K)
-        if r.diversity > 0:
-            if prefetches is not None or r.mode != "dense" or r.recommends:
-                stage = qe.Prefetch(r.candidates, ranking, prefetches, filter=filter,
-                                    params=params)  # fmt: skip
-                prefetches = [stage]
-            ranking = qe.Mmr(dense(r.vector), 1.0 - r.diversity, r.candidates, using=r.using)
-        query = qe.QueryRequest(limit=limit, query=ranking, prefetches=prefetches, filter=filter,
-                                with_payload=True, params=params)  # fmt: skip
-        return self._shard(name).query(query)
+    def _search(self, name: str, request: SearchRequest, limit: int, filter, quantization) -> list:
+        """One shard query (:func:`indexer.edge_query.shard_query`)."""
+        return self._shard(name).query(shard_query(request, limit, filter, quantization))
 
     def _facet(self, name: str, field: str, filter: Any, limit: int) -> list:
         """Exact facet counts in the shard."""
@@ -255,7 +225,7 @@ class EdgeStore(QdrantStore):
         folder = self._folder(name)
         old = self._shard(name)
         shutil.rmtree(folder / UPGRADE, ignore_errors=True)
-        config = _config(metadata["dim"], metadata.get("quantization") == "int8", words=True)
+        config = _config(metadata["dim"], self.settings(name), True, bool(metadata.get(BULK_LOAD)))
         new = qe.EdgeShard.create(str(folder / UPGRADE), config)
         for field in KEYWORD_FIELDS:
             _index_keyword(new, field)
@@ -338,8 +308,30 @@ class EdgeStore(QdrantStore):
         """Where the collection is made before it is renamed into place."""
         return self.root / (STAGING_PREFIX + check_collection_name(name))
 
-    def _shard(self, name: str) -> qe.EdgeShard:
-        """The collection's shard, loaded on first use."""
+    def _defer_indexing(self, name: str) -> None:
+        """Indexing threshold 0 in the shard's configuration: no optimize builds the HNSW
+        (upserts never do here; only :meth:`optimize`)."""
+        self._reconfigure(name, bulk=True)
+
+    def _resume_indexing(self, name: str, state: dict[str, Any], wait: bool) -> None:
+        """The default threshold again, and the load's one optimize (here: always waited)."""
+        self._reconfigure(name, bulk=False)
+        self._shard(name).optimize()
+
+    def _reconfigure(self, name: str, bulk: bool) -> None:
+        """Load the shard again with the configuration :func:`_config` makes for it (Qdrant
+        Edge writes a configuration given to ``load`` over the one on disk)."""
+        metadata = self.metadata(name)
+        config = _config(metadata["dim"], self.settings(name), self.has_words(name), bulk)
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.flush()
+            shard.close()
+        self._shard(name, config)
+
+    def _shard(self, name: str, config: qe.EdgeConfig | None = None) -> qe.EdgeShard:
+        """The collection's shard, loaded on first use (with ``config``, if given, in place of
+        the one on disk)."""
         shard = self._shards.get(name)
         if shard is not None:
             return shard
@@ -347,7 +339,7 @@ class EdgeStore(QdrantStore):
         restore_set_aside(self._folder(name))
         path = self._folder(name) / "shard"
         try:
-            shard = qe.EdgeShard.load(str(path))
+            shard = qe.EdgeShard.load(str(path), config)
         except Exception as err:
             if "WouldBlock" in str(err) or "lock" in str(err).lower():
                 raise StoreError(
@@ -361,15 +353,27 @@ class EdgeStore(QdrantStore):
         return shard
 
 
-def _config(dim: int, int8: bool, words: bool) -> qe.EdgeConfig:
-    """A shard's configuration: cosine ``image`` and ``text`` vectors, the ``bm25`` sparse
-    vector with Qdrant's IDF modifier if ``words``, int8 scalar quantization if asked."""
-    quantization = None
-    if int8:
-        quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
-    vectors = {vector: qe.EdgeVectorParams(dim, qe.Distance.Cosine) for vector in VECTOR_NAMES}
+def _config(dim: int, settings: CollectionSettings, words: bool, bulk: bool) -> qe.EdgeConfig:
+    """A shard's configuration from the collection's settings: cosine ``image`` and ``text``
+    vectors (memory-mapped from disk if ``on_disk``), the ``bm25`` sparse vector with
+    Qdrant's IDF modifier if ``words``, the HNSW graph on disk if ``hnsw_on_disk``, int8
+    scalar or binary quantization, and during a bulk load an indexing threshold of 0 (no
+    HNSW built; None: Qdrant Edge's default). Unset options stay Qdrant Edge's defaults."""
+    on_disk = True if settings.on_disk else None
+    vector = qe.EdgeVectorParams(dim, qe.Distance.Cosine, on_disk=on_disk)
+    vectors = dict.fromkeys(VECTOR_NAMES, vector)
     sparse = {SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if words else None
-    return qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse, quantization_config=quantization)
+    hnsw = None
+    if settings.hnsw_on_disk:
+        hnsw = qe.HnswIndexConfig(HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB, on_disk=True)
+    quantization = None
+    if settings.quantization == "int8":
+        quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
+    elif settings.quantization == "binary":
+        quantization = qe.BinaryQuantizationConfig()
+    optimizers = qe.EdgeOptimizersConfig(indexing_threshold=0 if bulk else None)
+    return qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse, hnsw_config=hnsw,
+                         quantization_config=quantization, optimizers=optimizers)  # fmt: skip
 
 
 def _index_keyword(shard: qe.EdgeShard, field: str) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from indexer.bm25 import Bm25Settings, Bm25Words
+from indexer.collection_settings import CollectionSettings
 from indexer.roots import link_roots, point_id, stored_hashes
 from indexer.store import SPARSE_VECTOR, CollectionSpec, Point, SearchFilter, Store
 from multimodal.data.images import DEFAULT_MAX_PIXELS
@@ -73,6 +74,7 @@ class IndexReport:
     relinked: dict[str, str] = field(default_factory=dict)  # moved data roots: old -> new path
     relinked_points: int = 0  # points of moved roots that now name the new path (not embedded)
     worded: int = 0  # points of a collection made before hybrid search given their BM25 words
+    resumed_bulk: bool = False  # an earlier run's bulk load, left in progress, was finished
     total: int = 0  # points in the collection afterwards
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -94,6 +96,8 @@ class IndexReport:
             line += f"; re-linked {self.relinked_points} points moved from {moves}"
         if self.worded:
             line += f"; added BM25 words to {self.worded} points (not embedded again)"
+        if self.resumed_bulk:
+            line += "; finished the bulk load an earlier run left in progress"
         return line
 
 
@@ -288,17 +292,23 @@ def index_records(
     workers: int = 2,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     prune: bool = False,
-    quantization: str | None = None,
+    settings: CollectionSettings | None = None,
     progress: bool = True,
 ) -> IndexReport:
-    """Index ``records`` into ``collection`` (created for this model if it does not exist)."""
+    """Index ``records`` into ``collection`` (created for this model, laid out as ``settings``
+    say, if it does not exist). A bulk load (``settings.bulk_load``, or one an earlier run
+    left in progress) defers index building until the load ends (:meth:`Store.begin_bulk`)."""
     started = time.perf_counter()
     report = IndexReport(collection)
     clock = report.stages
+    settings = settings or CollectionSettings()
     bm25 = Bm25Settings().record()
-    spec = CollectionSpec(encoder.embed_dim, model_stamp(encoder), quantization, bm25)
+    spec = CollectionSpec(encoder.embed_dim, model_stamp(encoder), settings, bm25)
     recorded = store.create_or_open(collection, spec)["model"]
     empty = store.count(collection) == 0
+    report.resumed_bulk = store.bulk_state(collection) is not None
+    if settings.bulk_load or report.resumed_bulk:
+        store.begin_bulk(collection)
     with _timed(clock, "words"):
         words, report.worded = add_words(store, collection, progress)
     with _timed(clock, "plan"):
@@ -327,7 +337,7 @@ def index_records(
         with _timed(clock, "prune"):
             report.pruned = prune_missing(store, collection, {r.root for r in records if r.root})
     with _timed(clock, "optimize"):
-        store.optimize(collection)
+        store.end_bulk(collection) if store.bulk_state(collection) else store.optimize(collection)
     report.rejected = len(report.rejects)
     report.total = store.count(collection)
     report.seconds = time.perf_counter() - started

@@ -13,14 +13,15 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import numpy as np
 
+from indexer.collection_settings import BULK_LOAD, CollectionSettings
 from indexer.filters import FilterConstructors, build_filter
 from indexer.store import (
     KEYWORD_FIELDS,
-    QUANTIZATIONS,
     TEXT_FIELDS,
     CollectionSpec,
     Point,
@@ -41,15 +42,16 @@ class QdrantStore(Store):
     label: str  # what :meth:`describe` calls the store, e.g. "qdrant-edge /path"
     place: str  # where, in an error: "in /path" or "at http://host:6333"
 
+    def __init__(self) -> None:
+        self._known_settings: dict[str, CollectionSettings] = {}
+
     # -- collections ---------------------------------------------------------------------
 
     def create_or_open(self, name: str, spec: CollectionSpec) -> dict[str, Any]:
-        """Check an existing collection against ``spec``; or create one: cosine vectors,
-        optional int8 quantization, the payload indexes, then the metadata. One process at a
-        time decides (:meth:`_creating`), so two creating the same collection make one."""
-        if spec.quantization is not None and spec.quantization not in QUANTIZATIONS:
-            known = ", ".join(QUANTIZATIONS)
-            raise ValueError(f"unknown quantization {spec.quantization!r} (known: {known})")
+        """Check an existing collection against ``spec``; or create one: cosine vectors laid
+        out as its settings say, the payload indexes, then the metadata. One process at a time
+        decides (:meth:`_creating`), so two creating the same collection make one."""
+        self._check_settings(spec.settings)
         with self._creating():
             if self._exists(name):
                 metadata = self.metadata(name)
@@ -58,7 +60,8 @@ class QdrantStore(Store):
                 return metadata
             self._discard_partial(name)
             metadata = spec.metadata()
-            self._create(name, spec.dim, spec.quantization == "int8", metadata)
+            self._known_settings.pop(name, None)
+            self._create(name, spec.dim, spec.settings, metadata)
             for field in KEYWORD_FIELDS:
                 self._index_keyword(name, field)
             for field in TEXT_FIELDS:
@@ -81,18 +84,44 @@ class QdrantStore(Store):
         """Read, merge and write back the whole metadata record."""
         self._write_metadata(name, {**self.metadata(name), **changes})
 
+    def settings(self, name: str) -> CollectionSettings:
+        """The recorded settings, read once and kept: every search needs the quantization."""
+        if name not in self._known_settings:
+            self._known_settings[name] = CollectionSettings.from_metadata(self.metadata(name))
+        return self._known_settings[name]
+
     def describe(self, name: str) -> dict[str, Any]:
-        """The backend's collection info as the interface's plain dict."""
-        info = self._info(name)
+        """The backend's collection info as a plain dict (``status``: a server's only)."""
+        info, metadata = self._info(name), self.metadata(name)
+        status = getattr(info, "status", None)
         return {
             "store": self.label,
             "collection": name,
             "points": info.points_count,
             "indexed_vectors": info.indexed_vectors_count,
             "segments": info.segments_count,
+            "status": getattr(status, "value", status),
             "payload_indexes": sorted(info.payload_schema),
-            "metadata": self.metadata(name),
+            "settings": CollectionSettings.from_metadata(metadata).record(),
+            "bulk_load": metadata.get(BULK_LOAD),
+            "metadata": metadata,
         }
+
+    def begin_bulk(self, name: str) -> None:
+        """Record the load (and what to restore after it) first, then turn index building
+        off: after a kill in between, the next call finds the record and turns it off."""
+        if self.bulk_state(name) is None:
+            since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.update_metadata(name, {BULK_LOAD: {"since": since, **self._indexing(name)}})
+        self._defer_indexing(name)
+
+    def end_bulk(self, name: str, wait: bool = False) -> None:
+        """Turn index building back on, then clear the record (a kill in between: the next
+        call does both again)."""
+        state = self.bulk_state(name)
+        if state is not None:
+            self._resume_indexing(name, state, wait)
+            self.update_metadata(name, {BULK_LOAD: None})
 
     # -- points --------------------------------------------------------------------------
 
@@ -129,7 +158,8 @@ class QdrantStore(Store):
                 f"search): run multimodal index on it again to add them (photos are not "
                 f"embedded again), or search with --mode dense"
             )
-        found = self._search(name, request, limit, self._filter(filter))
+        quantization = request.quantization(self.settings(name).quantization)
+        found = self._search(name, request, limit, self._filter(filter), quantization)
         return [StoredPoint(str(p.id), p.payload or {}, score=p.score) for p in found]
 
     def facet(
@@ -210,6 +240,9 @@ class QdrantStore(Store):
     def _exists(self, name: str) -> bool:
         """Whether collection ``name`` exists (and was completely created)."""
 
+    def _check_settings(self, settings: CollectionSettings) -> None:
+        """Refuse settings this backend cannot make (ValueError naming the fix)."""
+
     def _creating(self) -> AbstractContextManager:
         """Held while :meth:`create_or_open` checks for and creates a collection: a lock that
         other processes creating in the same store wait on (a no-op unless the backend needs
@@ -224,11 +257,23 @@ class QdrantStore(Store):
         inside :meth:`_creating`."""
 
     @abstractmethod
-    def _create(self, name: str, dim: int, int8: bool, metadata: dict[str, Any]) -> None:
+    def _create(self, name: str, dim: int, settings: CollectionSettings, metadata: dict) -> None:
         """Create the collection: cosine ``image`` and ``text`` vectors of ``dim`` floats, the
         ``bm25`` sparse vector with the IDF modifier when ``metadata`` records BM25 settings,
-        int8 scalar quantization if asked, and (where the backend keeps it there) the
-        metadata."""
+        laid out as ``settings`` say, and (where the backend keeps it there) the metadata."""
+
+    def _indexing(self, name: str) -> dict[str, Any]:
+        """What :meth:`_resume_indexing` will restore, recorded with the bulk load."""
+        return {}
+
+    @abstractmethod
+    def _defer_indexing(self, name: str) -> None:
+        """Turn index building (HNSW) off for a bulk load; harmless when it is off."""
+
+    @abstractmethod
+    def _resume_indexing(self, name: str, state: dict[str, Any], wait: bool) -> None:
+        """Index building back on as ``state`` recorded it, and started (waited for only if
+        ``wait``, where it runs in the background)."""
 
     @abstractmethod
     def _index_keyword(self, name: str, field: str) -> None:
@@ -259,9 +304,10 @@ class QdrantStore(Store):
         """Write a non-empty batch of points."""
 
     @abstractmethod
-    def _search(self, name: str, request: SearchRequest, limit: int, filter: Any) -> list:
+    def _search(self, name: str, request: SearchRequest, limit: int, filter, quantization) -> list:
         """The backend's scored points (``id``, ``score``, ``payload``) for ``request``,
-        best first, ``filter`` applied at every stage."""
+        best first, ``filter`` applied at every stage; the dense stage with the
+        ``quantization`` search parameters (:meth:`SearchRequest.quantization`) if any."""
 
     @abstractmethod
     def _facet(self, name: str, field: str, filter: Any, limit: int) -> list:

@@ -181,19 +181,23 @@ class Searcher:
         diversity: float = 0.0,
         like=(),
         unlike=(),
+        rescore: bool = True,
+        oversampling: float | None = None,
     ) -> list[StoredPoint]:
         """The ``limit`` best items in ``target`` space ("image": their photos, "text":
         their recipe texts), best first. ``group_by`` (e.g. "label", "recipe_id") keeps at
         most ``group_size`` results per value, so one dish type cannot fill the page;
-        ``mode``, ``diversity``, ``like`` and ``unlike`` as the module says. ``query`` may be
-        None when something is liked: then the liked points are the query."""
+        ``mode``, ``diversity``, ``like`` and ``unlike`` as the module says; ``rescore`` and
+        ``oversampling`` as :class:`SearchRequest` says (a quantized collection only).
+        ``query`` may be None when something is liked: then the liked points are the query."""
         _check_request(target, limit, mode, diversity)  # before the query is encoded
         if query is None or (isinstance(query, str) and not query.strip() and like):
             prepared = self.feedback_only(like, unlike, target)
         else:
             prepared = self.prepare(query)
         return self.nearest(prepared, target, limit, filter, group_by, group_size, exact,
-                            mode=mode, diversity=diversity, like=like, unlike=unlike)  # fmt: skip
+                            mode=mode, diversity=diversity, like=like, unlike=unlike,
+                            rescore=rescore, oversampling=oversampling)  # fmt: skip
 
     def nearest(
         self,
@@ -209,6 +213,8 @@ class Searcher:
         diversity: float = 0.0,
         like=(),
         unlike=(),
+        rescore: bool = True,
+        oversampling: float | None = None,
     ) -> list[StoredPoint]:
         """:meth:`search` for a query already made (:meth:`prepare`; a bare vector is a query
         without words and without source points)."""
@@ -227,6 +233,8 @@ class Searcher:
             diversity=diversity,
             candidates=max(CANDIDATES, limit),
             exact=exact,
+            rescore=rescore,
+            oversampling=oversampling,
         )
         left_out = query.sources | set(like) | set(unlike)
         fetch = limit + len(left_out)

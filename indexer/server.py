@@ -9,6 +9,7 @@ its vectors) lives in Qdrant's own collection metadata.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from typing import Any
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from indexer.collection_settings import CollectionSettings
 from indexer.filters import FilterConstructors
 from indexer.qdrant_base import QdrantStore, dense, plain_vectors
 from indexer.store import (
@@ -30,6 +32,8 @@ from indexer.store import (
 )
 
 UPLOAD_BATCH = 256
+INDEXING_THRESHOLD_KB = 10_000  # Qdrant's default, restored when none was recorded
+WAIT_POLL_SECONDS = 1.0  # how often end_bulk(wait=True) asks whether indexing is done
 
 SERVER_FILTERS = FilterConstructors(
     any_of=lambda key, values: qm.FieldCondition(key=key, match=qm.MatchAny(any=values)),
@@ -56,6 +60,7 @@ class ServerStore(QdrantStore):
     ):
         """A client of the server at ``url`` (``:memory:``: qdrant-client's in-process mode),
         probed once so that an unreachable server is one clear :class:`StoreError`."""
+        super().__init__()
         self.url = url
         self.label = f"qdrant server {url}"
         self.place = f"at {url}"
@@ -88,6 +93,7 @@ class ServerStore(QdrantStore):
 
     def drop(self, name: str) -> None:
         """Delete the collection on the server."""
+        self._known_settings.pop(name, None)
         self.client.delete_collection(name)
 
     def close(self) -> None:
@@ -100,25 +106,38 @@ class ServerStore(QdrantStore):
         """Whether the server has the collection."""
         return self.client.collection_exists(name)
 
-    def _create(self, name: str, dim: int, int8: bool, metadata: dict[str, Any]) -> None:
-        """Create the collection with its metadata."""
-        quantization = None
-        if int8:
-            quantization = qm.ScalarQuantization(
-                scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99)
-            )
-        vectors = {
-            vector: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
-            for vector in VECTOR_NAMES
-        }
-        sparse = {SPARSE_VECTOR: _WORDS} if "bm25" in metadata else None
-        self.client.create_collection(
-            name,
-            vectors_config=vectors,
-            sparse_vectors_config=sparse,
-            quantization_config=quantization,
-            metadata=metadata,
+    def _create(self, name: str, dim: int, settings: CollectionSettings, metadata: dict) -> None:
+        """Create the collection as :func:`collection_config` lays it out, with its metadata."""
+        config = collection_config(dim, settings, words="bm25" in metadata)
+        self.client.create_collection(name, **config, metadata=metadata)
+
+    def _indexing(self, name: str) -> dict[str, Any]:
+        """The collection's indexing threshold, put back when a bulk load ends."""
+        optimizers = self.client.get_collection(name).config.optimizer_config
+        return {"indexing_threshold": optimizers.indexing_threshold}
+
+    def _defer_indexing(self, name: str) -> None:
+        """Indexing threshold 0: the server builds no HNSW until it is raised again."""
+        self._set_indexing_threshold(name, 0)
+
+    def _resume_indexing(self, name: str, state: dict[str, Any], wait: bool) -> None:
+        """The recorded threshold again (Qdrant's default if none was), which sets the
+        server's optimizers going; with ``wait``, until the collection is green (indexed)."""
+        threshold = state.get("indexing_threshold")
+        self._set_indexing_threshold(
+            name, INDEXING_THRESHOLD_KB if threshold is None else threshold
         )
+        while wait:
+            status = self.client.get_collection(name).status
+            if status == qm.CollectionStatus.GREEN:
+                return
+            if status == qm.CollectionStatus.RED:
+                raise StoreError(f"the server at {self.url} failed to index collection {name!r}")
+            time.sleep(WAIT_POLL_SECONDS)
+
+    def _set_indexing_threshold(self, name: str, kilobytes: int) -> None:
+        optimizers = qm.OptimizersConfigDiff(indexing_threshold=kilobytes)
+        self.client.update_collection(name, optimizers_config=optimizers)
 
     def _index_keyword(self, name: str, field: str) -> None:
         """A keyword index on payload ``field``."""
@@ -166,12 +185,12 @@ class ServerStore(QdrantStore):
             wait=True,
         )
 
-    def _search(self, name: str, request: SearchRequest, limit: int, filter: Any) -> list:
-        """One query on the server, built as :meth:`indexer.edge.EdgeStore._search` builds
+    def _search(self, name: str, request: SearchRequest, limit: int, filter, quantization) -> list:
+        """One query on the server, built as :func:`indexer.edge_query.shard_query` builds
         its own: the dense stage (nearest, or recommend by best score), the words (a sparse
         nearest), both fused by RRF as prefetches, and MMR over the result."""
         r = request
-        params = qm.SearchParams(exact=True) if r.exact else None
+        params = search_params(r, quantization)
         if r.recommends:
             ranking = qm.RecommendQuery(recommend=qm.RecommendInput(
                 positive=[dense(r.vector), *map(dense, r.likes)],
@@ -207,16 +226,11 @@ class ServerStore(QdrantStore):
                 ]
             mmr = qm.Mmr(diversity=r.diversity, candidates_limit=r.candidates)
             ranking, using = qm.NearestQuery(nearest=dense(r.vector), mmr=mmr), r.using
-        response = self.client.query_points(
-            name,
-            prefetch=prefetch,
-            query=ranking,
-            using=using,
-            query_filter=filter,
-            search_params=params,
-            limit=limit,
-            with_payload=True,
-        )
+        with _local_mode_quiet():
+            response = self.client.query_points(name, prefetch=prefetch, query=ranking,
+                                                using=using, query_filter=filter,
+                                                search_params=params, limit=limit,
+                                                with_payload=True)  # fmt: skip
         return response.points
 
     def _facet(self, name: str, field: str, filter: Any, limit: int) -> list:
@@ -295,13 +309,48 @@ class ServerStore(QdrantStore):
 _WORDS = qm.SparseVectorParams(modifier=qm.Modifier.IDF)
 
 
+def collection_config(dim: int, settings: CollectionSettings, words: bool) -> dict[str, Any]:
+    """``create_collection``'s arguments for the settings: cosine ``image`` and ``text``
+    vectors (on disk if ``on_disk``), the ``bm25`` sparse vector with the IDF modifier if
+    ``words``, shards, replicas and write consistency (None: the server's default), the HNSW
+    graph on disk if ``hnsw_on_disk``, int8 scalar or binary quantization."""
+    on_disk = True if settings.on_disk else None
+    vector = qm.VectorParams(size=dim, distance=qm.Distance.COSINE, on_disk=on_disk)
+    quantization = None
+    if settings.quantization == "int8":
+        scalar = qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99)
+        quantization = qm.ScalarQuantization(scalar=scalar)
+    elif settings.quantization == "binary":
+        quantization = qm.BinaryQuantization(binary=qm.BinaryQuantizationConfig())
+    return {
+        "vectors_config": dict.fromkeys(VECTOR_NAMES, vector),
+        "sparse_vectors_config": {SPARSE_VECTOR: _WORDS} if words else None,
+        "shard_number": settings.shards,
+        "replication_factor": settings.replicas,
+        "write_consistency_factor": settings.write_consistency,
+        "hnsw_config": qm.HnswConfigDiff(on_disk=True) if settings.hnsw_on_disk else None,
+        "quantization_config": quantization,
+    }
+
+
+def search_params(request: SearchRequest, quantization: dict[str, Any] | None):
+    """The dense stage's ``qm.SearchParams``: exact, and the quantization search parameters
+    of a quantized collection (rescoring, oversampling); None when neither applies."""
+    if not (request.exact or quantization):
+        return None
+    rescoring = qm.QuantizationSearchParams(**quantization) if quantization else None
+    return qm.SearchParams(exact=request.exact, quantization=rescoring)
+
+
 def _sparse(indices: list[int], values: list[float]) -> qm.SparseVector:
     return qm.SparseVector(indices=indices, values=values)
 
 
 @contextmanager
 def _local_mode_quiet() -> Iterator[None]:
-    """The in-process mode warns that it ignores payload indexes; that is expected."""
+    """The in-process mode warns that it ignores payload indexes and search parameters (it
+    searches exactly); that is expected."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+        warnings.filterwarnings("ignore", "Local mode performs exact", UserWarning)
         yield

@@ -15,6 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indexer.collection_settings import (
+    BULK_LOAD,
+    DEFAULT_OVERSAMPLING,
+    SETTINGS,
+    CollectionSettings,
+    check_settings,
+)
 from multimodal.paths import data_home
 
 COLLECTION_FORMAT = "recipe-search-collection/1"
@@ -25,7 +32,6 @@ RRF_K = 60  # reciprocal rank fusion: sum of 1 / (RRF_K + rank) over the ranking
 # Payload fields with an index: what the page filters on.
 KEYWORD_FIELDS = ("label", "base_ingredients", "split", "root")
 TEXT_FIELDS = ("ingredients",)
-QUANTIZATIONS = ("int8",)  # besides None: full float32 vectors
 
 
 class StoreError(RuntimeError):
@@ -119,10 +125,14 @@ class SearchRequest:
     dislikes: list[Sequence[float]] = field(default_factory=list)
     diversity: float = 0.0
     candidates: int = 100
-    exact: bool = False  # skip the approximate index
+    exact: bool = False  # skip the approximate index (and the quantized vectors)
+    rescore: bool = True  # in a quantized collection: rank the candidates by the originals
+    oversampling: float | None = None  # quantized candidates per result; None: by quantization
 
     def __post_init__(self) -> None:
         """Refuse what no store could answer, with one line each."""
+        if self.oversampling is not None and not self.oversampling >= 1.0:
+            raise ValueError(f"oversampling must be at least 1, not {self.oversampling}")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}: use {', '.join(MODES)}")
         if self.mode != "dense" and not self.words:
@@ -135,6 +145,17 @@ class SearchRequest:
         """Whether the dense ranking uses the examples."""
         return bool(self.likes or self.dislikes)
 
+    def quantization(self, quantization: str | None) -> dict[str, Any] | None:
+        """The quantization search parameters (``ignore``, ``rescore``, ``oversampling``, as
+        both Qdrant APIs name them) for a collection quantized with ``quantization``: None
+        when it is not; an exact search ignores the quantized vectors."""
+        if quantization is None:
+            return None
+        if self.exact:
+            return {"ignore": True}
+        oversampling = self.oversampling or DEFAULT_OVERSAMPLING[quantization]
+        return {"rescore": self.rescore, "oversampling": oversampling}
+
 
 @dataclass
 class CollectionSpec:
@@ -142,7 +163,7 @@ class CollectionSpec:
 
     dim: int
     model: dict[str, Any]  # {"name": spec, "arch": ..., "weights_sha256": ... or None}
-    quantization: str | None = None  # None or one of QUANTIZATIONS
+    settings: CollectionSettings = field(default_factory=CollectionSettings)  # when created
     bm25: dict[str, Any] | None = None  # indexer.bm25.Bm25Settings.record(); None: no words
 
     def metadata(self) -> dict[str, Any]:
@@ -151,7 +172,7 @@ class CollectionSpec:
             "format": COLLECTION_FORMAT,
             "dim": self.dim,
             "model": self.model,
-            "quantization": self.quantization,
+            SETTINGS: self.settings.record(),
         }
         if self.bm25 is not None:
             metadata["bm25"] = self.bm25
@@ -175,10 +196,12 @@ def check_model(name: str, recorded: dict[str, Any], model: dict[str, Any]) -> N
 
 
 def check_compatible(name: str, metadata: dict[str, Any], spec: CollectionSpec) -> None:
-    """An existing collection takes vectors only from the model and size that made it."""
+    """An existing collection takes vectors only from the model and size that made it, and
+    keeps the settings it was made with."""
     check_model(name, metadata["model"], spec.model)
     if metadata["dim"] != spec.dim:
         raise StoreError(f"collection {name!r} has {metadata['dim']}-d vectors")
+    check_settings(name, CollectionSettings.from_metadata(metadata), spec.settings)
 
 
 class Store(ABC):
@@ -294,7 +317,28 @@ class Store(ABC):
 
     @abstractmethod
     def describe(self, name: str) -> dict[str, Any]:
-        """Points, indexed vectors, payload indexes and the recorded metadata."""
+        """Points, indexed vectors, payload indexes, the settings, the bulk load in progress
+        (or None) and the recorded metadata."""
+
+    @abstractmethod
+    def begin_bulk(self, name: str) -> None:
+        """Start a bulk load into ``name``: index building (HNSW) is off until
+        :meth:`end_bulk`, and the collection records the load in progress (:meth:`bulk_state`),
+        so a run killed during it is noticed. Calling it again during the load is harmless."""
+
+    @abstractmethod
+    def end_bulk(self, name: str, wait: bool = False) -> None:
+        """End a bulk load: index building back on and run once (an embedded store builds
+        now; a server in the background, waited for only if ``wait``), then the record of
+        the load cleared. Nothing to do when no load is in progress."""
+
+    def bulk_state(self, name: str) -> dict[str, Any] | None:
+        """The bulk load in progress in ``name`` (when it began, what to restore), or None."""
+        return self.metadata(name).get(BULK_LOAD)
+
+    def settings(self, name: str) -> CollectionSettings:
+        """The settings collection ``name`` was created with."""
+        return CollectionSettings.from_metadata(self.metadata(name))
 
     def optimize(self, name: str) -> None:
         """Build indexes now (HNSW, quantization); a server does it in the background."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.collection_settings import QUANTIZATIONS, CollectionSettings
 from indexer.edge import EdgeStore
 from indexer.factory import open_store
 from indexer.store import CollectionSpec, Point, SearchFilter, StoredPoint, StoreError
@@ -146,12 +147,15 @@ def test_metadata_update_and_missing_collection(filled):
         filled.metadata("nope")
 
 
-def test_int8_quantized_collection(store):
-    store.create_or_open("small", CollectionSpec(DIM, MODEL, quantization="int8"))
+@pytest.mark.parametrize("quantization", QUANTIZATIONS)
+def test_quantized_collection(store, quantization):
+    settings = CollectionSettings(quantization=quantization)
+    store.create_or_open("small", CollectionSpec(DIM, MODEL, settings))
     store.upsert("small", make_points())
     store.optimize("small")
     assert store.query("small", axis(3), "image", 1)[0].payload["title"] == "fish tacos"
-    assert store.metadata("small")["quantization"] == "int8"
+    assert store.metadata("small")["settings"]["quantization"] == quantization
+    assert store.settings("small") == settings
 
 
 def test_edge_store_persists_and_is_locked(tmp_path):

@@ -8,4 +8,8 @@ COMMANDS = {
         "indexer.commands.search_eval",
         "measure search modes and suggestions on queries never indexed",
     ),
+    "collections": (
+        "indexer.commands.collections",
+        "list, describe or drop a store's collections",
+    ),
 }

@@ -14,9 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from indexer.commands.common import add_store_arguments, open_store_from_args
+from indexer.commands.common import (
+    add_collection_arguments,
+    add_store_arguments,
+    collection_settings,
+    open_store_from_args,
+)
 from indexer.pipeline import index_records, write_rejects
-from indexer.store import QUANTIZATIONS, default_store_path
+from indexer.store import default_store_path
 from multimodal.commands.common import (
     add_data_arguments,
     add_model_arguments,
@@ -44,24 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete the points under the data set's folder whose image file is gone",
     )
     parser.add_argument(
-        "--quantization",
-        choices=QUANTIZATIONS,
-        default=None,
-        help="compress the stored vectors: int8 scalar quantization, 4x smaller (default: none; "
-        "only a new collection takes it)",
-    )
-    parser.add_argument(
         "--rejects",
         default=None,
         help="where to write the JSONL of skipped files and why (default: "
         "COLLECTION.rejects.jsonl in the store folder, or here with --qdrant-url)",
     )
+    add_collection_arguments(parser)
     return parser
 
 
 @command("index")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings = collection_settings(args)  # refused before the data and model load
     records = load_data(args)  # every split unless --split
     if not records:
         raise ValueError(f"no items found in {args.data}")
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             max_pixels=args.max_pixels,
             prune=args.prune,
-            quantization=args.quantization,
+            settings=settings,
             progress=not args.no_progress,
         )
     print(report.summary())

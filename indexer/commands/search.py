@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from indexer.collection_settings import DEFAULT_OVERSAMPLING
 from indexer.commands.common import add_store_arguments, open_store_from_args
 from indexer.search import MAX_RESULTS, Searcher, Term, parse_query
 from indexer.store import MODES, SearchFilter
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_query_arguments(parser)
     _add_filter_arguments(parser)
+    _add_quantization_arguments(parser)
     _add_output_arguments(parser)
     add_store_arguments(parser)
     return parser
@@ -146,6 +148,37 @@ def diversity(text: str) -> float:
     return value
 
 
+def _add_quantization_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a quantized collection is searched (a collection without quantization ignores
+    them): docs/scaling-out.md#qdrant-cluster-collections."""
+    defaults = ", ".join(f"{value:g} for {kind}" for kind, value in DEFAULT_OVERSAMPLING.items())
+    parser.add_argument(
+        "--oversampling",
+        type=oversampling,
+        default=None,
+        help="in a quantized collection: candidates the compressed vectors preselect per "
+        f"result, rescored with the originals; at least 1 (default: {defaults})",
+    )
+    parser.add_argument(
+        "--no-rescore",
+        dest="rescore",
+        action="store_false",
+        help="in a quantized collection: rank by the compressed vectors alone (faster, "
+        "rougher scores)",
+    )
+
+
+def oversampling(text: str) -> float:
+    """``--oversampling``: a number of at least 1, refused when the line is parsed."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value >= 1.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of at least 1, e.g. 2")
+    return value
+
+
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """What is printed, and the model that encodes the query."""
     parser.add_argument(
@@ -207,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         splits=args.split,
     )
     feedback = {"diversity": args.diversity, "like": args.like, "unlike": args.unlike}
+    rescoring = {"rescore": args.rescore, "oversampling": args.oversampling}
     with open_store_from_args(args) as store:
         model = args.model or store.metadata(args.collection)["model"]["name"]
         encoder = load_encoder(model, args.device, tta=args.tta)
@@ -218,10 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         asked = args.mode or default_mode(searcher)
         mode = searcher.mode_for(prepared, asked)
         hits = searcher.nearest(prepared, args.target, args.limit, search_filter, args.group_by,
-                                mode=mode, **feedback)  # fmt: skip
+                                mode=mode, **feedback, **rescoring)  # fmt: skip
         looks, suggested = [], []
         if args.suggest:
-            recipes = searcher.nearest(prepared, "text", VOTERS, search_filter, mode=mode)
+            recipes = searcher.nearest(prepared, "text", VOTERS, search_filter, mode=mode,
+                                       **rescoring)  # fmt: skip
             looks = searcher.looks_like(recipes)
             suggested = searcher.ingredients_of(recipes, SUGGESTIONS, args.ranking)
     if args.json:

@@ -86,7 +86,7 @@ def build(store: EdgeStore, name: str, points: int, stamp: dict, dim: int) -> No
     """Make collection ``name`` with ``points`` synthetic points, resuming a partial build
     (ids are deterministic, so a batch written twice is the same points)."""
     words = Bm25Words()
-    spec = CollectionSpec(dim, stamp, None, Bm25Settings().record())
+    spec = CollectionSpec(dim, stamp, bm25=Bm25Settings().record())
     store.create_or_open(name, spec)
     if store.metadata(name).get("synthetic_complete") == points:
         return

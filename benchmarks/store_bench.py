@@ -10,10 +10,10 @@ mixture; their true top 10 is computed here by exact numpy dot products, streame
 
 Each store runs in a process of its own (its memory is its own) and reports:
 
-* load: points/s of the upserts alone. Qdrant Edge builds no index while points arrive (its
-  optimizer runs when asked), which is its bulk-load mode; local mode never builds one.
-* index: seconds of Edge's ``optimize`` after the load (HNSW graph, int8 codes, payload
-  indexes), and the load rate including it.
+* load: points/s of the upserts alone, in the indexer's bulk-load mode (``--bulk-load``:
+  ``begin_bulk``, no index built while points arrive); local mode never builds one.
+* index: seconds of ``end_bulk`` after the load (Edge builds its HNSW graph, quantized codes
+  and payload indexes then), and the load rate including it.
 * search p50/p95 (ms, top 10, one query at a time), recall@10 against the exact top 10,
   memory (resident set growth over the load) and disk (the folder; local mode has none).
 
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.collection_settings import CollectionSettings
 from indexer.edge import EdgeStore
 from indexer.server import ServerStore
 from indexer.store import CollectionSpec, Point
@@ -53,7 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--local-max", type=int, default=1_000_000,
                         help="largest size local mode is run at (it holds everything in "
                         "Python objects)")  # fmt: skip
-    parser.add_argument("--stores", default="edge,edge-int8,local")
+    parser.add_argument(
+        "--stores", default="edge,edge-int8,local", help="edge, edge-int8, edge-binary, local"
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -100,8 +103,10 @@ def exact_top10(seed: int, size: int, queries: np.ndarray, batch: int) -> list[l
 
 def open_bench_store(kind: str, folder: Path):
     store = ServerStore(":memory:") if kind == "local" else EdgeStore(folder)
-    quantization = "int8" if kind == "edge-int8" else None
-    store.create_or_open("bench", CollectionSpec(DIM, MODEL, quantization))
+    quantization = kind.partition("-")[2] or None  # edge-int8, edge-binary
+    store.create_or_open(
+        "bench", CollectionSpec(DIM, MODEL, CollectionSettings(quantization=quantization))
+    )
     return store
 
 
@@ -117,6 +122,7 @@ def run_store(kind: str, size: int, args: argparse.Namespace, queries: np.ndarra
     with tempfile.TemporaryDirectory() as scratch:
         store = open_bench_store(kind, Path(scratch))
         before = rss_mib()
+        store.begin_bulk("bench")  # the index's bulk-load mode: no index built during it
         load_seconds = 0.0
         for start, rows in batches(args.seed, size, args.batch):
             points = [Point(str(uuid.UUID(int=start + i + 1)), {"image": row}, {"n": start + i})
@@ -125,7 +131,7 @@ def run_store(kind: str, size: int, args: argparse.Namespace, queries: np.ndarra
             store.upsert("bench", points)
             load_seconds += time.perf_counter() - tick
         tick = time.perf_counter()
-        store.optimize("bench")
+        store.end_bulk("bench")  # index building on: Edge builds it now
         index_seconds = time.perf_counter() - tick
         memory = rss_mib() - before
         latencies, found = [], []

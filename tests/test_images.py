@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import draw_image
 from PIL import Image
 
@@ -19,7 +20,7 @@ from indexer.search import Searcher
 from multimodal.commands.embed import build_parser as embed_parser
 from multimodal.commands.eval import build_parser as eval_parser
 from multimodal.data.images import ImageLoadError, load_image
-from multimodal.data.loading import iter_image_batches
+from multimodal.data.loading import WORKER_NICENESS, iter_image_batches
 from multimodal.data.readers import read_records
 from multimodal.embedding import embed_images
 from multimodal.encoder import load_encoder
@@ -118,6 +119,22 @@ def test_batches_go_on_past_bad_files(tmp_path):
     assert kept == [0, 1, 3, 4, 5]
     assert [(r.index, r.path) for r in rejects] == [(2, str(tmp_path / "bad.jpg"))]
     assert sum(b.pixels.shape[0] for b in batches if b.pixels is not None) == 5
+
+
+def _priority_and_threads(image) -> torch.Tensor:
+    """A 'preprocess' that reports where it ran: the process's niceness and torch threads."""
+    return torch.tensor([os.nice(0), torch.get_num_threads()])
+
+
+def test_decoding_workers_yield_the_cores_to_the_model(tmp_path):
+    """Workers decode with one torch thread, below the model's priority (os.nice)."""
+    paths = [draw_image(tmp_path / f"{i}.png", "blue", "circle") for i in range(6)]
+    before = os.nice(0)
+    batches = iter_image_batches(paths, _priority_and_threads, batch_size=2, workers=2)
+    reports = torch.cat([batch.pixels for batch in batches])
+    assert reports[:, 0].tolist() == [min(before + WORKER_NICENESS, 19)] * 6  # 19: the lowest
+    assert reports[:, 1].tolist() == [1] * 6
+    assert os.nice(0) == before  # the model's process keeps its priority
 
 
 def _wide_png(path: Path, size=(60000, 1)) -> Path:

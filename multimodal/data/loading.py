@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -85,9 +87,16 @@ def iter_image_batches(
     yield from loader
 
 
+WORKER_NICENESS = 10  # decoding yields the cores to the model's threads (os.nice)
+
+
 def single_threaded_worker(_worker_id: int) -> None:
-    # Decoding workers need no intra-op threads; left alone they fight the model for the cores.
+    """Decoding workers need no intra-op threads, and run below the model's priority: where
+    cores are scarce, a worker that wakes would stall every thread of the model's parallel
+    operations; at a lower priority it decodes in the gaps (with spare cores, nothing changes)."""
     torch.set_num_threads(1)
+    with contextlib.suppress(OSError):  # a system that refuses: the same priority, then
+        os.nice(WORKER_NICENESS)
 
 
 def _collate(items, paths: list[str]) -> ImageBatch:

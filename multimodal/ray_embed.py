@@ -51,7 +51,8 @@ def import_ray() -> Any:
         import ray.data  # noqa: F401  (the Data library is part of the pinned extra)
     except ImportError:
         raise ValueError(
-            f"--engine ray needs Ray, an optional extra: {RAY_EXTRA} (or use --engine local)"
+            f"--engine ray needs Ray, an optional extra: {RAY_EXTRA} (from a clone: "
+            'pip install -e ".[ray]"), or use --engine local'
         ) from None
     return ray
 

@@ -269,3 +269,24 @@ def test_killed_ray_job_then_rerun_leaves_the_exact_count(ray_cluster, tiny_enco
         build = RecipeTextBuilder.for_tokenizer(tiny_encoder.tokenizer)
         expected = {item.id for item in make_items(records, build)}
         assert {p.id for p in reopened.scroll("c", fields=[])} == expected
+
+
+@pytest.mark.slow
+def test_worker_side_writer_stage_reports_an_unreachable_server(
+    ray_cluster, tiny_encoder, tmp_path
+):
+    """The writer stage runs on the workers with the pickled items: a server they cannot
+    reach is one line from the worker, and nothing is counted as written."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{free.getsockname()[1]}"
+    records = drawn_records(tmp_path / "photos")
+    planner = ServerStore(":memory:")  # the driver's view; the workers get only the URL
+    with pytest.raises(RuntimeError) as failed:
+        index_records_ray(tiny_encoder, planner, "c", records, TWO_ACTORS, ServerTarget(url),
+                          progress=False)  # fmt: skip
+    (line,) = str(failed.value).splitlines()
+    assert (
+        line.startswith("a Ray worker failed:") and f"cannot reach a Qdrant server at {url}" in line
+    )
+    assert planner.count("c") == 0

@@ -273,10 +273,12 @@ def test_killed_ray_job_then_rerun_leaves_the_exact_count(ray_cluster, tiny_enco
 
 @pytest.mark.slow
 def test_worker_side_writer_stage_reports_an_unreachable_server(
-    ray_cluster, tiny_encoder, tmp_path
+    ray_cluster, tiny_encoder, tmp_path, monkeypatch
 ):
-    """The writer stage runs on the workers with the pickled items: a server they cannot
-    reach is one line from the worker, and nothing is counted as written."""
+    """The writer stage runs on the workers with the pickled items (and the driver's API key
+    in their environment): a server they cannot reach is one line from the worker, and
+    nothing is counted as written."""
+    monkeypatch.setenv("QDRANT_API_KEY", "key-for-the-writers")
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{free.getsockname()[1]}"

@@ -108,8 +108,8 @@ def _write_all(ray, encoder, store, run: IndexRun, plan, target, max_pixels, pro
                 "target": target,
                 "collection": collection,
                 "bm25": run.words.settings,
-            },  # fmt: skip
-            compute=ray.data.ActorPoolStrategy(size=plan.actors),
+            },
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(plan.actors, len(rows)))),
             batch_size=None,
             batch_format="numpy",
             num_cpus=0.01,  # a client waiting on the server

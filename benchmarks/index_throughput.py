@@ -8,6 +8,12 @@ every text already built; time only the two towers (images in batches of ``--bat
 texts in the encoder's batches). Measured: ``index_records`` into a fresh embedded store, which
 also reads and hashes files, decodes in worker processes, and upserts. Prints both items/s, the
 ratio (goal >= 0.9) and the indexer's per-stage seconds.
+
+Then the Ray engine (``--engine ray``, with Ray installed) on the same items into another fresh
+store: a local Ray cluster started first (not timed), ``--ray-actors`` CPU actors (default 2),
+or one GPU actor with ``--device cuda``; its items/s end to end (the actors starting and
+loading the model included, and shown apart) and its ratio to the local engine. ``--no-ray``
+skips it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--ray-actors", type=int, default=2, help="CPU actors of the Ray line")
+    parser.add_argument("--no-ray", action="store_true", help="leave out the Ray engine's line")
     return parser.parse_args(argv)
 
 
@@ -44,6 +52,34 @@ def pure_forward(encoder, pixels: torch.Tensor, texts: list[str], batch_size: in
         encoder.encode_pixels(pixels[start : start + batch_size])
     encoder.encode_texts(texts)
     return time.perf_counter() - started
+
+
+def ray_engine_line(args: argparse.Namespace, encoder, records, local_rate: float) -> None:
+    """The Ray engine on the same items, into a fresh embedded store; prints its line."""
+    from indexer.ray_index import index_records_ray
+    from multimodal.ray_embed import RayOptions, import_ray, ray_session
+
+    try:
+        import_ray()
+    except ValueError as err:
+        print(f"ray engine: skipped ({err})")
+        return
+    gpu = str(encoder.device).startswith("cuda")
+    options = RayOptions(actors=1 if gpu else args.ray_actors, device="cuda" if gpu else "cpu",
+                         batch_size=args.batch_size)  # fmt: skip
+    driver = load_encoder(args.model, "cpu") if gpu else encoder  # it only plans; actors embed
+    with ray_session() as ray, tempfile.TemporaryDirectory() as scratch:
+        with EdgeStore(Path(scratch)) as store:
+            report = index_records_ray(driver, store, "bench", records, options, progress=False)
+        cluster = ray.cluster_resources()
+    rate = report.indexed / report.seconds
+    what = "1 GPU actor" if gpu else f"{options.actors} CPU actors"
+    gpus = f", {cluster['GPU']:.0f} GPU" if cluster.get("GPU") else ""
+    print(f"ray engine ({what}; local cluster of {cluster['CPU']:.0f} CPUs{gpus}), end to end: "
+          f"{rate:.1f} items/s, {report.stages['ray first batch']:.1f}s of it to the first batch "
+          "(actors starting, loading the model)")  # fmt: skip
+    print(f"ratio ray engine / local engine:   {rate / local_rate:7.2f}x")
+    print("ray engine stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.stages.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"multimodal indexer, end to end:    {index_rate:7.1f} items/s")
     print(f"ratio indexer / pure forward:      {index_rate / forward_rate:7.2f}x  (goal >= 0.9)")
     print("indexer stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.stages.items()))
+    if not args.no_ray:
+        ray_engine_line(args, encoder, records, index_rate)
     return 0
 
 

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import qdrant_edge as qe
+from tqdm.auto import tqdm
 
-from indexer.store import SparseVector
+from indexer.store import SparseVector, Store
 from multimodal.data.text import recipe_text
 
 # Recipes5k: 18 distinct tokens per title + ingredients (median), 19 on average.
@@ -76,3 +77,36 @@ class Bm25Words:
 
 def _sparse(vector: qe.SparseVector) -> SparseVector:
     return SparseVector(tuple(vector.indices), tuple(float(v) for v in vector.values))
+
+
+def add_words(store: Store, collection: str, progress: bool = True) -> tuple[Bm25Words, int]:
+    """The collection's BM25 words, given first to a collection made before hybrid search:
+    its ``bm25`` vector is added and every point gets the words of its stored payload (no
+    image is decoded, nothing is embedded). The settings are recorded last, so a run killed
+    half-way does it again. Returns the words and how many points were given them."""
+    recorded = store.metadata(collection).get("bm25")
+    if recorded is not None and store.has_words(collection):
+        return Bm25Words(Bm25Settings.from_record(recorded)), 0
+    words = Bm25Words()
+    store.add_words(collection)
+    total, done = store.count(collection), 0
+    fields = ["title", "ingredients", "text"]
+    with tqdm(total=total, unit="point", desc=f"adding words to {collection}",
+              disable=not progress or not total) as bar:  # fmt: skip
+        page = []
+        for point in store.scroll(collection, fields=fields, page=1000):
+            page.append(point)
+            if len(page) == 1000:
+                done += _set_words(store, collection, words, page)
+                bar.update(len(page))
+                page = []
+        done += _set_words(store, collection, words, page)
+        bar.update(len(page))
+    store.update_metadata(collection, {"bm25": words.settings.record()})
+    return words, done
+
+
+def _set_words(store: Store, collection: str, words: Bm25Words, points) -> int:
+    vectors = {point.id: words.document(point.payload) for point in points}
+    store.set_words(collection, vectors)
+    return sum(1 for vector in vectors.values() if vector)

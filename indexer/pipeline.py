@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from indexer.bm25 import Bm25Settings, Bm25Words
+from indexer.bm25 import Bm25Settings, Bm25Words, add_words
 from indexer.collection_settings import CollectionSettings
 from indexer.roots import link_roots, point_id, stored_hashes
 from indexer.store import SPARSE_VECTOR, CollectionSpec, Point, SearchFilter, Store
@@ -250,55 +250,30 @@ def to_points(batch: EncodedBatch, words: Bm25Words | None = None) -> list[Point
     return points
 
 
-def add_words(store: Store, collection: str, progress: bool = True) -> tuple[Bm25Words, int]:
-    """The collection's BM25 words, given first to a collection made before hybrid search:
-    its ``bm25`` vector is added and every point gets the words of its stored payload (no
-    image is decoded, nothing is embedded). The settings are recorded last, so a run killed
-    half-way does it again. Returns the words and how many points were given them."""
-    recorded = store.metadata(collection).get("bm25")
-    if recorded is not None and store.has_words(collection):
-        return Bm25Words(Bm25Settings.from_record(recorded)), 0
-    words = Bm25Words()
-    store.add_words(collection)
-    total, done = store.count(collection), 0
-    fields = ["title", "ingredients", "text"]
-    with tqdm(total=total, unit="point", desc=f"adding words to {collection}",
-              disable=not progress or not total) as bar:  # fmt: skip
-        page = []
-        for point in store.scroll(collection, fields=fields, page=1000):
-            page.append(point)
-            if len(page) == 1000:
-                done += _set_words(store, collection, words, page)
-                bar.update(len(page))
-                page = []
-        done += _set_words(store, collection, words, page)
-        bar.update(len(page))
-    store.update_metadata(collection, {"bm25": words.settings.record()})
-    return words, done
+@dataclass
+class IndexRun:
+    """What :func:`start_index` prepared on the driver for an engine to embed and write."""
+
+    report: IndexReport
+    words: Bm25Words  # the collection's BM25 words, for to_points
+    todo: list[Item]  # the planned items: new or changed, hashed, with their ids
+    recorded: dict  # the collection's model record, for record_tta
+    empty: bool  # the collection held nothing before this run
 
 
-def _set_words(store: Store, collection: str, words: Bm25Words, points) -> int:
-    vectors = {point.id: words.document(point.payload) for point in points}
-    store.set_words(collection, vectors)
-    return sum(1 for vector in vectors.values() if vector)
-
-
-def index_records(
+def start_index(
     encoder: DualEncoder,
     store: Store,
     collection: str,
     records: Sequence[Record],
-    batch_size: int = 16,
-    workers: int = 2,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    prune: bool = False,
     settings: CollectionSettings | None = None,
     progress: bool = True,
-) -> IndexReport:
-    """Index ``records`` into ``collection`` (created for this model, laid out as ``settings``
-    say, if it does not exist). A bulk load (``settings.bulk_load``, or one an earlier run
-    left in progress) defers index building until the load ends (:meth:`Store.begin_bulk`)."""
-    started = time.perf_counter()
+) -> IndexRun:
+    """Open ``collection`` (created for this model, laid out as ``settings`` say, if it does
+    not exist) and plan the run: ids, content hashes, moved roots re-linked, unchanged items
+    skipped without decoding, unusable records listed as rejects. A bulk load
+    (``settings.bulk_load``, or one an earlier run left in progress) defers index building
+    until :func:`finish_index` (:meth:`Store.begin_bulk`). Every engine starts here."""
     report = IndexReport(collection)
     clock = report.stages
     settings = settings or CollectionSettings()
@@ -318,30 +293,64 @@ def index_records(
         link_items(store, collection, items, report)  # records the roots, re-links moved ones
         work = plan(store, collection, items)
     report.unchanged, report.rejects = work.unchanged, unusable + list(unreadable)
-    with tqdm(
-        total=len(work.todo),
-        unit="item",
-        desc=f"indexing {collection}",
-        disable=not progress or not work.todo,
-    ) as bar:
-        for batch in encode_batches(encoder, work.todo, batch_size, workers, max_pixels, clock):
-            points = to_points(batch, words)
-            with _timed(clock, "upsert"):
-                store.upsert(collection, points)
-            if batch.image is not None and len(batch.image):
-                recorded = record_tta(store, collection, recorded, encoder.tta, empty)
-            report.indexed += len(points)
-            report.rejects += batch.rejects
-            bar.update(len(batch.items) + len(batch.rejects))
+    return IndexRun(report, words, work.todo, recorded, empty)
+
+
+def finish_index(
+    store: Store,
+    collection: str,
+    records: Sequence[Record],
+    report: IndexReport,
+    prune: bool,
+    started: float,
+) -> IndexReport:
+    """After the points are written: prune (``prune``), the bulk load ended or the indexes
+    built, and the report's totals."""
     if prune:
-        with _timed(clock, "prune"):
+        with _timed(report.stages, "prune"):
             report.pruned = prune_missing(store, collection, {r.root for r in records if r.root})
-    with _timed(clock, "optimize"):
+    with _timed(report.stages, "optimize"):
         store.end_bulk(collection) if store.bulk_state(collection) else store.optimize(collection)
     report.rejected = len(report.rejects)
     report.total = store.count(collection)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def index_records(
+    encoder: DualEncoder,
+    store: Store,
+    collection: str,
+    records: Sequence[Record],
+    batch_size: int = 16,
+    workers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    prune: bool = False,
+    settings: CollectionSettings | None = None,
+    progress: bool = True,
+) -> IndexReport:
+    """Index ``records`` into ``collection`` (created for this model, laid out as ``settings``
+    say, if it does not exist). A bulk load (``settings.bulk_load``, or one an earlier run
+    left in progress) defers index building until the load ends (:meth:`Store.begin_bulk`)."""
+    started = time.perf_counter()
+    run = start_index(encoder, store, collection, records, settings, progress)
+    report, recorded, clock = run.report, run.recorded, run.report.stages
+    with tqdm(
+        total=len(run.todo),
+        unit="item",
+        desc=f"indexing {collection}",
+        disable=not progress or not run.todo,
+    ) as bar:
+        for batch in encode_batches(encoder, run.todo, batch_size, workers, max_pixels, clock):
+            points = to_points(batch, run.words)
+            with _timed(clock, "upsert"):
+                store.upsert(collection, points)
+            if batch.image is not None and len(batch.image):
+                recorded = record_tta(store, collection, recorded, encoder.tta, run.empty)
+            report.indexed += len(points)
+            report.rejects += batch.rejects
+            bar.update(len(batch.items) + len(batch.rejects))
+    return finish_index(store, collection, records, report, prune, started)
 
 
 def record_tta(store: Store, collection: str, recorded: dict, tta: bool, empty: bool) -> dict:

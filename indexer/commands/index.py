@@ -21,14 +21,17 @@ from indexer.commands.common import (
     open_store_from_args,
 )
 from indexer.pipeline import index_records, write_rejects
+from indexer.ray_index import index_records_ray, worker_target
 from indexer.store import default_store_path
 from multimodal.commands.common import (
     add_data_arguments,
+    add_engine_arguments,
     add_model_arguments,
     add_tta_argument,
     command,
     image_batch_size,
     load_data,
+    ray_options,
 )
 from multimodal.encoder import load_encoder
 
@@ -43,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tta_argument(parser)
     add_data_arguments(parser)
     add_store_arguments(parser)
+    add_engine_arguments(parser)
     parser.add_argument(
         "--prune",
         action="store_true",
@@ -62,23 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = collection_settings(args)  # refused before the data and model load
+    options = ray_options(args)  # None: the local engine
     records = load_data(args)  # every split unless --split
     if not records:
         raise ValueError(f"no items found in {args.data}")
-    encoder = load_encoder(args.model, args.device, args.precision, tta=args.tta)
+    device = "cpu" if options else args.device  # with Ray, the driver's model only plans
+    precision = "fp32" if options else args.precision
+    encoder = load_encoder(args.model, device, precision, tta=args.tta)
+    common = {"max_pixels": args.max_pixels, "prune": args.prune,
+              "settings": settings, "progress": not args.no_progress}  # fmt: skip
     with open_store_from_args(args) as store:
-        report = index_records(
-            encoder,
-            store,
-            args.collection,
-            records,
-            batch_size=image_batch_size(args.batch_size, encoder.device),
-            workers=args.workers,
-            max_pixels=args.max_pixels,
-            prune=args.prune,
-            settings=settings,
-            progress=not args.no_progress,
-        )
+        if options:
+            target = worker_target(store, args.api_key_env, args.grpc)
+            report = index_records_ray(
+                encoder, store, args.collection, records, options, target, **common
+            )
+        else:
+            batch_size = image_batch_size(args.batch_size, encoder.device)
+            report = index_records(
+                encoder, store, args.collection, records, batch_size, args.workers, **common
+            )
     print(report.summary())
     if report.rejects:
         default = Path(args.store) if args.store else default_store_path()

@@ -6,10 +6,14 @@ import argparse
 import functools
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageLoadError
 from multimodal.data.readers import dataset_splits, read_records
 from multimodal.data.records import Record
+
+if TYPE_CHECKING:
+    from multimodal.ray_embed import RayOptions
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -63,6 +67,47 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip images with more pixels than this (decompression-bomb guard)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--engine local|ray`` and the Ray engine's ``--ray-address`` and ``--actors``."""
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process, images decoded by --workers processes; ray: a Ray cluster "
+        '(pip install "recipe-search[ray]"; docs/scaling-out.md)',
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --engine ray: the Ray cluster to join, HOST:PORT as `ray start --head` "
+        "prints it, or auto (default: start a local cluster on this machine)",
+    )
+    parser.add_argument(
+        "--actors",
+        type=positive_int,
+        default=None,
+        help="with --engine ray: embedding actors, one model each (default: one per GPU of the "
+        "cluster; on CPUs, one per 4 CPUs)",
+    )
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """The Ray engine's options from the command line, or None for the local engine (which
+    takes neither --ray-address nor --actors)."""
+    if args.engine != "ray":
+        flags = {"--ray-address": args.ray_address, "--actors": args.actors}
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)}: only with --engine ray")
+        return None
+    from multimodal.ray_embed import RayOptions, import_ray, probe_address
+
+    import_ray()  # a missing extra or a wrong address: one line before anything is read
+    if args.ray_address:
+        probe_address(args.ray_address)
+    return RayOptions(args.ray_address, args.actors, args.device, args.precision, args.batch_size)
 
 
 def positive_int(text: str) -> int:

@@ -9,6 +9,12 @@ texts in the encoder's batches). Measured: ``index_records`` into a fresh embedd
 also reads and hashes files, decodes in worker processes, and upserts. Prints both items/s, the
 ratio (goal >= 0.9) and the indexer's per-stage seconds.
 
+On a GPU machine (``--device cuda``; ``--random-weights ViT-B-32`` for an architecture with
+no weights here):
+
+    python benchmarks/index_throughput.py --device cuda --precision fp16 --split train \
+        --items 3409 --batch-size 256 --workers 12 --random-weights ViT-B-32
+
 Then the Ray engine (``--engine ray``, with Ray installed) on the same items into another fresh
 store: a local Ray cluster started first (not timed), ``--ray-actors`` CPU actors (default 2),
 or one GPU actor with ``--device cuda``; its items/s end to end (the actors starting and
@@ -40,10 +46,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=320)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None, help="e.g. cuda (default: the best there is)")
+    parser.add_argument("--precision", default="fp32", help="fp16 or bf16 on a GPU")
+    parser.add_argument("--random-weights", metavar="ARCH", default=None,
+                        help="an open_clip architecture with random weights instead of --model, "
+                        "e.g. ViT-B-32 (speed does not depend on the weights)")  # fmt: skip
     parser.add_argument("--ray-actors", type=int, default=2, help="CPU actors of the Ray line")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray engine's line")
     return parser.parse_args(argv)
+
+
+def random_weights(arch: str, folder: Path) -> str:
+    """The spec of ``arch`` with freshly initialised weights, saved in ``folder``."""
+    import open_clip
+
+    path = folder / f"{arch}-random.pt"
+    torch.save(open_clip.create_model(arch).state_dict(), path)
+    return f"{arch}:{path}"
 
 
 def pure_forward(encoder, pixels: torch.Tensor, texts: list[str], batch_size: int) -> float:
@@ -66,7 +85,7 @@ def ray_engine_line(args: argparse.Namespace, encoder, records, local_rate: floa
         return
     gpu = str(encoder.device).startswith("cuda")
     options = RayOptions(actors=1 if gpu else args.ray_actors, device="cuda" if gpu else "cpu",
-                         batch_size=args.batch_size)  # fmt: skip
+                         precision=args.precision, batch_size=args.batch_size)  # fmt: skip
     driver = load_encoder(args.model, "cpu") if gpu else encoder  # it only plans; actors embed
     with ray_session() as ray, tempfile.TemporaryDirectory() as scratch:
         with EdgeStore(Path(scratch)) as store:
@@ -85,7 +104,10 @@ def ray_engine_line(args: argparse.Namespace, encoder, records, local_rate: floa
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     records = read_records(args.data, args.split)[: args.items]
-    encoder = load_encoder(args.model, args.device)
+    scratch_weights = tempfile.TemporaryDirectory()
+    if args.random_weights:
+        args.model = random_weights(args.random_weights, Path(scratch_weights.name))
+    encoder = load_encoder(args.model, args.device, args.precision)
     build = RecipeTextBuilder.for_tokenizer(encoder.tokenizer)
     pixels = torch.stack([encoder.preprocess(load_image(r.image)) for r in records])
     texts = [build(r) for r in records]

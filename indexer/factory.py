@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 from indexer.edge import EdgeStore
-from indexer.server import ServerStore
 from indexer.store import Store, default_store_path
 
 
@@ -30,5 +29,7 @@ def open_store(
     if url is not None and path is not None:
         raise ValueError("give --store PATH or --qdrant-url URL, not both")
     if url is not None:
+        from indexer.server import ServerStore  # qdrant-client: imported by those who use it
+
         return ServerStore(url, api_key=os.environ.get(api_key_env) or None, grpc=grpc)
     return EdgeStore(Path(path) if path is not None else default_store_path())

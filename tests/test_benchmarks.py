@@ -1,0 +1,84 @@
+"""The scaling benchmarks run end to end on tiny sizes (their figures are not asserted on:
+tests never time anything), and what they compute besides time is checked."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.bm25 import Bm25Words
+from indexer.edge import EdgeStore
+from indexer.store import SearchFilter
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import serve_start, store_bench  # noqa: E402
+
+
+def test_store_bench_draws_the_same_rows_however_asked():
+    whole = store_bench.draw(0, 0, 2500)
+    pieces = np.vstack([store_bench.draw(0, start, 700) for start in range(0, 2500, 700)])
+    assert np.array_equal(whole, pieces[:2500])
+    assert np.allclose(np.linalg.norm(whole, axis=1), 1.0, atol=1e-5)
+
+
+def test_store_bench_exact_top10_is_the_true_nearest():
+    queries = store_bench.draw(0, 10**9, 5)
+    truth = store_bench.exact_top10(0, 3000, queries, batch=1000)
+    scores = queries @ store_bench.draw(0, 0, 3000).T  # the naive way: every score at once
+    naive = np.argsort(-scores, axis=1)[:, :10]
+    assert truth == [[str(uuid.UUID(int=int(i) + 1)) for i in row] for row in naive]
+
+
+@pytest.mark.slow
+def test_store_bench_runs_every_store():
+    command = [sys.executable, "benchmarks/store_bench.py", "--sizes", "1500", "--queries",
+               "5", "--stores", "edge,edge-int8,local"]  # fmt: skip
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    rows = {}
+    for line in out.splitlines():
+        found = re.match(r"\s+1,500\s+(edge|edge-int8|local)\s+(\d.*)", line)
+        if found:
+            rows[found[1]] = [float(value) for value in found[2].split()]
+    assert set(rows) == {"edge", "edge-int8", "local"}
+    assert rows["local"][5] == 1.0  # local mode searches exactly: recall 1 against numpy's
+    assert re.search(r"edge-int8 / local: load [\d.]+x", out)
+
+
+def test_serve_start_builds_a_resumable_synthetic_collection(tmp_path):
+    centres = np.eye(8, 16, dtype=np.float32)
+    words = Bm25Words()
+    first = serve_start.synthetic_batch(0, 5, centres, words)
+    again = serve_start.synthetic_batch(0, 5, centres, words)
+    assert [p.id for p in first] == [p.id for p in again]
+    assert all(
+        np.array_equal(a.vectors["image"], b.vectors["image"])
+        for a, b in zip(first, again, strict=True)
+    )
+    assert all(p.vectors["bm25"] and p.payload["label"] in serve_start.LABELS for p in first)
+    with EdgeStore(tmp_path) as store:
+        stamp = {"name": "synthetic", "arch": "none", "weights_sha256": None}
+        serve_start.build(store, "big", 2500, stamp, 16, index=False)
+        store.delete("big", [p.id for p in store.retrieve("big", [str(uuid.UUID(int=2400))])])
+        store.update_metadata("big", {"synthetic_complete": None})  # as if killed near the end
+        serve_start.build(store, "big", 2500, stamp, 16, index=False)
+        assert store.count("big") == 2500
+        assert store.count("big", SearchFilter(labels=[serve_start.LABELS[0]])) > 0
+
+
+@pytest.mark.slow
+def test_serve_start_times_two_real_servers(tmp_path):
+    command = [sys.executable, "benchmarks/serve_start.py", "--points", "400", "--baseline",
+               "200", "--store", str(tmp_path), "--model", "tiny-random",
+               "--searches", "2"]  # fmt: skip
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^\s+200\s+[\d.]+\s+[\d.]+", out, re.M)
+    assert re.search(r"^\s+400\s+[\d.]+\s+[\d.]+", out, re.M)
+    assert "ratio 400 / 200: page ready" in out

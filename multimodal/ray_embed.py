@@ -169,7 +169,11 @@ def _quiet_ray_data(ray: Any) -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     for handler in logging.getLogger("ray.data").handlers:
-        if not isinstance(handler, logging.FileHandler):  # failures reach the caller as errors
+        # Ray's own console handler only: failures reach the caller as errors. The log file
+        # keeps everything, and a handler another library attached (a test's log capture)
+        # is not Ray's to silence.
+        ray_made = type(handler).__module__.startswith("ray.")
+        if ray_made and not isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.CRITICAL + 1)
 
 

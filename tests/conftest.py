@@ -165,3 +165,31 @@ def shape_records(folder, variants: int, seed: int) -> list[Record]:
                     )
                 )
     return records
+
+
+def kill_once_written(process, total: int, at_least: int, timeout: float) -> int:
+    """SIGKILL ``process`` (text stderr piped) as soon as its progress bar shows at least
+    ``at_least`` of ``total`` items written; returns the count it showed. Fails the test if
+    the run ended before it was killed."""
+    import re
+    import signal
+    import threading
+
+    seen = []
+
+    def watch():
+        buffer = ""
+        while (char := process.stderr.read(1)) != "":
+            buffer = buffer[-300:] + char
+            done = re.findall(rf"(\d+)/{total}", buffer)
+            if done and int(done[-1]) >= at_least:
+                seen.append(int(done[-1]))
+                process.send_signal(signal.SIGKILL)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    process.wait(timeout=timeout)
+    watcher.join(timeout=5)
+    assert process.returncode == -signal.SIGKILL and seen, "the run ended before it was killed"
+    return seen[0]

@@ -7,16 +7,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COLOURS, SHAPES, draw_image, shape_records
+from conftest import COLOURS, SHAPES, draw_image, kill_once_written, shape_records
 
 from indexer.edge import EdgeStore
 from indexer.pipeline import (
@@ -327,23 +325,7 @@ def test_sigkill_mid_run_then_rerun_leaves_the_exact_count(tmp_path):
                "--batch-size", "2", "--workers", "0"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True)
-    seen = []
-
-    def watch():  # kill as soon as the progress bar shows some points written
-        buffer = ""
-        while (char := process.stderr.read(1)) != "":
-            buffer = buffer[-200:] + char
-            match = re.findall(r"(\d+)/600", buffer)
-            if match and int(match[-1]) >= 40:
-                seen.append(int(match[-1]))
-                process.send_signal(signal.SIGKILL)
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    process.wait(timeout=300)
-    watcher.join(timeout=5)
-    assert process.returncode == -signal.SIGKILL and seen, "the run ended before it was killed"
+    kill_once_written(process, total=600, at_least=40, timeout=300)
     encoder = load_encoder("tiny-random", device="cpu")
     with EdgeStore(store) as reopened:
         survived = reopened.count("many")

@@ -9,16 +9,14 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COLOURS, SHAPES, draw_image, shape_records
+from conftest import COLOURS, SHAPES, draw_image, kill_once_written, shape_records
 
 from indexer.edge import EdgeStore
 from indexer.pipeline import index_records, make_items, start_index
@@ -240,23 +238,7 @@ def test_killed_ray_job_then_rerun_leaves_the_exact_count(ray_cluster, tiny_enco
     command.remove("--no-progress")  # the progress bar says when points are being written
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True, cwd=REPO)
-    seen = []
-
-    def watch():
-        buffer = ""
-        while (char := process.stderr.read(1)) != "":
-            buffer = buffer[-300:] + char
-            done = re.findall(r"(\d+)/300", buffer)
-            if done and int(done[-1]) >= 20:
-                seen.append(int(done[-1]))
-                process.send_signal(signal.SIGKILL)
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    process.wait(timeout=400)
-    watcher.join(timeout=5)
-    assert process.returncode == -signal.SIGKILL and seen, "the run ended before it was killed"
+    kill_once_written(process, total=300, at_least=20, timeout=400)
     from multimodal.data.readers import read_records
 
     records = read_records(data)

@@ -94,7 +94,8 @@ def build(
     words = Bm25Words()
     spec = CollectionSpec(dim, stamp, bm25=Bm25Settings().record())
     store.create_or_open(name, spec)
-    if store.metadata(name).get("synthetic_complete") == points:
+    recorded = store.metadata(name)
+    if recorded.get("synthetic_complete") == points and (recorded.get("indexed") or not index):
         return
     centres = np.random.default_rng(0).normal(0, 1, (1000, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)

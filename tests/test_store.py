@@ -1,6 +1,7 @@
 """One suite, both stores: Qdrant Edge on a temporary folder and qdrant-client's in-process
 mode (no Qdrant server binary can be installed here; the mode speaks the server's API)."""
 
+import json
 import subprocess
 import sys
 import uuid
@@ -278,3 +279,24 @@ def test_set_payload_by_filter_keeps_vectors_and_other_fields(filled):
     assert beef.payload["base_ingredients"] == ["beef", "salsa"]
     with pytest.raises(ValueError, match="filter"):
         filled.set_payload("dishes", {"root": "/everything"}, SearchFilter())
+
+
+def test_edge_payload_indexes_are_memory_mapped_and_still_filter(tmp_path):
+    # Indexes kept in RAM are rebuilt at every open of the shard, which grows with the
+    # collection (docs/scaling-out.md); the schema every segment builds from says "cold".
+    with EdgeStore(tmp_path) as store:
+        store.create_or_open("dishes", CollectionSpec(DIM, MODEL))
+        store.upsert("dishes", make_points())
+        store.optimize("dishes")
+    configs = list((tmp_path / "dishes" / "shard" / "segments").glob("*/payload_index/config.json"))
+    assert configs
+    for config in configs:
+        fields = json.loads(config.read_text())["indexed_fields"]
+        assert {"label", "base_ingredients", "ingredients"} <= set(fields)
+        assert {name: schema["memory"] for name, schema in fields.items()} == dict.fromkeys(
+            fields, "cold"
+        )
+    with EdgeStore(tmp_path) as reopened:
+        tacos = SearchFilter(labels=["tacos"], with_ingredients=["salsa"])
+        found = reopened.query("dishes", axis(1), "image", 4, tacos)
+        assert {p.payload["title"] for p in found} == {"beef tacos", "fish tacos"}

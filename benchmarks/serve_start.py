@@ -47,9 +47,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--searches", type=int, default=5, help="timed searches after the start")
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--no-index", action="store_true",
-                        help="leave the large collection's HNSW unbuilt (a bulk load not yet "
-                        "optimized; at a million points the build takes most of an hour on 2 "
-                        "cores)")  # fmt: skip
+                        help="leave the large collection unbuilt (a bulk load not yet optimized: "
+                        "its shard opens slower, rebuilding indexes in RAM; built, a million "
+                        "points take well over an hour on 2 cores); a later run without it "
+                        "builds it")  # fmt: skip
     return parser.parse_args(argv)
 
 

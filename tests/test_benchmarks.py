@@ -71,6 +71,10 @@ def test_serve_start_builds_a_resumable_synthetic_collection(tmp_path):
         serve_start.build(store, "big", 2500, stamp, 16, index=False)
         assert store.count("big") == 2500
         assert store.count("big", SearchFilter(labels=[serve_start.LABELS[0]])) > 0
+        assert store.metadata("big")["indexed"] is False
+        serve_start.build(store, "big", 2500, stamp, 16)  # loaded unbuilt, now built
+        assert store.metadata("big")["indexed"] is True
+        assert store.count("big") == 2500
 
 
 @pytest.mark.slow

@@ -87,7 +87,7 @@ def iter_image_batches(
     yield from loader
 
 
-WORKER_NICENESS = 10  # decoding yields the cores to the model's threads (os.nice)
+WORKER_NICENESS = 19  # the lowest: decoding yields the cores to the model's threads (os.nice)
 
 
 def single_threaded_worker(_worker_id: int) -> None:

@@ -9,7 +9,8 @@
 
 Every refusal is ``{"detail": "one readable line"}``: 422 for input that does not validate
 or cannot be searched (a corrupt photo, a file path as a term), 404 for an id the
-collection does not hold, 413 past the byte or pixel limit, 503 when the store is away.
+collection does not hold, 413 past the byte or pixel limit, 503 when the store is away or
+uploads wait too long for room to decode.
 docs/api.md has the examples; ``/docs`` the OpenAPI page.
 """
 
@@ -44,6 +45,7 @@ from pydantic import (
 
 from indexer.query import MAX_WEIGHT
 from indexer.store import SearchFilter, StoreError
+from multimodal.data.decoding import BudgetExhausted
 from multimodal.data.images import ImageLoadError
 from multimodal.suggestions import SUGGESTIONS
 from ui.service import (
@@ -252,6 +254,8 @@ def refusals():
         raise HTTPException(404, str(err)) from None
     except (ValueError, ImageLoadError) as err:
         raise HTTPException(422, str(err)) from None
+    except BudgetExhausted as err:
+        raise HTTPException(503, str(err), headers={"Retry-After": "5"}) from None
     except StoreError as err:
         log.warning("the store refused an API search: %s", err)
         raise HTTPException(503, f"the store is not available: {err}") from None

@@ -19,15 +19,17 @@ from PIL import Image
 
 from indexer.search import Searcher, Term, parse_query
 from indexer.store import SearchFilter, Store, StoredPoint, StoreError
-from multimodal.data.images import ImageLoadError, check_image_size, load_image
+from multimodal.data.decoding import BudgetExhausted
+from multimodal.data.images import ImageLoadError, check_image_size
 from multimodal.suggestions import SUGGESTIONS, VOTERS
 from ui.feedback import mark, point_ids
 from ui.guard import Access
 from ui.map import MapCache
 from ui.map_view import MapView
+from ui.origins import Origins
 from ui.photos import page_root_url, photo_url, public_payload
 from ui.server import Server, start
-from ui.service import towers
+from ui.service import read_upload_file, towers
 
 log = logging.getLogger(__name__)
 
@@ -255,16 +257,18 @@ class RecipeApp:
         called directly) as an RGB image; anything unusable is one readable message on the
         page and one line in the server's log, not a traceback."""
         try:
-            if isinstance(image, (str, Path)):
-                return load_image(image, self.searcher.max_pixels)
+            if isinstance(image, (str, Path)):  # decoded as the API decodes its uploads
+                return read_upload_file(image, self.searcher.max_pixels)
             if isinstance(image, Image.Image):
                 check_image_size("upload", *image.size, self.searcher.max_pixels)
                 return image
-            reason = f"a {type(image).__name__}, not an image"
+            reason = f"that photo cannot be used: a {type(image).__name__}, not an image"
         except ImageLoadError as err:
-            reason = err.reason  # without the upload's path on the server
+            reason = f"that photo cannot be used: {err.reason}"
+        except (ValueError, BudgetExhausted) as err:  # the reason, without the upload's path
+            reason = str(err)
         log.warning("refused an upload: %s", reason)
-        raise refused(f"That photo cannot be used: {reason}.")
+        raise refused(f"{reason[0].upper()}{reason[1:]}.")
 
     def _shown_with_marks(self, hits, vector, what: str, request) -> tuple[list, list, dict]:
         """The gallery, the hits as the browser keeps them, and their marks for the map."""
@@ -338,13 +342,15 @@ def launch(
     concurrency: int = 2,
     block: bool = True,
     access: Access | None = None,
+    origins: Origins | None = None,
 ) -> Server:
     """Serve the page, its photos and the JSON API on one port (:mod:`ui.server`): loopback
     only unless ``host`` says otherwise, no share link, uploads capped, ``access``'s
-    credentials asked for when it has any; of the server's files only the indexed points'
+    credentials asked for when it has any, only ``origins``' host names answered (default:
+    ``host``'s) and no cross-site requests; of the server's files only the indexed points'
     photos, by point id (:mod:`ui.photos`). Returns the running server (``local_url``,
     ``block_thread()``, ``close()``)."""
-    server = start(app, host, port, concurrency, access)
+    server = start(app, host, port, concurrency, access, origins)
     if block:
         try:
             server.block_thread()

@@ -29,7 +29,8 @@ from PIL import Image
 from starlette.responses import Response, StreamingResponse
 
 from indexer.store import Store, StoreError
-from multimodal.data.images import ImageLoadError, load_image
+from multimodal.data.decoding import SHARED_BUDGET, BudgetExhausted
+from multimodal.data.images import load_image
 from multimodal.files import open_regular
 
 ROUTE = "/photo/{point_id}"
@@ -125,11 +126,19 @@ def _sniffed(handle: BinaryIO) -> str | None:
 
 
 def _preview(path: Path, max_pixels: int) -> Response:
+    """A JPEG preview, decoded within the process's decoding budget as uploads are."""
     try:
-        image = load_image(path, max_pixels)
-    except ImageLoadError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as header:
+                pixels = header.width * header.height
+        with SHARED_BUDGET.hold(pixels):
+            image = load_image(path, max_pixels)
+            image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    except BudgetExhausted:
+        return Response("busy: try again in a moment\n", 503, HEADERS, "text/plain")
+    except Exception:  # gone, swapped, or not an image after all: the one refusal
         return _not_found()
-    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=88)
     return Response(buffer.getvalue(), 200, HEADERS, "image/jpeg")

@@ -14,13 +14,13 @@ text search never waits behind a photo's (four views with TTA), while the store
 photo's URL (:func:`ui.photos.photo_url`) and its public payload (no server paths).
 
 Bad input is a ``ValueError`` naming the fix; :class:`UnknownPoint` for an id the collection
-does not hold; :class:`PhotoTooLarge` for an upload past the byte or pixel limit.
+does not hold; :class:`PhotoTooLarge` for an upload past the byte or pixel limit;
+:class:`BudgetExhausted` when uploads wait too long for room to decode (:func:`read_upload`).
 """
 
 from __future__ import annotations
 
 import io
-import tempfile
 import threading
 import uuid
 import warnings
@@ -28,14 +28,16 @@ import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import numpy as np
 from PIL import Image
 
 from indexer.search import Searcher, Term, parse_query
 from indexer.store import MODES, SearchFilter, StoredPoint
-from multimodal.data.images import ImageLoadError, check_image_size, load_image
+from multimodal.data.decoding import SHARED_BUDGET, decode_photo
+from multimodal.data.images import ImageLoadError, _reason, check_image_size
+from multimodal.files import open_regular
 from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS
 from ui.photos import photo_url, public_payload
 
@@ -45,6 +47,7 @@ MAX_MARKS = 100  # liked plus disliked results in one search
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one uploaded photo (the page's cap too)
 LOOKS_LIKE = 5  # dish types a photo is said to look like
 DEFAULT_K = 12
+UPLOAD_SIDE = 2048  # an upload is shrunk to this many pixels a side as it is decoded
 
 _locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
@@ -198,34 +201,8 @@ class SearchService:
     # -- uploads ---------------------------------------------------------------------------
 
     def read_photo(self, data: bytes) -> Image.Image:
-        """An uploaded photo's bytes as an RGB image, read as the indexer reads files: the
-        header's size checked before any pixel is decoded. Past the byte or pixel limit:
-        :class:`PhotoTooLarge`; anything unusable: a ValueError with the reason."""
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise PhotoTooLarge(too_many_bytes(len(data)))
-        self._check_pixels(data)
-        with tempfile.NamedTemporaryFile(prefix="upload-", suffix=".img") as file:
-            file.write(data)
-            file.flush()
-            try:
-                return load_image(file.name, self.searcher.max_pixels)
-            except ImageLoadError as err:  # the reason, without the temporary file's path
-                raise ValueError(f"that photo cannot be used: {err.reason}") from None
-
-    def _check_pixels(self, data: bytes) -> None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.open(io.BytesIO(data)) as image:  # the header only
-                    size = image.size
-        except Image.DecompressionBombError as err:  # PIL's own limit, far past ours
-            raise PhotoTooLarge(f"that photo cannot be used: decompression bomb: {err}") from None
-        except Exception:  # not an image: load_image says why
-            return
-        try:
-            check_image_size("upload", *size, self.searcher.max_pixels, max_aspect=float("inf"))
-        except ImageLoadError as err:
-            raise PhotoTooLarge(f"that photo cannot be used: {err.reason}") from None
+        """An uploaded photo's bytes as an RGB image (:func:`read_upload`)."""
+        return read_upload(data, self.searcher.max_pixels)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -287,6 +264,49 @@ def public_model(spec: str) -> str:
     two parts ("recipe/best"), never its whole path; any other spec as it is."""
     path = PurePath(spec)
     return "/".join(path.parts[-2:]) if path.is_absolute() else spec
+
+
+def read_upload(data: bytes, max_pixels: int) -> Image.Image:
+    """An uploaded photo's bytes as an RGB image of at most :data:`UPLOAD_SIDE` pixels a side,
+    decoded once, in memory, within the process's decoding budget (``SHARED_BUDGET``), after
+    the header's size is checked. Past the byte or pixel limit: :class:`PhotoTooLarge`;
+    anything unusable: a ValueError with the reason; no room to decode in time:
+    :class:`BudgetExhausted`."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise PhotoTooLarge(too_many_bytes(len(data)))
+    _check_pixels(data, max_pixels)
+    try:
+        return decode_photo(data, "upload", max_pixels, max_side=UPLOAD_SIDE, budget=SHARED_BUDGET)
+    except ImageLoadError as err:
+        raise ValueError(f"that photo cannot be used: {err.reason}") from None
+
+
+def read_upload_file(path: str | Path, max_pixels: int) -> Image.Image:
+    """:func:`read_upload` of a file the page's upload wrote (a regular file, read whole up
+    to one byte past the limit)."""
+    try:
+        with open_regular(path) as file:
+            data = file.read(MAX_UPLOAD_BYTES + 1)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"that photo cannot be used: {_reason(err)}") from None
+    return read_upload(data, max_pixels)
+
+
+def _check_pixels(data: bytes, max_pixels: int) -> None:
+    """:class:`PhotoTooLarge` for a header past ``max_pixels``, before anything is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:  # the header only
+                size = image.size
+    except Image.DecompressionBombError as err:  # PIL's own limit, far past ours
+        raise PhotoTooLarge(f"that photo cannot be used: decompression bomb: {err}") from None
+    except Exception:  # not an image: decode_photo says why
+        return
+    try:
+        check_image_size("upload", *size, max_pixels, max_aspect=float("inf"))
+    except ImageLoadError as err:
+        raise PhotoTooLarge(f"that photo cannot be used: {err.reason}") from None
 
 
 def _check_bounds(text: str, k: int, marks: int) -> None:

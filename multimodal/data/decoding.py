@@ -1,0 +1,154 @@
+"""Photos that arrive as bytes (a server's uploads), decoded under a memory budget.
+
+A compressed photo says little about the memory it decodes into: a 250 KB PNG of 8000 x 8000
+RGBA pixels is 256 MB of raster, and each full-size conversion after it (RGBA to RGB over
+white, the orientation) another 200 MB or so. :func:`decode_photo` keeps that to one raster:
+
+- the header's size is checked first (:func:`multimodal.data.images.check_image_size`);
+- a JPEG is decoded at the smallest of its 1/1 ... 1/8 scales that still has ``max_side``
+  pixels (``Image.draft``), so it never takes its full size in memory;
+- any other image is shrunk to ``max_side`` right after decoding, before the conversions;
+- the decoding itself holds the image's pixels of a :class:`PixelBudget` shared by the
+  process's threads, so many large uploads at once decode one after another instead of
+  together, while small ones pass side by side;
+- when the last large decoding of a burst ends, the freed memory is handed back to the
+  system (:func:`release_free_memory`), not kept by the allocator for the next one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import io
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from PIL import Image, ImageOps
+
+from multimodal.data.images import (
+    DEFAULT_MAX_ASPECT,
+    DEFAULT_MAX_PIXELS,
+    ImageLoadError,
+    _reason,
+    check_image_size,
+    to_rgb,
+)
+
+# A side of 2,048 pixels keeps every detail a 224 to 448-pixel model (and its zoomed test-time
+# views) can see, and crops of a region, while the decoded photo stays under 17 MB.
+DEFAULT_MAX_SIDE = 2048
+BUDGET_WAIT = 60.0  # seconds an upload waits for room to decode before it is refused
+LARGE = 4_000_000  # pixels from which a decoding's memory is handed back afterwards
+SHRINKABLE = {"1", "L", "LA", "P", "RGB", "RGBA", "RGBa", "La", "CMYK", "YCbCr", "I", "F"}
+
+
+class BudgetExhausted(RuntimeError):
+    """No room to decode within :data:`BUDGET_WAIT` seconds: the server is busy."""
+
+
+class PixelBudget:
+    """At most ``capacity`` pixels being decoded at once, across threads.
+
+    >>> budget = PixelBudget(64_000_000)
+    >>> with budget.hold(12_000_000):  # waits while others hold more than 52 million
+    ...     pass
+    """
+
+    def __init__(self, capacity: int = DEFAULT_MAX_PIXELS, wait: float = BUDGET_WAIT):
+        self.capacity, self.wait = capacity, wait
+        self.in_use = 0
+        self.peak = 0  # the most pixels held at once so far
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        pixels = min(max(pixels, 1), self.capacity)  # one image never waits for more than all
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.in_use + pixels <= self.capacity, self.wait):
+                raise BudgetExhausted(
+                    "the server is busy decoding other photos: try again in a moment"
+                )
+            self.in_use += pixels
+            self.peak = max(self.peak, self.in_use)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_use -= pixels
+                idle = self.in_use == 0
+                self._changed.notify_all()
+            if idle and pixels >= LARGE:
+                release_free_memory()
+
+
+# The process's budget, for whoever decodes what others send (a server's uploads and
+# previews): one photo at the default pixel cap (a 64-megapixel RGBA raster is 256 MB) at a
+# time, or many ordinary ones side by side.
+SHARED_BUDGET = PixelBudget(DEFAULT_MAX_PIXELS)
+
+
+def decode_photo(
+    data: bytes,
+    name: str = "upload",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_aspect: float = DEFAULT_MAX_ASPECT,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    budget: PixelBudget | None = None,
+) -> Image.Image:
+    """``data`` (an encoded photo) as an upright 8-bit RGB image of at most ``max_side``
+    pixels a side (None: its own size), decoded within ``budget``; an
+    :class:`ImageLoadError` (with ``name``) for anything unusable or past the limits."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's warnings on large or odd files: ours rule
+            with Image.open(io.BytesIO(data)) as image:
+                check_image_size(name, *image.size, max_pixels, max_aspect)
+                held = budget.hold(image.width * image.height) if budget else _nothing()
+                with held:
+                    return _decoded(image, name, max_pixels, max_aspect, max_side)
+    except (ImageLoadError, BudgetExhausted):
+        raise
+    except Exception as err:  # anything a hostile file makes PIL raise is a reason, not a crash
+        raise ImageLoadError(name, _reason(err)) from None
+
+
+def _decoded(image, name, max_pixels, max_aspect, max_side) -> Image.Image:
+    if max_side is not None:
+        image.draft(image.mode, (max_side, max_side))  # JPEG: decode at a smaller scale
+    image.load()
+    check_image_size(name, *image.size, max_pixels, max_aspect)  # formats that lied
+    if max_side is not None and max(image.size) > max_side:
+        if image.mode not in SHRINKABLE:
+            image = to_rgb(image)
+        image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def release_free_memory() -> None:
+    """Hand the memory freed since the last call back to the system. glibc keeps freed blocks
+    for reuse (per thread arena, and large ones once its mmap threshold has grown), so the
+    server's size would stay at its peak after a burst of large uploads. No-op elsewhere."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+_LIBC: list = []
+
+
+def _libc():
+    if not _LIBC:
+        path = ctypes.util.find_library("c")
+        try:
+            libc = ctypes.CDLL(path) if path else None
+            _LIBC.append(libc if libc is not None and hasattr(libc, "malloc_trim") else None)
+        except OSError:
+            _LIBC.append(None)
+    return _LIBC[0]

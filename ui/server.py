@@ -8,11 +8,17 @@
 
 uvicorn serves the app from a background thread; :meth:`Server.block_thread` waits on it.
 The page and the API share one :class:`ui.service.SearchService` (one model lock).
+
+The page's uploads go to a private folder of this process (:class:`UploadFolder`), removed
+when the last server of the process closes; the page's inputs take only files from it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 
@@ -20,11 +26,17 @@ import gradio as gr
 import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+
+# Swagger UI and ReDoc bundled in a package, so /docs and /redoc render offline (FastAPI's
+# own pages load them from a CDN).
+from fastapi_offline import FastAPIOffline
 from gradio import route_utils
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from ui.api import install
 from ui.guard import Access, Guard
+from ui.origins import Origins, forwarded_headers
 from ui.page import CSS, build_blocks
 from ui.photos import photo_routes
 from ui.service import MAX_UPLOAD_BYTES, SearchService
@@ -35,18 +47,24 @@ STOP_TIMEOUT = 5.0  # seconds for open connections (the page's event streams) to
 
 
 def build_app(
-    page, service: SearchService, concurrency: int = 2, access: Access | None = None
+    page,
+    service: SearchService,
+    concurrency: int = 2,
+    access: Access | None = None,
+    origins: Origins | None = None,
 ) -> FastAPI:
     """The app: API routes, photo routes, then the page mounted at ``/``; ``page`` is a
     :class:`ui.app.RecipeApp`. Returns the FastAPI app, with the page's Blocks as
-    ``app.state.blocks``."""
+    ``app.state.blocks``. Build it while :class:`UploadFolder` is held: the page's inputs
+    keep the folder they were built with."""
+    origins = origins or Origins()
     blocks = build_blocks(page)
     blocks.queue(default_concurrency_limit=concurrency, max_size=QUEUE_SIZE)
-    app = FastAPI(
+    app = FastAPIOffline(
         title="Recipe search",
         summary="Search an indexed collection by words, photos and stored items.",
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url="/redoc",
     )
     install(app, service)
     searcher = service.searcher
@@ -56,9 +74,52 @@ def build_app(
     gr.mount_gradio_app(
         app, blocks, path="/", footer_links=[], max_file_size=MAX_UPLOAD_BYTES, css=CSS
     )
-    app.add_middleware(Guard, access=access)
+    # Gradio checks that a file given to an input was uploaded through the page only once its
+    # Blocks "has launched", which launch() records and mounting does not: unset, any path on
+    # the server was copied into the cache and served back. The page is live once mounted.
+    blocks.has_launched = True
+    app.add_middleware(Guard, access=access, origins=origins)
+    # CORS for the origins --cors-origin names, and none for any other. A parent app's
+    # CORSMiddleware also switches off Gradio's own, which allows every localhost origin.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(origins.cors_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "X-API-Key", "Authorization"],
+        allow_credentials=True,
+    )
     app.state.blocks = blocks
+    app.state.origins = origins
     return app
+
+
+class UploadFolder:
+    """The page's upload folder for this process: a private one (mode 0700, so other users of
+    the machine cannot list or read the uploads) made when the first server starts and
+    removed with everything in it when the last one closes, unless ``$GRADIO_TEMP_DIR``
+    names the user's own."""
+
+    _lock = threading.Lock()
+    _users = 0
+    _made: str | None = None
+
+    @classmethod
+    def acquire(cls) -> None:
+        with cls._lock:
+            if cls._users == 0 and not os.environ.get("GRADIO_TEMP_DIR"):
+                cls._made = tempfile.mkdtemp(prefix="multimodal-uploads-")
+                os.environ["GRADIO_TEMP_DIR"] = cls._made
+            cls._users += 1
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0 and cls._made is not None:
+                shutil.rmtree(cls._made, ignore_errors=True)
+                if os.environ.get("GRADIO_TEMP_DIR") == cls._made:
+                    del os.environ["GRADIO_TEMP_DIR"]
+                cls._made = None
 
 
 def _no_fetching() -> APIRoute:
@@ -77,11 +138,17 @@ class Server:
 
     def __init__(self, app: FastAPI, sock: socket.socket, host: str):
         self.app, self.socket = app, sock
+        self.closed = False
         port = sock.getsockname()[1]
         shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host.strip("[]"), host.strip("[]"))
         self.local_url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
+        origins = getattr(app.state, "origins", None) or Origins()
         config = uvicorn.Config(
-            app, log_level="warning", timeout_graceful_shutdown=STOP_TIMEOUT, lifespan="on"
+            forwarded_headers(app, origins),  # our rule for X-Forwarded-*, not uvicorn's
+            proxy_headers=False,
+            log_level="warning",
+            timeout_graceful_shutdown=STOP_TIMEOUT,
+            lifespan="on",
         )
         self.uvicorn = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -104,11 +171,15 @@ class Server:
             self.thread.join(0.5)
 
     def close(self) -> None:
-        """Stop the page's queue and the server, and free the port."""
+        """Stop the page's queue and the server, free the port, and let go of the uploads."""
+        if self.closed:
+            return
+        self.closed = True
         self.app.state.blocks.close(verbose=False)
         self.uvicorn.should_exit = True
         self.thread.join(STOP_TIMEOUT + 5)
         self.socket.close()
+        UploadFolder.release()
 
 
 def bind(host: str, port: int | None) -> socket.socket:
@@ -136,13 +207,18 @@ def start(
     port: int | None = None,
     concurrency: int = 2,
     access: Access | None = None,
+    origins: Origins | None = None,
 ) -> Server:
     """Serve ``page`` (a :class:`ui.app.RecipeApp`) and the API over its searcher on
-    ``host``:``port``; returns the running :class:`Server`."""
+    ``host``:``port``, answering to ``origins`` (default: the names of ``host``); returns the
+    running :class:`Server`."""
+    origins = origins or Origins.for_server(host)
     sock = bind(host, port)
+    UploadFolder.acquire()
     try:
-        app = build_app(page, SearchService(page.searcher), concurrency, access)
+        app = build_app(page, SearchService(page.searcher), concurrency, access, origins)
+        return Server(app, sock, host).start()
     except BaseException:
         sock.close()
+        UploadFolder.release()
         raise
-    return Server(app, sock, host).start()

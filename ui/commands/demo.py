@@ -17,7 +17,7 @@ import argparse
 import time
 
 from multimodal.commands.common import command
-from ui.commands.serve import add_server_arguments, serve, server_access
+from ui.commands.serve import add_server_arguments, serve, server_access, server_origins
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     access = None if args.no_serve else server_access(args)  # refused before the long steps
+    if not args.no_serve:
+        server_origins(args)
     started = time.perf_counter()
     progress = not args.no_progress
     data = ensure_recipes5k(

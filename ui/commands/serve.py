@@ -55,6 +55,32 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve an address beyond loopback without any credentials (anyone who reaches it "
         "can search and see every indexed photo)",
     )
+    parser.add_argument(
+        "--allowed-hosts",
+        action="append",
+        default=[],
+        metavar="NAMES",
+        help="more host names (comma-separated; *.example.org, or * for any) the server "
+        "answers to, besides loopback's, --host's and the address a client connected to; "
+        "any other Host header gets 400 (the defence against DNS rebinding)",
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGINS",
+        help="web origins (comma-separated, e.g. https://app.example.org) whose pages may call "
+        "the API from a browser; every other origin gets no CORS headers and its "
+        "state-changing requests are refused (default: none)",
+    )
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default="",
+        metavar="ADDRESSES",
+        help="addresses or networks (comma-separated, or *) of reverse proxies whose "
+        "X-Forwarded-For/-Proto/-Host headers are believed; dropped from anyone else "
+        "(default: none)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,12 +105,15 @@ def serve(store, collection: str, model: str | None, args, encoder=None, access=
 
     if access is None:
         access = server_access(args)  # before the model loads: a refusal comes at once
+    origins = server_origins(args)
     if encoder is None:
         model = model or store.metadata(collection)["model"]["name"]
         encoder = load_encoder(model, args.device)
     searcher = Searcher(encoder.with_tta(args.tta), store, collection)
     app = RecipeApp(searcher, example_photos(store, collection))
-    server = launch(app, args.host, args.port, args.concurrency, block=False, access=access)
+    server = launch(
+        app, args.host, args.port, args.concurrency, block=False, access=access, origins=origins
+    )
     url = server.local_url
     print(f"search page: {url}  JSON API: {url}api/  (docs: {url}docs; Ctrl-C stops)", flush=True)
     signal.signal(signal.SIGTERM, _stop)  # a service manager's stop: close the store cleanly
@@ -123,6 +152,24 @@ def server_access(args):
     return access
 
 
+def server_origins(args):
+    """The host names, web origins and proxies the server trusts
+    (:class:`ui.origins.Origins`), from ``--host``, ``--allowed-hosts``, ``--cors-origin``
+    and ``--forwarded-allow-ips``; a ValueError naming the fix for a malformed one."""
+    from ui.origins import Origins
+
+    return Origins.for_server(
+        args.host,
+        _listed(args.allowed_hosts),
+        _listed(args.cors_origin),
+        _listed([args.forwarded_allow_ips]),
+    )
+
+
+def _listed(values: list[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
     if host.lower() == "localhost":
@@ -141,6 +188,7 @@ def _stop(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     access = server_access(args)  # refused before the store opens or the model loads
+    server_origins(args)  # a malformed name, origin or address: refused now too
     with open_store_from_args(args) as store:
         store.metadata(args.collection)  # a clear error before the model loads
         return serve(store, args.collection, args.model, args, access=access)

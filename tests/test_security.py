@@ -323,11 +323,15 @@ LOGIN = ("ann", "correct horse battery staple")
 @pytest.fixture(scope="module")
 def guarded(site, tiny_encoder):
     """A second server over the same collection, on loopback with a login and an API key:
-    credentials given are asked for, on loopback too."""
+    credentials given are asked for, on loopback too. (Its tests send many wrong ones: the
+    limit on them is tested with its default in test_attacks.py.)"""
+    from dataclasses import replace
+
     from ui.guard import Access
 
     app = RecipeApp(site["app"].searcher, map_folder=site["app"].maps.folder)
-    server = launch(app, block=False, access=Access.parse(":".join(LOGIN), KEY))
+    access = replace(Access.parse(":".join(LOGIN), KEY), max_failures=10_000)
+    server = launch(app, block=False, access=access)
     yield server.local_url
     server.close()
 

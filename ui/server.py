@@ -86,7 +86,7 @@ def build_app(
         allow_origins=list(origins.cors_origins),
         allow_methods=["GET", "POST"],
         allow_headers=["Content-Type", "X-API-Key", "Authorization"],
-        allow_credentials=True,
+        allow_credentials=bool(origins.cors_origins),
     )
     app.state.blocks = blocks
     app.state.origins = origins

@@ -64,8 +64,15 @@ def served(tmp_path_factory, tiny_encoder):
     page = RecipeApp(Searcher(tiny_encoder, store, "dishes"), map_folder=base / "maps")
     server = launch(page, block=False)
     with httpx.Client(base_url=server.local_url, timeout=120) as client:
-        yield {"client": client, "page": page, "root": root, "base": base, "secret": secret,
-               "url": server.local_url, "server": server}  # fmt: skip
+        yield {
+            "client": client,
+            "page": page,
+            "root": root,
+            "base": base,
+            "secret": secret,
+            "url": server.local_url,
+            "server": server,
+        }
     server.close()
     store.close()
 
@@ -80,8 +87,9 @@ def _call(client: httpx.Client, endpoint: str, data: list) -> tuple[str, str]:
     assert started.status_code == 200, started.text
     event_id = started.json()["event_id"]
     stream = client.get(f"/gradio_api/call/{endpoint}/{event_id}").text
-    events = [line.split(":", 1)[1].strip() for line in stream.splitlines()
-              if line.startswith("event:")]  # fmt: skip
+    events = [
+        line.split(":", 1)[1].strip() for line in stream.splitlines() if line.startswith("event:")
+    ]
     data_lines = [line[5:].strip() for line in stream.splitlines() if line.startswith("data:")]
     return events[-1], data_lines[-1] if data_lines else ""
 
@@ -171,8 +179,9 @@ def _live_servers() -> list:
 def _huge_png(size: int = 8000) -> bytes:
     """8000 x 8000 RGBA (64 million pixels, the cap) in about 300 KB."""
     image = Image.new("RGBA", (size, size), (200, 120, 40, 255))
-    ImageDraw.Draw(image).ellipse((size // 8, size // 8, size * 7 // 8, size * 7 // 8),
-                                  fill=(250, 250, 250, 128))  # fmt: skip
+    ImageDraw.Draw(image).ellipse(
+        (size // 8, size // 8, size * 7 // 8, size * 7 // 8), fill=(250, 250, 250, 128)
+    )
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=9)
     return buffer.getvalue()
@@ -264,14 +273,30 @@ def test_forwarded_headers_count_only_from_named_proxies(served, tiny_encoder):
     assert all(h["photo"].startswith(served["url"].rstrip("/")) for h in hits.json()["hits"])
     proxied = Origins.for_server("127.0.0.1", ["public.example"], [], ["127.0.0.1"])
     server = launch(served["page"], block=False, origins=proxied)
+    port = httpx.URL(server.local_url).port
     try:
-        behind = {"x-forwarded-host": "public.example", "x-forwarded-proto": "https",
-                  "host": "public.example"}  # fmt: skip
-        answer = httpx.post(f"{server.local_url}api/search", json={"text": "red", "k": 2},
-                            headers=behind, timeout=60)  # fmt: skip
+        behind = {
+            "x-forwarded-host": "public.example",
+            "x-forwarded-proto": "https",
+            "host": "public.example",
+        }
+        answer = httpx.post(
+            f"{server.local_url}api/search",
+            json={"text": "red", "k": 2},
+            headers=behind,
+            timeout=60,
+        )
         assert answer.status_code == 200
-        assert all(h["photo"].startswith("https://public.example/photo/")
-                   for h in answer.json()["hits"])  # fmt: skip
+        assert all(
+            h["photo"].startswith("https://public.example/photo/") for h in answer.json()["hits"]
+        )
+        # the page's own requests through the proxy: same-origin by the forwarded host only
+        page_origin = {"origin": "https://public.example", "host": f"127.0.0.1:{port}"}
+        search = {"json": {"text": "red", "k": 2}, "timeout": 60}
+        forwarded = {**page_origin, "x-forwarded-host": "public.example"}
+        assert httpx.post(f"{server.local_url}api/search", headers=forwarded, **search).is_success
+        refused = httpx.post(f"{server.local_url}api/search", headers=page_origin, **search)
+        assert refused.status_code == 403
     finally:
         server.close()
 
@@ -284,9 +309,14 @@ def test_no_cors_headers_for_other_origins(served):
     for origin in (FOREIGN, "http://localhost:9999", "null"):
         answer = client.get("/api/health", headers={"origin": origin})
         assert "access-control-allow-origin" not in answer.headers, origin
-        preflight = client.options("/api/search", headers={
-            "origin": origin, "access-control-request-method": "POST",
-            "access-control-request-headers": "content-type"})  # fmt: skip
+        preflight = client.options(
+            "/api/search",
+            headers={
+                "origin": origin,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type",
+            },
+        )
         assert "access-control-allow-origin" not in preflight.headers, origin
         assert preflight.status_code >= 400
         config = client.get("/config", headers={"origin": origin})
@@ -304,11 +334,15 @@ def test_cross_site_requests_that_change_something_are_refused(served):
             "/gradio_api/call/text_to_image",
             headers=h,
             json={"data": ["cake", None, 1.0, [], "", "", "hybrid", 0.0]},
-        ),  # fmt: skip
+        ),
     ]
     for attempt in attempts:
-        for foreign in ({"origin": FOREIGN}, {"origin": "http://localhost:9999"},
-                        {"origin": "null"}, {"sec-fetch-site": "cross-site"}):  # fmt: skip
+        for foreign in (
+            {"origin": FOREIGN},
+            {"origin": "http://localhost:9999"},
+            {"origin": "null"},
+            {"sec-fetch-site": "cross-site"},
+        ):
             answer = attempt(foreign)
             assert answer.status_code == 403, (foreign, answer.text)
             assert "cross-site" in answer.text
@@ -323,12 +357,18 @@ def test_an_origin_the_user_names_may_call_the_api(served):
     server = launch(served["page"], block=False, origins=origins)
     try:
         url = f"{server.local_url}api/search"
-        preflight = httpx.options(url, headers={
-            "origin": allowed, "access-control-request-method": "POST",
-            "access-control-request-headers": "content-type"})  # fmt: skip
+        preflight = httpx.options(
+            url,
+            headers={
+                "origin": allowed,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type",
+            },
+        )
         assert preflight.headers["access-control-allow-origin"] == allowed
-        answer = httpx.post(url, json={"text": "cake", "k": 2}, headers={"origin": allowed},
-                            timeout=60)  # fmt: skip
+        answer = httpx.post(
+            url, json={"text": "cake", "k": 2}, headers={"origin": allowed}, timeout=60
+        )
         assert answer.status_code == 200
         assert answer.headers["access-control-allow-origin"] == allowed
         other = httpx.post(url, json={"text": "cake"}, headers={"origin": FOREIGN})
@@ -351,7 +391,7 @@ def test_an_origin_the_user_names_may_call_the_api(served):
         "text/plain",
         "application/vnd.api+json",
         "",
-    ],  # fmt: skip
+    ],
 )
 def test_the_json_limit_holds_whatever_the_media_type_says(served, media_type):
     body = json.dumps({"text": "cake", "pad": "x" * (3 * 2**20)})
@@ -426,8 +466,9 @@ def test_docs_render_the_operations_in_a_browser_with_no_network(served):
         paths = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
         assert {"/api/search", "/api/search/photo", "/api/health"} <= paths
         driver.get(f"{served['url']}redoc")
-        WebDriverWait(driver, 60).until(lambda d: "/api/search" in d.page_source and
-                                        d.find_elements(By.CSS_SELECTOR, "h1"))  # fmt: skip
+        WebDriverWait(driver, 60).until(
+            lambda d: "/api/search" in d.page_source and d.find_elements(By.CSS_SELECTOR, "h1")
+        )
     finally:
         driver.quit()
 

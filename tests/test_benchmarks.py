@@ -86,3 +86,13 @@ def test_serve_start_times_two_real_servers(tmp_path):
     assert re.search(r"^\s+200\s+[\d.]+\s+[\d.]+", out, re.M)
     assert re.search(r"^\s+400\s+[\d.]+\s+[\d.]+", out, re.M)
     assert "ratio 400 / 200: page ready" in out
+
+
+@pytest.mark.slow
+def test_upload_memory_runs_both_servers():
+    command = [sys.executable, "benchmarks/upload_memory.py", "--model", "tiny-random"]
+    command += ["--side", "600", "--rounds", "1", "--uploads", "2"]
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for way in ("bounded", "unbounded"):
+        assert re.search(rf"^{way}\s+before\s+\d+ MB .* answers \[200\]$", out, re.M), out
+    assert re.search(r"bounded / unbounded peak growth: [\d.]+x", out), out

@@ -163,6 +163,7 @@ def prepare_queries(
 ) -> Queries:
     """Embed the query items once: every kind of text for those with a dish type, a title and
     ingredients; the photo of those with a dish type (with ``encoder``'s TTA setting)."""
+    records = [r for r in records if not r.error]  # what its reader could not use
     texts_of = [r for r in records if r.label and r.title.strip() and r.ingredients]
     photos_of = [r for r in records if r.label and r.image is not None]
     if not texts_of and not photos_of:

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.loading import Reject, iter_image_batches
-from multimodal.data.records import Record
+from multimodal.data.records import Record, printable
 from multimodal.data.text import RecipeTextBuilder
 from multimodal.encoder import DualEncoder
 
@@ -69,13 +69,20 @@ def embed_pairs(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = True,
 ) -> EmbeddedPairs:
-    """Embed the records that have both an image and a text; a broken image drops its pair."""
-    paired = [r for r in records if r.image is not None and r.has_text]
+    """Embed the records that have both an image and a text; a broken image drops its pair,
+    and so does a record its reader could not use (``error``: its photo is never opened)."""
+    unusable = [
+        Reject(i, printable(r.image), r.error)
+        for i, r in enumerate(records)
+        if r.error and r.image is not None
+    ]
+    paired = [r for r in records if r.image is not None and r.has_text and not r.error]
     if not paired:
         raise ValueError("no record has both an image and a text: nothing to pair")
     kept, image_embeddings, rejects = embed_images(
         encoder, [r.image for r in paired], batch_size, workers, max_pixels, progress
     )
+    rejects = unusable + rejects
     kept_records = [paired[i] for i in kept]
     build_text = RecipeTextBuilder.for_tokenizer(encoder.tokenizer)
     texts = [build_text(r) for r in kept_records]

@@ -494,3 +494,20 @@ def test_a_drawn_photo_still_searches(served):
         "/api/search/photo", files={"photo": ("q.jpg", photo.read_bytes())}
     )
     assert answer.status_code == 200 and answer.json()["hits"]
+
+
+# -- 8. phone photos ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("format", ["HEIF", "AVIF"])
+def test_a_phone_photo_searches_through_the_api_and_the_page(served, format):
+    client, buffer = served["client"], io.BytesIO()
+    Image.new("RGB", (120, 90), (220, 40, 40)).save(buffer, format=format)
+    name = "IMG_0001.HEIC" if format == "HEIF" else "photo.avif"
+    files = {"photo": (name, buffer.getvalue())}
+    answer = client.post("/api/search/photo", files=files)
+    assert answer.status_code == 200 and answer.json()["hits"], answer.text
+    uploaded = client.post("/gradio_api/upload", files={"files": (name, buffer.getvalue())})
+    (path,) = uploaded.json()
+    event, data = _call(client, "image_to_text", [_file_data(path), [], "", ""])
+    assert event == "complete", data

@@ -226,7 +226,10 @@ def test_a_csv_row_with_more_cells_than_the_header_says_so(tmp_path):
 def test_an_image_folder_under_a_hidden_folder_is_read(tmp_path):
     draw_image(tmp_path / ".cache" / "photos" / "a.png")
     draw_image(tmp_path / ".cache" / "photos" / ".thumbs" / "b.png")
-    assert [r.image.name for r in read_records(tmp_path / ".cache" / "photos")] == ["a.png"]
+    records = read_records(tmp_path / ".cache" / "photos")
+    assert [r.image.name for r in records if r.error is None] == ["a.png"]
+    (hidden,) = [r for r in records if r.error is not None]  # one entry: nothing below it read
+    assert hidden.image.name == ".thumbs" and "hidden" in hidden.error
 
 
 def test_a_manifest_with_its_image_column_twice_is_an_error(tmp_path):

@@ -191,12 +191,14 @@ def test_any_image_folder_gives_one_record_per_image_and_a_reason_for_each_bad_o
                         handle.write(data)
             except OSError:  # a file system that refuses the name
                 continue
-            if not (name + b".png").startswith(b"."):  # hidden files are left out
+            if not (name + b".png").startswith(b"."):  # hidden files are rejects
                 made[name] = caption
         assume(made)
         records = _read(Path(os.fsdecode(root)))
     assert records is not None
-    by_name = {os.fsencode(r.image.name)[: -len(b".png")]: r for r in records}
+    hidden = [r for r in records if r.image.name.startswith(".")]
+    assert all("hidden" in r.error for r in hidden)
+    by_name = {os.fsencode(r.image.name)[: -len(b".png")]: r for r in records if r not in hidden}
     assert set(by_name) == set(made)
     for name, caption in made.items():
         _check_folder_record(by_name[name], name, caption)

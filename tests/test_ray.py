@@ -163,6 +163,19 @@ def test_same_points_ids_and_payloads_as_the_local_engine(
 
 
 @pytest.mark.slow
+def test_ray_workers_read_heic_and_avif(ray_cluster, tmp_path, capsys):
+    """The workers are Ray's processes, not forks of the driver: they get HEIC too."""
+    from PIL import Image
+
+    data, store = tmp_path / "phone", tmp_path / "store"
+    data.mkdir()
+    Image.new("RGB", (48, 40), (200, 40, 40)).save(data / "IMG_0001.HEIC", format="HEIF")
+    Image.new("RGB", (48, 40), (30, 60, 220)).save(data / "dinner.avif", format="AVIF")
+    assert cli(_index_args(data, store, "--engine", "ray", "--actors", "1")) == 0
+    assert "c: indexed 2, unchanged 0, rejected 0" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_cli_ray_engine_rejects_file_and_a_changed_photo(ray_cluster, tmp_path, capsys):
     data, store = tmp_path / "photos", tmp_path / "store"
     for colour, shape in zip(COLOURS, SHAPES, strict=True):

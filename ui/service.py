@@ -36,7 +36,7 @@ from PIL import Image
 from indexer.search import Searcher, Term, parse_query
 from indexer.store import MODES, SearchFilter, StoredPoint
 from multimodal.data.decoding import SHARED_BUDGET, decode_photo
-from multimodal.data.images import ImageLoadError, _reason, check_image_size
+from multimodal.data.images import ImageLoadError, check_image_size, reason_for
 from multimodal.files import open_regular
 from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS
 from ui.photos import photo_url, public_payload
@@ -288,7 +288,7 @@ def read_upload_file(path: str | Path, max_pixels: int) -> Image.Image:
         with open_regular(path) as file:
             data = file.read(MAX_UPLOAD_BYTES + 1)
     except (OSError, ValueError) as err:
-        raise ValueError(f"that photo cannot be used: {_reason(err)}") from None
+        raise ValueError(f"that photo cannot be used: {reason_for(err)}") from None
     return read_upload(data, max_pixels)
 
 

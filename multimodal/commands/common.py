@@ -121,13 +121,16 @@ def positive_int(text: str) -> int:
     return value
 
 
-def load_data(args: argparse.Namespace, default_split: str | None = None) -> list[Record]:
-    """Records for ``--data``; ``default_split`` applies when the data set has splits."""
+def load_data(
+    args: argparse.Namespace, default_split: str | None = None, follow_links: bool = False
+) -> list[Record]:
+    """Records for ``--data``; ``default_split`` applies when the data set has splits; links
+    that leave the data folder are read only with ``follow_links``."""
     split = args.split
     if split is None and default_split and default_split in dataset_splits(args.data):
         split = default_split
     args.split = split
-    return read_records(args.data, split, args.image_column, args.caption_column)
+    return read_records(args.data, split, args.image_column, args.caption_column, follow_links)
 
 
 def image_batch_size(requested: int | None, device) -> int:

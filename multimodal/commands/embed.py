@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--metadata-format", choices=("jsonl", "parquet"), default="jsonl", help="parquet: pyarrow"
     )
+    parser.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="read photos and captions that links take outside the data folder (by default "
+        "each is skipped with its reason)",
+    )
     return parser
 
 
@@ -74,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--shard-size must be at least 1")
     parse_model_spec(args.model)  # a bad spec fails before any data is read
     started = time.perf_counter()
-    records, unusable = check_records(load_data(args))  # e.g. a file name that is not UTF-8
+    records, unusable = check_records(
+        load_data(args, follow_links=args.follow_links)
+    )  # e.g. a file name that is not UTF-8
     out = Path(args.out)
     device, precision = ("cpu", "fp32") if options else (args.device, args.precision)
     encoder = load_encoder(args.model, device, precision, tta=args.tta)  # with Ray: the plan's

@@ -31,8 +31,8 @@ from multimodal.data.images import (
     DEFAULT_MAX_ASPECT,
     DEFAULT_MAX_PIXELS,
     ImageLoadError,
-    _reason,
     check_image_size,
+    reason_for,
     to_rgb,
 )
 
@@ -111,7 +111,7 @@ def decode_photo(
     except (ImageLoadError, BudgetExhausted):
         raise
     except Exception as err:  # anything a hostile file makes PIL raise is a reason, not a crash
-        raise ImageLoadError(name, _reason(err)) from None
+        raise ImageLoadError(name, reason_for(err)) from None
 
 
 def _decoded(image, name, max_pixels, max_aspect, max_side) -> Image.Image:

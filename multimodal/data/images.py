@@ -1,5 +1,10 @@
 """Image loading that survives real-world files: any mode, EXIF rotation, bombs, extreme
-aspect ratios, broken files, and paths that are not files at all."""
+aspect ratios, broken files, and paths that are not files at all.
+
+Importing this module teaches PIL to open HEIC/HEIF, the format of most phone photos
+(``pillow-heif``; AVIF is Pillow's own), in this process and in every process forked from it:
+:func:`load_image`, the indexer's decoding workers, the Ray workers and a server's uploads.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from multimodal.files import NotARegularFile, open_regular
+
+register_heif_opener()  # once per process: Image.open then reads .heic and .heif files
 
 # 64 megapixels: far above any photo worth embedding at 224 px, far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -18,7 +26,32 @@ DEFAULT_MAX_PIXELS = 64_000_000
 # model's resize, which scales the short side to S pixels: a 60000x1 image would become
 # 13.4 million x 224 (3 gigapixels); at 20:1 nothing grows past 20 * S * S (1 million at 224).
 DEFAULT_MAX_ASPECT = 20
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# What a file of a folder must end with to be read as a photo, compared ignoring case
+# (:func:`is_photo_name`): ``.JPG`` and ``.HEIC`` are what cameras and phones write.
+IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".heic",
+    ".heif",
+    ".avif",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+)
+# The formats named when a file is none of them (PIL reads a few more).
+PHOTO_FORMATS = "JPEG, PNG, WebP, HEIC/HEIF, AVIF, BMP, GIF or TIFF"
+
+
+def is_photo_name(path: str | Path) -> bool:
+    """Whether ``path`` ends with a photo suffix, in any letter case.
+
+    >>> is_photo_name("IMG_0042.HEIC"), is_photo_name("notes.txt")
+    (True, False)
+    """
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 class ImageLoadError(Exception):
@@ -89,10 +122,10 @@ def load_image(
     except ImageLoadError:
         raise
     except Exception as err:  # anything a hostile file makes PIL raise is a reason, not a crash
-        raise ImageLoadError(path, _reason(err)) from None
+        raise ImageLoadError(path, reason_for(err)) from None
 
 
-def _reason(err: Exception) -> str:
+def reason_for(err: Exception) -> str:
     """Why a file could not be loaded, in words, without the path (the caller has it)."""
     if isinstance(err, FileNotFoundError):
         return "file not found"
@@ -103,7 +136,7 @@ def _reason(err: Exception) -> str:
     if isinstance(err, NotARegularFile):
         return err.strerror
     if isinstance(err, UnidentifiedImageError):
-        return "not an image file (unknown format)"
+        return f"not an image file (unknown format: not {PHOTO_FORMATS})"
     if isinstance(err, Image.DecompressionBombError):
         return f"decompression bomb: {err}"
     # Truncated JPEG/PNG data, bad headers and broken chunks surface here.

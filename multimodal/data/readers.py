@@ -9,12 +9,15 @@ import codecs
 import csv
 import io
 import json
+import os
 import re
 from pathlib import Path
 
+from multimodal.data.folders import Photo, link_problem, list_folder
 from multimodal.data.images import IMAGE_SUFFIXES
 from multimodal.data.recipes5k import is_recipes5k, read_recipes5k, recipes5k_splits
 from multimodal.data.records import Record, printable
+from multimodal.files import open_regular
 
 IMAGE_COLUMNS = ("image", "image_path", "filepath", "file", "path", "filename")
 CAPTION_COLUMNS = ("caption", "text", "title")
@@ -37,19 +40,23 @@ def read_records(
     split: str | None = None,
     image_column: str | None = None,
     caption_column: str | None = None,
+    follow_links: bool = False,
 ) -> list[Record]:
-    """Records of the data set at ``path``; ``split`` None means all of it."""
+    """Records of the data set at ``path``; ``split`` None means all of it. A file the data
+    set names or holds that is not read (a link that leaves the data folder, unless
+    ``follow_links``; in a folder, a file that is no photo) is a record with its reason in
+    ``error``, for the indexer's rejects."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"no data set at {path}: give a Recipes5k folder, a manifest or a folder")
     if path.is_dir() and is_recipes5k(path):
-        return read_recipes5k(path, split)
+        return read_recipes5k(path, split, follow_links)
     if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
-        return read_manifest(path, split, image_column, caption_column)
+        return read_manifest(path, split, image_column, caption_column, follow_links)
     if path.is_dir():
         if split is not None:
             raise ValueError(f"{path} is a plain folder of images and has no split {split!r}")
-        return read_image_folder(path)
+        return read_image_folder(path, follow_links)
     raise ValueError(f"{path}: not a Recipes5k folder, a .csv/.jsonl manifest or a folder")
 
 
@@ -69,10 +76,12 @@ def read_manifest(
     split: str | None = None,
     image_column: str | None = None,
     caption_column: str | None = None,
+    follow_links: bool = False,
 ) -> list[Record]:
     """A CSV or JSONL file (UTF-8, or UTF-8/16/32 with a byte-order mark) with an image column
     and a caption column; other columns are kept as metadata. Relative image paths are resolved
-    against the manifest's folder. A row that cannot be used keeps its reason in ``error``."""
+    against the manifest's folder. A row that cannot be used keeps its reason in ``error``: a
+    photo in the manifest's folder that a link takes outside it, unless ``follow_links``."""
     path = Path(path).resolve()
     columns, rows = _read_rows(path)
     if not rows:
@@ -85,7 +94,7 @@ def read_manifest(
     }
     _require_columns(path, columns, keys["image"], keys["caption"])
     records = [
-        _manifest_record(path, row, keys)
+        _manifest_record(path, row, keys, follow_links)
         for row in rows
         if split is None or str(row.get("split", "")) == split
     ]
@@ -94,35 +103,30 @@ def read_manifest(
     return records
 
 
-def read_image_folder(folder: str | Path) -> list[Record]:
-    """Every image below ``folder``; a ``.txt`` file beside an image is its caption, and the
-    first sub-folder is its label. Hidden files and folders below ``folder`` are left out."""
+def read_image_folder(folder: str | Path, follow_links: bool = False) -> list[Record]:
+    """Every photo below ``folder`` (:func:`~multimodal.data.folders.list_folder`); a ``.txt``
+    file beside a photo is its caption, and the first sub-folder is its label. Each other
+    file, hidden file or folder, and a photo or caption that a link takes outside ``folder``
+    (unless ``follow_links``) is a record with its reason in ``error``, never left out in
+    silence."""
     folder = Path(folder).resolve()
-    records = []
-    for image in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-        relative = image.relative_to(folder)
-        if not image.is_file() or any(part.startswith(".") for part in relative.parts):
-            continue
-        title, error = _sidecar_caption(image)
-        records.append(
-            Record(
-                image=image,
-                title=title,
-                label=relative.parts[0] if len(relative.parts) > 1 else None,
-                source=folder.name,
-                root=folder,
-                error=error,
-            )
+    listing = list_folder(folder, follow_links)
+    if not listing.photos:
+        raise ValueError(
+            f"no images ({', '.join(IMAGE_SUFFIXES)}, in any letter case) found under {folder}"
         )
-    if not records:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}")
-    return records
+    records = [_folder_record(folder, photo) for photo in listing.photos]
+    return records + [
+        Record(image=skipped.path, source=folder.name, root=folder, error=skipped.reason)
+        for skipped in listing.skipped
+    ]
 
 
 def read_text(path: str | Path) -> str:
     """The text of a file in UTF-8, or in UTF-8/16/32 with a byte-order mark (what spreadsheets
     and Windows editors write); anything else is a ValueError naming the file and the fix."""
-    data = Path(path).read_bytes()
+    with open_regular(path) as handle:  # a named pipe as a caption file would block the run
+        data = handle.read()
     encoding = next((name for bom, name in BYTE_ORDER_MARKS if data.startswith(bom)), "utf-8")
     try:
         text = data.decode(encoding)
@@ -141,11 +145,23 @@ def read_text(path: str | Path) -> str:
     return text
 
 
-def _sidecar_caption(image: Path) -> tuple[str, str | None]:
-    """The caption in the ``.txt`` file beside ``image`` ("" without one), and why it could not
-    be read: that makes only this image a reject, never the whole folder."""
-    caption_file = image.with_suffix(".txt")
-    if not caption_file.is_file():
+def _folder_record(folder: Path, photo: Photo) -> Record:
+    relative = photo.path.relative_to(folder)
+    title, error = ("", photo.problem) if photo.problem else _sidecar_caption(photo.caption)
+    return Record(
+        image=photo.path,
+        title=title,
+        label=relative.parts[0] if len(relative.parts) > 1 else None,
+        source=folder.name,
+        root=folder,
+        error=error,
+    )
+
+
+def _sidecar_caption(caption_file: Path | None) -> tuple[str, str | None]:
+    """The caption in a photo's ``.txt`` file ("" without one), and why it could not be
+    read: that makes only this photo a reject, never the whole folder."""
+    if caption_file is None:
         return "", None
     try:
         return read_text(caption_file).strip(), None
@@ -219,8 +235,8 @@ def _listed(columns: list[str], most: int = 20) -> str:
     return shown + (f", ... ({len(columns)} in all)" if len(columns) > most else "")
 
 
-def _manifest_record(path: Path, row: dict, keys: dict[str, str | None]) -> Record:
-    image, error = _image_path(path.parent, str(row.get(keys["image"]) or "").strip())
+def _manifest_record(path: Path, row: dict, keys: dict[str, str | None], follow_links) -> Record:
+    image, error = _image_path(path.parent, str(row.get(keys["image"]) or "").strip(), follow_links)
     more = [cell for cell in row.get(MORE_CELLS) or [] if str(cell).strip()]
     if more and not error:
         error = (
@@ -228,7 +244,7 @@ def _manifest_record(path: Path, row: dict, keys: dict[str, str | None]) -> Reco
             "comma needs quotes)"
         )
     used = {*keys.values(), "split", "ingredients", MORE_CELLS}
-    return Record(
+    record = Record(
         image=image,
         title=str(row.get(keys["caption"]) or "").strip(),
         ingredients=_as_list(row.get("ingredients")),
@@ -240,16 +256,21 @@ def _manifest_record(path: Path, row: dict, keys: dict[str, str | None]) -> Reco
         extra={k: v for k, v in row.items() if k not in used},
         error=error,
     )
+    if image is None and not record.has_text and not error:
+        record.error = "its row has no image, no caption and no ingredients: nothing to index"
+    return record
 
 
-def _image_path(folder: Path, value: str) -> tuple[Path | None, str | None]:
-    """The absolute image path of a manifest cell, and why it is no file name (a NUL, ...)."""
+def _image_path(folder: Path, value: str, follow_links: bool) -> tuple[Path | None, str | None]:
+    """The absolute image path of a manifest cell (its links not followed: a link inside the
+    folder keeps its own name), and why it is not read: no file name (a NUL, ...), or a link
+    that leaves the manifest's folder (unless ``follow_links``)."""
     if not value:
         return None, None
-    try:
-        return (folder / value).resolve(), None
-    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a symlink loop
-        return folder / value, f"{printable(value)!r} is not a valid file name ({err})"
+    image = Path(os.path.normpath(folder / value))
+    if "\0" in value:  # never a file name: said whether or not links are followed
+        return image, f"{printable(value)!r} is not a valid file name (a NUL in it)"
+    return image, link_problem(image, folder, follow_links)
 
 
 def _as_list(value) -> list[str]:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from multimodal.data.download import RECIPES5K_SHA256, RECIPES5K_URL, fetch_dataset
+from multimodal.data.folders import link_problem
 from multimodal.data.records import Record
 from multimodal.paths import data_home
 
@@ -39,8 +40,11 @@ def recipes5k_splits(root: str | Path) -> list[str]:
     return [s for s in KNOWN_SPLITS if s in found] + sorted(found - set(KNOWN_SPLITS))
 
 
-def read_recipes5k(root: str | Path, split: str | None = None) -> list[Record]:
-    """Records of one split, or of every split present when ``split`` is None."""
+def read_recipes5k(
+    root: str | Path, split: str | None = None, follow_links: bool = False
+) -> list[Record]:
+    """Records of one split, or of every split present when ``split`` is None. A photo that
+    a link takes outside ``root`` keeps the reason in ``error`` (unless ``follow_links``)."""
     root = Path(root).resolve()
     present = recipes5k_splits(root)
     if split is not None and split not in present:
@@ -59,9 +63,10 @@ def read_recipes5k(root: str | Path, split: str | None = None) -> list[Record]:
     records = []
     for name in [split] if split else present:
         for image, label in _split_entries(annotations, name, len(titles)):
+            path = root / "images" / image
             records.append(
                 Record(
-                    image=root / "images" / image,
+                    image=path,
                     title=titles[label].strip(),
                     ingredients=_split_list(ingredients[label]),
                     ingredients_simplified=_split_list(simplified[label]),
@@ -70,6 +75,7 @@ def read_recipes5k(root: str | Path, split: str | None = None) -> list[Record]:
                     split=name,
                     source=SOURCE,
                     root=root,
+                    error=link_problem(path, root, follow_links),
                 )
             )
     return records

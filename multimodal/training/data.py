@@ -41,8 +41,9 @@ def title_key(title: str) -> str:
 
 
 def build_train_set(records: Sequence[Record], tokenizer) -> TrainSet:
-    """Keep the records with an image and a text; tokenise once; number the groups."""
-    paired = [r for r in records if r.image is not None and r.has_text]
+    """Keep the records with an image and a text that their reader could use (no ``error``);
+    tokenise once; number the groups."""
+    paired = [r for r in records if r.image is not None and r.has_text and not r.error]
     if not paired:
         raise ValueError("no record has both an image and a text: nothing to train on")
     build = RecipeTextBuilder.for_tokenizer(tokenizer)

@@ -332,6 +332,15 @@ class Store(ABC):
         now; a server in the background, waited for only if ``wait``), then the record of
         the load cleared. Nothing to do when no load is in progress."""
 
+    def open_existing(self, name: str) -> dict[str, Any] | None:
+        """Open collection ``name`` for use if it exists and return its metadata (None when
+        there is none): a store that another process holds, or a server out of reach, is a
+        :class:`StoreError` here, before any slow work (loading a model) is done."""
+        if name not in self.collections():
+            return None
+        self.count(name)  # its first use: an embedded store loads (and locks) the shard here
+        return self.metadata(name)
+
     def bulk_state(self, name: str) -> dict[str, Any] | None:
         """The bulk load in progress in ``name`` (when it began, what to restore), or None."""
         return self.metadata(name).get(BULK_LOAD)

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from indexer.collection_settings import QUANTIZATIONS, CollectionSettings, check_embedded
+from indexer.collection_settings import (
+    QUANTIZATIONS,
+    CollectionSettings,
+    check_embedded,
+    check_settings,
+)
 from indexer.factory import open_store
+from indexer.store import Store
 from multimodal.commands.common import positive_int
 
 
@@ -36,6 +42,15 @@ def add_where_arguments(parser: argparse.ArgumentParser) -> None:
 
 def open_store_from_args(args: argparse.Namespace):
     return open_store(args.store, args.qdrant_url, args.api_key_env, args.grpc)
+
+
+def claim_collection(store: Store, name: str, settings: CollectionSettings) -> None:
+    """Open collection ``name``, if it exists, before any slow work: a store that another
+    process holds (a running serve or index) is a StoreError now, not after the model has
+    loaded, and so are settings the collection was not made with (a ValueError)."""
+    metadata = store.open_existing(name)
+    if metadata is not None:
+        check_settings(name, CollectionSettings.from_metadata(metadata), settings)
 
 
 def add_collection_arguments(parser: argparse.ArgumentParser) -> None:

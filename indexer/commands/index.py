@@ -6,7 +6,10 @@
 Embedded Qdrant Edge in the user's data folder by default (``--store PATH`` to choose it), or
 a Qdrant server with ``--qdrant-url URL``. A rerun skips what is unchanged, re-embeds what
 changed, and (``--prune``) removes points whose files are gone; killed at any moment, a
-rerun finishes the job.
+rerun finishes the job. The collection is opened before the model loads, so a store another
+process holds is said at once. Every file of the data set that is not indexed is in the
+rejects file with its reason; links that leave the data folder are read only with
+``--follow-links``.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from pathlib import Path
 from indexer.commands.common import (
     add_collection_arguments,
     add_store_arguments,
+    claim_collection,
     collection_settings,
     open_store_from_args,
 )
-from indexer.pipeline import index_records, write_rejects
+from indexer.pipeline import IndexReport, index_records, write_rejects
 from indexer.ray_index import index_records_ray, worker_target
 from indexer.store import default_store_path
 from multimodal.commands.common import (
@@ -34,6 +38,7 @@ from multimodal.commands.common import (
     ray_options,
 )
 from multimodal.encoder import load_encoder
+from multimodal.spec import parse_model_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete the points under the data set's folder whose image file is gone",
     )
     parser.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="read photos and captions that links take outside the data folder (by default "
+        "each is skipped, with its reason in the rejects file)",
+    )
+    parser.add_argument(
         "--rejects",
         default=None,
         help="where to write the JSONL of skipped files and why (default: "
@@ -65,34 +76,49 @@ def build_parser() -> argparse.ArgumentParser:
 @command("index")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = collection_settings(args)  # refused before the data and model load
+    settings = collection_settings(args)  # refused before the store, the data and the model
     options = ray_options(args)  # None: the local engine
-    records = load_data(args)  # every split unless --split
-    if not records:
-        raise ValueError(f"no items found in {args.data}")
-    device = "cpu" if options else args.device  # with Ray, the driver's model only plans
-    precision = "fp32" if options else args.precision
-    encoder = load_encoder(args.model, device, precision, tta=args.tta)
-    common = {"max_pixels": args.max_pixels, "prune": args.prune,
-              "settings": settings, "progress": not args.no_progress}  # fmt: skip
+    parse_model_spec(args.model)  # a bad spec: one line before anything is opened
     with open_store_from_args(args) as store:
-        if options:
-            target = worker_target(store, args.api_key_env, args.grpc)
-            report = index_records_ray(
-                encoder, store, args.collection, records, options, target, **common
-            )
-        else:
-            batch_size = image_batch_size(args.batch_size, encoder.device)
-            report = index_records(
-                encoder, store, args.collection, records, batch_size, args.workers, **common
-            )
+        claim_collection(store, args.collection, settings)  # a busy store: said at once
+        records = load_data(args, follow_links=args.follow_links)  # every split unless --split
+        if not records:
+            raise ValueError(f"no items found in {args.data}")
+        device = "cpu" if options else args.device  # with Ray, the driver's model only plans
+        precision = "fp32" if options else args.precision
+        encoder = load_encoder(args.model, device, precision, tta=args.tta)
+        report = _index(args, encoder, store, records, settings, options)
     print(report.summary())
     if report.rejects:
-        default = Path(args.store) if args.store else default_store_path()
-        if args.qdrant_url:
-            default = Path.cwd()
-        path = write_rejects(
-            args.rejects or default / f"{args.collection}.rejects.jsonl", report.rejects
-        )
+        path = write_rejects(_rejects_path(args), report.rejects)
         print(f"{report.rejected} files skipped; reasons in {path}")
     return 0
+
+
+def _index(args, encoder, store, records, settings, options) -> IndexReport:
+    """Run the chosen engine over ``records``."""
+    common = {
+        "max_pixels": args.max_pixels,
+        "prune": args.prune,
+        "settings": settings,
+        "progress": not args.no_progress,
+    }
+    if options:
+        target = worker_target(store, args.api_key_env, args.grpc)
+        return index_records_ray(
+            encoder, store, args.collection, records, options, target, **common
+        )
+    batch_size = image_batch_size(args.batch_size, encoder.device)
+    return index_records(
+        encoder, store, args.collection, records, batch_size, args.workers, **common
+    )
+
+
+def _rejects_path(args) -> Path:
+    """``--rejects``, else COLLECTION.rejects.jsonl in the store folder (here with a server)."""
+    if args.rejects:
+        return Path(args.rejects)
+    folder = Path(args.store) if args.store else default_store_path()
+    if args.qdrant_url:
+        folder = Path.cwd()
+    return folder / f"{args.collection}.rejects.jsonl"

@@ -1,9 +1,13 @@
-"""Decode and preprocess images in DataLoader workers; a bad file is reported, never fatal."""
+"""Decode and preprocess images in DataLoader workers; a bad file is reported, never fatal,
+and the workers die with the process that started them (:func:`die_with_parent`)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -82,12 +86,19 @@ def iter_image_batches(
         num_workers=workers if len(dataset) > batch_size else 0,
         collate_fn=partial(_collate, paths=dataset.paths),  # picklable for any start method
         pin_memory=torch.cuda.is_available(),
-        worker_init_fn=single_threaded_worker,
+        worker_init_fn=partial(decoding_worker, parent=os.getpid()),
     )
     yield from loader
 
 
 WORKER_NICENESS = 19  # the lowest: decoding yields the cores to the model's threads (os.nice)
+
+
+def decoding_worker(worker_id: int, parent: int) -> None:
+    """A decoding worker of process ``parent``: it dies with it (:func:`die_with_parent`),
+    single-threaded and below the model's priority (:func:`single_threaded_worker`)."""
+    die_with_parent(parent)
+    single_threaded_worker(worker_id)
 
 
 def single_threaded_worker(_worker_id: int) -> None:
@@ -97,6 +108,35 @@ def single_threaded_worker(_worker_id: int) -> None:
     torch.set_num_threads(1)
     with contextlib.suppress(OSError):  # a system that refuses: the same priority, then
         os.nice(WORKER_NICENESS)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when its parent dies
+
+
+def die_with_parent(parent: int) -> None:
+    """On Linux, have the kernel SIGKILL this process as soon as its parent dies (``prctl``).
+
+    A forked worker holds copies of its parent's file descriptors, the store's lock among
+    them: killed with ``kill -9``, an indexer's workers would otherwise keep the store locked
+    until they notice on their own (torch's check runs every 5 s). Should the parent be gone
+    already (it died between the fork and this call), the worker ends now. Elsewhere: nothing
+    (the workers notice as before). Strictly, the kernel watches the thread that started the
+    workers: the one that iterates the batches, which lives until they are done."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # no libc to call: as elsewhere
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if not _alive(parent):
+        os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or its number is another user's now
+        return False
+    return True
 
 
 def _collate(items, paths: list[str]) -> ImageBatch:

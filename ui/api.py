@@ -290,7 +290,14 @@ def _first_error(errors) -> str:
         return "invalid request"
     error = errors[0]
     where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
-    return f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid")
+    message = f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid")
+    return _printable(message)
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: a control character (a newline in a field's name, say) written
+    as its escape."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 async def _validation_refused(request: Request, err: RequestValidationError) -> JSONResponse:

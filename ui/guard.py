@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 import json
 import math
 import time
@@ -38,10 +39,10 @@ from dataclasses import dataclass
 # under slowapi); slowapi's per-route decorators would not reach the page's routes.
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import SlidingWindowCounterRateLimiter
 from starlette.exceptions import HTTPException
 
-from ui.origins import Origins
+from ui.origins import Origins, first_entry
 from ui.service import MAX_UPLOAD_BYTES, too_many_bytes
 
 MAX_JSON_BYTES = 1024 * 1024  # a JSON request (a search is a few kilobytes at most)
@@ -106,22 +107,38 @@ class Access:
 
 
 class Failures:
-    """Wrong credentials per client address, in a moving window (:data:`MAX_FAILURES` in
-    :data:`FAILURE_WINDOW` minutes)."""
+    """Wrong credentials per client, in a sliding window (:data:`MAX_FAILURES` in
+    :data:`FAILURE_WINDOW` minutes). A client is its IPv4 address, or its IPv6 /64 network
+    (one home or host gets a whole /64: counted per address, it could guess forever). The
+    window's counters expire and are dropped, so the memory stays bounded."""
 
     def __init__(self, allowed: int = MAX_FAILURES, minutes: int = FAILURE_WINDOW):
         self.limit = RateLimitItemPerMinute(allowed, minutes)
-        self.window = MovingWindowRateLimiter(MemoryStorage())
+        self.window = SlidingWindowCounterRateLimiter(MemoryStorage())
 
     def wait(self, client: str) -> int:
         """Seconds ``client`` must wait before it may try again; 0: it may now."""
-        if self.window.test(self.limit, client):
+        key = client_key(client)
+        if self.window.test(self.limit, key):
             return 0
-        reset = self.window.get_window_stats(self.limit, client).reset_time
+        reset = self.window.get_window_stats(self.limit, key).reset_time
         return max(1, math.ceil(reset - time.time()))
 
     def add(self, client: str) -> None:
-        self.window.hit(self.limit, client)
+        self.window.hit(self.limit, client_key(client))
+
+
+def client_key(address: str) -> str:
+    """The key a client's failures are counted under: its IPv4 address, its IPv6 /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class Guard:
@@ -156,8 +173,12 @@ class Guard:
     def _refusal(self, scope, headers) -> tuple | None:
         """(status, detail[, access, extra headers]) refusing the request, or None."""
         local = (scope.get("server") or (None,))[0]
-        if not self.origins.host_allowed(headers.get("host"), local):
-            return 400, _not_our_name(headers.get("host"))
+        host = headers.get("host")
+        if not self.origins.host_allowed(host, local):
+            return 400, _not_our_name(host)
+        forwarded = headers.get("x-forwarded-host")  # left only by a believed proxy
+        if forwarded is not None and not self.origins.host_allowed(first_entry(forwarded)):
+            return 400, _not_our_name(forwarded)
         method = scope.get("method", "WEBSOCKET")
         if self.origins.cross_site(method, headers):
             return 403, CROSS_SITE

@@ -22,6 +22,7 @@ the proxies whose forwarded headers it believes.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -70,6 +71,8 @@ class Origins:
             names.append(bind)
         origins = tuple(_origin(origin) for origin in cors_origins)
         proxies = tuple(_network(address) for address in forwarded_allow_ips)
+        if "*" in proxies:  # any address: the one entry uvicorn takes it as
+            proxies = ("*",)
         return cls(tuple(dict.fromkeys(names)), origins, proxies)
 
     def host_allowed(self, host_header: str | None, local_address: str | None = None) -> bool:
@@ -92,8 +95,8 @@ class Origins:
             return headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
         if origin.lower() in self.cors_origins:
             return False
-        own = {headers.get("host", "").lower(), headers.get("x-forwarded-host", "").lower()}
-        return urlsplit(origin.lower()).netloc not in own - {""}
+        own = {headers.get("host", ""), first_entry(headers.get("x-forwarded-host", ""))}
+        return urlsplit(origin.lower()).netloc not in {name.lower() for name in own} - {""}
 
     def trusts(self, address: str | None) -> bool:
         """Whether a connection from ``address`` is a proxy whose forwarded headers count."""
@@ -127,6 +130,12 @@ def forwarded_headers(app, origins: Origins):
     return asgi
 
 
+def first_entry(value: str | None) -> str | None:
+    """The first of a comma-separated header's entries (``X-Forwarded-Host: a, b``: ``a``,
+    the name the client used), stripped; None stays None."""
+    return value.split(",")[0].strip() if value is not None else None
+
+
 def _matches(host: str, pattern: str) -> bool:
     if pattern == "*":
         return True
@@ -154,6 +163,8 @@ def _plain(address: str | None) -> str | None:
 def _host_name(name: str) -> str:
     """An ``--allowed-hosts`` entry, checked: a name, an address, ``*.suffix`` or ``*``."""
     name = name.strip().lower().strip("[]")
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(name))  # an address, IPv6 included
     if name == "*" or (name.startswith("*.") and _parsed_host(name[2:])):
         return name
     if not name or "*" in name or _parsed_host(name) != name:

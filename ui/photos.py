@@ -29,8 +29,8 @@ from PIL import Image
 from starlette.responses import Response, StreamingResponse
 
 from indexer.store import Store, StoreError
-from multimodal.data.decoding import SHARED_BUDGET, BudgetExhausted
-from multimodal.data.images import load_image
+from multimodal.data.decoding import SHARED_BUDGET, BudgetExhausted, decode_photo
+from multimodal.data.images import ImageLoadError
 from multimodal.files import open_regular
 
 ROUTE = "/photo/{point_id}"
@@ -51,6 +51,7 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
     "Cache-Control": "private, max-age=300",
 }
+BUSY_HEADERS = {**HEADERS, "Retry-After": "5", "Cache-Control": "no-store"}
 
 
 def photo_url(point_id: str, root_url: str = "") -> str:
@@ -96,8 +97,7 @@ def _photo_response(store: Store, collection: str, point_id: str, max_pixels: in
             handle.close()
             return _not_found()
         if media_type == "":
-            handle.close()
-            return _preview(path, max_pixels)
+            return _preview(handle, max_pixels)
         handle.seek(0)
     except BaseException:
         handle.close()
@@ -125,20 +125,19 @@ def _sniffed(handle: BinaryIO) -> str | None:
         return None
 
 
-def _preview(path: Path, max_pixels: int) -> Response:
-    """A JPEG preview, decoded within the process's decoding budget as uploads are."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as header:
-                pixels = header.width * header.height
-        with SHARED_BUDGET.hold(pixels):
-            image = load_image(path, max_pixels)
-            image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    except BudgetExhausted:
-        return Response("busy: try again in a moment\n", 503, HEADERS, "text/plain")
-    except Exception:  # gone, swapped, or not an image after all: the one refusal
-        return _not_found()
+def _preview(handle: BinaryIO, max_pixels: int) -> Response:
+    """A JPEG preview of the photo open in ``handle``, decoded as uploads are: within the
+    process's budget, shrunk as it is decoded."""
+    with handle:
+        try:
+            handle.seek(0)
+            image = decode_photo(
+                handle, "photo", max_pixels, max_side=PREVIEW_SIDE, budget=SHARED_BUDGET
+            )
+        except BudgetExhausted:
+            return Response("busy: try again in a moment\n", 503, BUSY_HEADERS, "text/plain")
+        except ImageLoadError:
+            return _not_found()
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=88)
     return Response(buffer.getvalue(), 200, HEADERS, "image/jpeg")

@@ -31,6 +31,8 @@ from fastapi.routing import APIRoute
 # own pages load them from a CDN).
 from fastapi_offline import FastAPIOffline
 from gradio import route_utils
+from gradio import utils as gradio_utils
+from gradio_client import utils as client_utils
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
@@ -78,6 +80,7 @@ def build_app(
     # Blocks "has launched", which launch() records and mounting does not: unset, any path on
     # the server was copied into the cache and served back. The page is live once mounted.
     blocks.has_launched = True
+    only_uploads(blocks)
     app.add_middleware(Guard, access=access, origins=origins)
     # CORS for the origins --cors-origin names, and none for any other. A parent app's
     # CORSMiddleware also switches off Gradio's own, which allows every localhost origin.
@@ -91,6 +94,34 @@ def build_app(
     app.state.blocks = blocks
     app.state.origins = origins
     return app
+
+
+NOT_UPLOADED = "not a file uploaded to this page: upload the photo, then search"
+
+
+def only_uploads(blocks: gr.Blocks) -> None:
+    """Make ``blocks``' inputs take only files in the upload folder, refused before Gradio
+    looks at them. Gradio's own check (above) lets an http(s) URL through, which it then
+    downloads whole into the upload folder (any size, from any public server); and it names
+    the path it refuses. Here every other value gets one message, whatever it names."""
+    preprocess = blocks.preprocess_data
+
+    async def checked(block_fn, inputs, state, explicit_call=False):
+        if not explicit_call:  # a request's inputs, not the app's own call
+            for value in inputs:
+                client_utils.traverse(value, _uploaded, client_utils.is_file_obj_with_meta)
+        return await preprocess(block_fn, inputs, state, explicit_call)
+
+    blocks.preprocess_data = checked
+
+
+def _uploaded(file_data: dict) -> dict:
+    path = file_data.get("path")
+    if not isinstance(path, str) or client_utils.is_http_url_like(path):
+        raise gr.Error(NOT_UPLOADED, print_exception=False)
+    if not gradio_utils.is_in_or_equal(path, gradio_utils.get_upload_folder()):
+        raise gr.Error(NOT_UPLOADED, print_exception=False)
+    return file_data
 
 
 class UploadFolder:
@@ -171,7 +202,8 @@ class Server:
             self.thread.join(0.5)
 
     def close(self) -> None:
-        """Stop the page's queue and the server, free the port, and let go of the uploads."""
+        """Stop the page's queue and the server, free the port, and let go of the uploads
+        (kept should the server not stop in time: it may still write there)."""
         if self.closed:
             return
         self.closed = True
@@ -179,7 +211,8 @@ class Server:
         self.uvicorn.should_exit = True
         self.thread.join(STOP_TIMEOUT + 5)
         self.socket.close()
-        UploadFolder.release()
+        if not self.thread.is_alive():
+            UploadFolder.release()
 
 
 def bind(host: str, port: int | None) -> socket.socket:

@@ -35,7 +35,7 @@ from PIL import Image
 
 from indexer.search import Searcher, Term, parse_query
 from indexer.store import MODES, SearchFilter, StoredPoint
-from multimodal.data.decoding import SHARED_BUDGET, decode_photo
+from multimodal.data.decoding import PHOTO_FORMATS, SHARED_BUDGET, decode_photo
 from multimodal.data.images import ImageLoadError, check_image_size, reason_for
 from multimodal.files import open_regular
 from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS
@@ -297,7 +297,7 @@ def _check_pixels(data: bytes, max_pixels: int) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as image:  # the header only
+            with Image.open(io.BytesIO(data), formats=PHOTO_FORMATS) as image:  # the header
                 size = image.size
     except Image.DecompressionBombError as err:  # PIL's own limit, far past ours
         raise PhotoTooLarge(f"that photo cannot be used: decompression bomb: {err}") from None

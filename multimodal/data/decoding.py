@@ -146,7 +146,10 @@ def decode_photo(
                 check_image_size(name, *image.size, max_pixels, max_aspect)
                 held = budget.hold(image.width * image.height) if budget else _nothing()
                 with held:
-                    return _decoded(image, name, max_pixels, max_aspect, max_side)
+                    try:
+                        return _decoded(image, name, max_pixels, max_aspect, max_side)
+                    finally:  # the full-size raster freed before the next decoding starts
+                        image.close()
     except (ImageLoadError, BudgetExhausted):
         raise
     except Exception as err:  # anything a hostile file makes PIL raise is a reason, not a crash

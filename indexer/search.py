@@ -48,6 +48,7 @@ from multimodal.data.images import (
 )
 from multimodal.encoder import DualEncoder, model_stamp
 from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS, item_ingredients
+from multimodal.tower_locks import tower_locks
 
 TARGETS = ("image", "text")
 MAX_RESULTS = 10_000  # results one search may ask for: more is a typo, not a page of hits
@@ -110,14 +111,18 @@ class Searcher:
         terms = self._terms(query)
         total = np.zeros(self.encoder.embed_dim, np.float32)
         sources = set()
+        locks = tower_locks(self.encoder)  # one pass per tower at a time, whoever searches
         texts = [t for t in terms if t.kind == "text"]
         if texts:
-            vectors = self.encoder.encode_texts([t.value for t in texts])
+            with locks.text:
+                vectors = self.encoder.encode_texts([t.value for t in texts])
             for term, vector in zip(texts, vectors, strict=True):
                 total += term.weight * vector
         for term in terms:
             if term.kind == "image":
-                total += term.weight * self._image_vector(term.value)
+                image = self._image(term.value)  # decoded before the tower is waited for
+                with locks.image:
+                    total += term.weight * self.encoder.encode_images([image])[0]
             elif term.kind == "point":
                 total += term.weight * self.point_vector(term.value)
                 sources.add(_point_id(term.value, self.collection))  # as the store spells it
@@ -146,14 +151,13 @@ class Searcher:
             vectors.append(vector / np.linalg.norm(vector))
         return vectors
 
-    def _image_vector(self, image) -> np.ndarray:
+    def _image(self, image) -> Image.Image:
+        """A query photo (a PIL image, or a file) as a checked RGB image."""
         if isinstance(image, Image.Image):
             # The limits a file gets from its header, before the model resizes it.
             check_image_size("the query image", *image.size, self.max_pixels)
-            image = to_rgb(image)
-        else:
-            image = load_image(image, self.max_pixels)
-        return self.encoder.encode_images([image])[0]
+            return to_rgb(image)
+        return load_image(image, self.max_pixels)
 
     def _terms(self, query) -> list[Term]:
         if isinstance(query, str):

@@ -21,9 +21,10 @@ from indexer.search import Searcher
 from indexer.store import SearchFilter
 from multimodal.data.readers import read_records
 from multimodal.suggestions import VOTERS
+from multimodal.tower_locks import tower_locks
 from ui.app import RecipeApp, launch
 from ui.photos import public_payload
-from ui.service import MAX_K, MAX_TEXT, MAX_UPLOAD_BYTES, encoder_locks
+from ui.service import MAX_K, MAX_TEXT, MAX_UPLOAD_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -298,7 +299,7 @@ def test_the_page_and_the_api_share_the_towers_locks(api, monkeypatch):
     to the model, shared by its TTA and plain variants."""
     client, page, root = api
     encoder = page.searcher.encoder
-    assert encoder_locks(encoder) is encoder_locks(encoder.with_tta(not encoder.tta))
+    assert tower_locks(encoder) is tower_locks(encoder.with_tta(not encoder.tta))
     running, overlaps = [0], []
     encode_texts = encoder.encode_texts
 

@@ -372,3 +372,27 @@ def test_index_gives_an_old_collection_its_words_without_embedding(indexed, tmp_
     assert cli(["search", "red circle", "--mode", "sparse", "-k", "2", "--json", *common]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["title"] for row in rows] == ["Red Circle Cake"] * 2
+
+
+def test_every_search_waits_for_the_tower_it_needs(searcher, indexed):
+    """The searcher itself takes the towers' locks (the command line and benchmarks too, not
+    only the server): a text search waits while the text tower is busy, a photo search while
+    the image tower is; a stored point needs neither."""
+    import threading
+
+    from multimodal.tower_locks import tower_locks
+
+    root, _ = indexed
+    photo = next(root.glob("images/*/*.jpg"))
+    point = next(iter(searcher.store.scroll("dishes", fields=["label"]))).id
+    locks = tower_locks(searcher.encoder)
+    for lock, query in ((locks.text, "red cake"), (locks.image, photo)):
+        done = threading.Event()
+        with lock:
+            worker = threading.Thread(target=lambda q=query, d=done: (searcher.search(q), d.set()))
+            worker.start()
+            assert not done.wait(0.3)  # held up by the busy tower
+            with locks.text if lock is locks.image else locks.image:
+                assert searcher.search(("id", point))  # a stored point passes both
+        worker.join(30)
+        assert done.is_set()

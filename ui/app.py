@@ -29,7 +29,7 @@ from ui.map_view import MapView
 from ui.origins import Origins
 from ui.photos import page_root_url, photo_url, public_payload
 from ui.server import Server, start
-from ui.service import read_upload_file, towers
+from ui.service import read_upload_file
 
 log = logging.getLogger(__name__)
 
@@ -231,9 +231,8 @@ class RecipeApp:
         the hits in each of ``targets``; ``how``: mode, diversity, like and unlike, as
         :meth:`Searcher.nearest` takes them."""
         try:
-            if terms:
-                with towers(self.searcher.encoder, terms):  # shared with the API
-                    prepared = self.searcher.prepare(terms)
+            if terms:  # the searcher takes the towers' locks, shared with the API
+                prepared = self.searcher.prepare(terms)
             else:
                 prepared = self.searcher.feedback_only(how.get("like"), how.get("unlike"))
             results = [

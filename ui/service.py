@@ -7,11 +7,12 @@
 
 A query is words (a mixed expression, ``'"2:apple pie" - cinnamon'``), an uploaded photo, a
 stored point's id, or a mix, with the target, the filters and the modes of
-:meth:`indexer.search.Searcher.nearest`. Each tower of the model is guarded by its own lock
-(:func:`towers`), shared with the page's handlers: one forward pass at a time per tower, so a
-text search never waits behind a photo's (four views with TTA), while the store
-(thread-safe) answers any number of searches at once. Each hit comes back with its
-photo's URL (:func:`ui.photos.photo_url`) and its public payload (no server paths).
+:meth:`indexer.search.Searcher.nearest`. The searcher takes each tower's lock
+(:mod:`multimodal.tower_locks`) for every search, the page's, the API's and the command
+line's: one forward pass at a time per tower, so a text search never waits behind a photo's
+(four views with TTA), while the store (thread-safe) answers any number of searches at once.
+Each hit comes back with its photo's URL (:func:`ui.photos.photo_url`) and its public payload
+(no server paths).
 
 Bad input is a ``ValueError`` naming the fix; :class:`UnknownPoint` for an id the collection
 does not hold; :class:`PhotoTooLarge` for an upload past the byte or pixel limit;
@@ -21,12 +22,8 @@ does not hold; :class:`PhotoTooLarge` for an upload past the byte or pixel limit
 from __future__ import annotations
 
 import io
-import threading
 import uuid
 import warnings
-import weakref
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
@@ -48,35 +45,6 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one uploaded photo (the page's cap too)
 LOOKS_LIKE = 5  # dish types a photo is said to look like
 DEFAULT_K = 12
 UPLOAD_SIDE = 2048  # an upload is shrunk to this many pixels a side as it is decoded
-
-_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_locks_guard = threading.Lock()
-
-
-def encoder_locks(encoder) -> tuple[threading.Lock, threading.Lock]:
-    """The image tower's and the text tower's locks of ``encoder``'s model (shared by its
-    TTA and plain variants, which share the weights): whoever runs a forward pass (the
-    page, the API) takes the tower's lock, so each tower runs one pass at a time."""
-    with _locks_guard:
-        locks = _locks.get(encoder.model)
-        if locks is None:
-            locks = _locks[encoder.model] = (threading.Lock(), threading.Lock())
-        return locks
-
-
-@contextmanager
-def towers(encoder, terms) -> Iterator[None]:
-    """Hold the locks of the towers ``terms`` need (photos: the image tower; words: the text
-    tower; stored points: none), always taken in that order, so two searches never wait on
-    each other crosswise."""
-    kinds = {term.kind for term in terms}
-    image, text = encoder_locks(encoder)
-    with ExitStack() as held:
-        if "image" in kinds:
-            held.enter_context(image)
-        if "text" in kinds:
-            held.enter_context(text)
-        yield
 
 
 class UnknownPoint(LookupError):
@@ -230,9 +198,8 @@ class SearchService:
     ) -> tuple[list[StoredPoint], np.ndarray, str]:
         """The hits, the query's vector and the mode its words were matched in."""
         searcher, how = self.searcher, {"like": query.like, "unlike": query.unlike}
-        if terms:  # the towers the terms need (stored points alone: none)
-            with towers(searcher.encoder, terms):
-                prepared = searcher.prepare(terms)
+        if terms:  # the searcher takes the towers' locks (multimodal.tower_locks)
+            prepared = searcher.prepare(terms)
         else:
             prepared = searcher.feedback_only(query.like, query.unlike, query.target)
         used = searcher.mode_for(prepared, mode)

@@ -93,6 +93,7 @@ class EdgeStore(QdrantStore):
         if shard is not None:
             shard.close()
         self._known_settings.pop(name, None)
+        self._worded.discard(name)
         shutil.rmtree(self._folder(name), ignore_errors=True)
 
     def optimize(self, name: str) -> None:

@@ -44,6 +44,7 @@ class QdrantStore(Store):
 
     def __init__(self) -> None:
         self._known_settings: dict[str, CollectionSettings] = {}
+        self._worded: set[str] = set()  # collections known to have their BM25 words
 
     # -- collections ---------------------------------------------------------------------
 
@@ -61,6 +62,7 @@ class QdrantStore(Store):
             self._discard_partial(name)
             metadata = spec.metadata()
             self._known_settings.pop(name, None)
+            self._worded.discard(name)
             self._create(name, spec.dim, spec.settings, metadata)
             for field in KEYWORD_FIELDS:
                 self._index_keyword(name, field)
@@ -170,8 +172,11 @@ class QdrantStore(Store):
         return sorted(((_plain(hit.value), hit.count) for hit in hits), key=lambda h: -h[1])
 
     def has_words(self, name: str) -> bool:
-        """Whether the backend's collection has the ``bm25`` sparse vector."""
-        return self._has_words(name)
+        """Whether the backend's collection has the ``bm25`` sparse vector (once it has,
+        known without asking again: every hybrid search asks)."""
+        if name not in self._worded and self._has_words(name):
+            self._worded.add(name)
+        return name in self._worded
 
     def add_words(self, name: str) -> None:
         """Add the ``bm25`` sparse vector unless the collection has it."""

@@ -265,8 +265,8 @@ class Searcher:
             raise ValueError(f"unknown mode {mode!r}: use {', '.join(MODES)}")
         if mode == "dense":
             return mode, None
-        if self.words is None:
-            raise StoreError(
+        if self.words is None:  # the caller's choice of mode, not the store's failure
+            raise ValueError(
                 f"collection {self.collection!r} has no BM25 words (it was indexed before "
                 f"hybrid search): run multimodal index on it again to add them (photos are "
                 f"not embedded again), or search with mode dense"

@@ -94,6 +94,7 @@ class ServerStore(QdrantStore):
     def drop(self, name: str) -> None:
         """Delete the collection on the server."""
         self._known_settings.pop(name, None)
+        self._worded.discard(name)
         self.client.delete_collection(name)
 
     def close(self) -> None:

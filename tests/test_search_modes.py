@@ -362,7 +362,8 @@ def test_index_gives_an_old_collection_its_words_without_embedding(indexed, tmp_
         old.upsert("dishes", copies)
         assert not old.has_words("dishes")
     common = ["--collection", "dishes", "--store", str(tmp_path / "old")]
-    assert cli(["search", "red circle", "--mode", "hybrid", *common]) == 1
+    # asking for words the collection lacks is the caller's mistake (exit 2), not the store's
+    assert cli(["search", "red circle", "--mode", "hybrid", *common]) == 2
     assert "run multimodal index on it again" in capsys.readouterr().err
     argv = ["index", "--model", "tiny-random", "--data", str(root), "--workers", "0",
             "--no-progress", *common]  # fmt: skip

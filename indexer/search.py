@@ -19,7 +19,6 @@ is matched densely whatever the mode.
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from indexer.bm25 import Bm25Settings, Bm25Words
+from indexer.point_ids import MAX_FEEDBACK, feedback, point_id
 from indexer.query import MAX_WEIGHT, Term, parse_query
 from indexer.store import (
     MODES,
@@ -52,9 +52,12 @@ from multimodal.tower_locks import tower_locks
 
 TARGETS = ("image", "text")
 MAX_RESULTS = 10_000  # results one search may ask for: more is a typo, not a page of hits
-MAX_FEEDBACK = 100  # liked plus disliked points in one search
 MAX_FACETS = 100_000  # distinct values counted for the dish list and ingredient prevalence
 CANDIDATES = 100  # what hybrid search fuses from each ranking, and what MMR re-ranks
+# Hits fetched past the last one kept, so that ties at the cut (fused rank scores tie often,
+# copies of a photo always) are broken by point id, not by the store's order, which may
+# differ from one run or thread to the next: one question, one answer.
+TIE_ROOM = 8
 
 
 @dataclass
@@ -125,7 +128,7 @@ class Searcher:
                     total += term.weight * self.encoder.encode_images([image])[0]
             elif term.kind == "point":
                 total += term.weight * self.point_vector(term.value)
-                sources.add(_point_id(term.value, self.collection))  # as the store spells it
+                sources.add(point_id(term.value, self.collection))  # as the store spells it
         norm = float(np.linalg.norm(total))
         if norm < 1e-6:
             raise ValueError("the query terms cancel out; change their weights")
@@ -139,13 +142,13 @@ class Searcher:
     def point_vectors(self, point_ids, space: str = "image") -> list[np.ndarray]:
         """:meth:`point_vector` of each id, in order; one ValueError naming the first id that
         is not a stored point."""
-        ids = [_point_id(point_id, self.collection) for point_id in point_ids]
+        ids = [point_id(value, self.collection) for value in point_ids]
         found = {p.id: p for p in self.store.retrieve(self.collection, ids, with_vectors=True)}
         vectors = []
-        for point_id in ids:
-            if point_id not in found:
-                raise ValueError(f"no point {point_id} in collection {self.collection!r}")
-            stored = found[point_id].vectors
+        for stored_id in ids:
+            if stored_id not in found:
+                raise ValueError(f"no point {stored_id} in collection {self.collection!r}")
+            stored = found[stored_id].vectors
             other = "text" if space == "image" else "image"
             vector = np.asarray(stored.get(space, stored.get(other)), np.float32)
             vectors.append(vector / np.linalg.norm(vector))
@@ -225,7 +228,7 @@ class Searcher:
         _check_request(target, limit, mode, diversity)
         if not isinstance(query, Prepared):
             query = Prepared(np.asarray(query, np.float32), set())
-        like, unlike = _feedback(like, unlike, self.collection)
+        like, unlike = feedback(like, unlike, self.collection)
         mode, words = self._matched(query, mode)
         request = SearchRequest(
             target,
@@ -241,7 +244,7 @@ class Searcher:
             oversampling=oversampling,
         )
         left_out = query.sources | set(like) | set(unlike)
-        fetch = limit + len(left_out)
+        fetch = limit + len(left_out) + (0 if diversity else TIE_ROOM)
         if group_by:
             fetch = min(max(fetch * 8, 64), 1000)
             request.candidates = max(request.candidates, fetch)
@@ -277,7 +280,7 @@ class Searcher:
     def feedback_only(self, like, unlike, target: str = "image") -> Prepared:
         """A query made of feedback alone: the first liked point (the others and the
         disliked ones steer the recommendation)."""
-        like, _ = _feedback(like, unlike, self.collection)
+        like, _ = feedback(like, unlike, self.collection)
         if not like:
             raise ValueError(
                 "nothing to search for: give a query, or like at least one result "
@@ -343,27 +346,6 @@ def _check_request(target: str, limit: int, mode: str = "dense", diversity: floa
         raise ValueError(f"diversity must be from 0 to 1, not {diversity}")
 
 
-def _point_id(point_id, collection: str) -> str:
-    """A point id as the store spells it; anything that is not a UUID names no point."""
-    try:  # point ids are UUIDs; a server store would answer anything else with an error
-        return str(uuid.UUID(str(point_id).strip()))
-    except ValueError:
-        raise ValueError(f"no point {str(point_id)[:80]!r} in collection {collection!r}") from None
-
-
-def _feedback(like, unlike, collection: str) -> tuple[list[str], list[str]]:
-    """Liked and disliked point ids as the store spells them, each once; one ValueError for
-    too many, or for a point both liked and disliked."""
-    like = list(dict.fromkeys(_point_id(i, collection) for i in like or ()))
-    unlike = list(dict.fromkeys(_point_id(i, collection) for i in unlike or ()))
-    if len(like) + len(unlike) > MAX_FEEDBACK:
-        raise ValueError(f"at most {MAX_FEEDBACK} liked and disliked results in one search")
-    both = set(like) & set(unlike)
-    if both:
-        raise ValueError(f"point {sorted(both)[0]} is both liked and disliked: pick one")
-    return like, unlike
-
-
 def vote_ingredients(hits: list[StoredPoint], top: int = SUGGESTIONS) -> list[tuple[str, float]]:
     """:func:`multimodal.suggestions.vote_ingredients` over stored hits: each votes with its
     score for its base ingredients (or else its ingredient phrases)."""
@@ -390,6 +372,7 @@ def _grouped(hits: list[StoredPoint], field: str, size: int) -> list[StoredPoint
 
 
 __all__ = [
+    "MAX_FEEDBACK",
     "MAX_WEIGHT",
     "Prepared",
     "Searcher",

@@ -43,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from indexer.point_ids import MAX_FEEDBACK
 from indexer.query import MAX_WEIGHT
 from indexer.store import SearchFilter, StoreError
 from multimodal.data.decoding import BudgetExhausted
@@ -51,7 +52,6 @@ from multimodal.suggestions import SUGGESTIONS
 from ui.service import (
     DEFAULT_K,
     MAX_K,
-    MAX_MARKS,
     MAX_TEXT,
     MAX_UPLOAD_BYTES,
     Answer,
@@ -112,13 +112,13 @@ class SearchBody(Strict):
         "words, else dense",
     )
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR re-ranking, 0 to 1")
-    like: list[PointId] = Field([], max_length=MAX_MARKS, description="point ids to steer to")
-    unlike: list[PointId] = Field([], max_length=MAX_MARKS, description="point ids to avoid")
+    like: list[PointId] = Field([], max_length=MAX_FEEDBACK, description="point ids to steer to")
+    unlike: list[PointId] = Field([], max_length=MAX_FEEDBACK, description="point ids to avoid")
 
     @model_validator(mode="after")
     def _marks(self) -> SearchBody:
-        if len(self.like) + len(self.unlike) > MAX_MARKS:
-            raise ValueError(f"at most {MAX_MARKS} liked and disliked results in one search")
+        if len(self.like) + len(self.unlike) > MAX_FEEDBACK:
+            raise ValueError(f"at most {MAX_FEEDBACK} liked and disliked results in one search")
         return self
 
     def query(self, photo=None) -> SearchQuery:

@@ -22,7 +22,6 @@ does not hold; :class:`PhotoTooLarge` for an upload past the byte or pixel limit
 from __future__ import annotations
 
 import io
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -30,6 +29,7 @@ from pathlib import Path, PurePath
 import numpy as np
 from PIL import Image
 
+from indexer.point_ids import MAX_FEEDBACK, point_id
 from indexer.search import Searcher, Term, parse_query
 from indexer.store import MODES, SearchFilter, StoredPoint
 from multimodal.data.decoding import PHOTO_FORMATS, SHARED_BUDGET, decode_photo
@@ -40,7 +40,6 @@ from ui.photos import photo_url, public_payload
 
 MAX_TEXT = 1000  # characters of a query's words
 MAX_K = 100  # results one API search returns
-MAX_MARKS = 100  # liked plus disliked results in one search
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one uploaded photo (the page's cap too)
 LOOKS_LIKE = 5  # dish types a photo is said to look like
 DEFAULT_K = 12
@@ -207,18 +206,18 @@ class SearchService:
                                 mode=mode, diversity=query.diversity, **how)  # fmt: skip
         return hits, prepared.vector, used
 
-    def _known(self, point_id: str) -> str:
-        """``point_id`` as the store spells it, if the collection holds it."""
+    def _known(self, value: str) -> str:
+        """``value`` as the store spells a point id, if the collection holds that point."""
         try:
-            spelled = str(uuid.UUID(str(point_id).strip()))
+            spelled = point_id(value, self.searcher.collection)
         except ValueError:
-            raise self._unknown(point_id) from None
+            raise self._unknown(value) from None
         if not self.searcher.store.retrieve(self.searcher.collection, [spelled], fields=["label"]):
             raise self._unknown(spelled)
         return spelled
 
-    def _unknown(self, point_id: str) -> UnknownPoint:
-        shown = str(point_id)[:80]
+    def _unknown(self, value: str) -> UnknownPoint:
+        shown = str(value)[:80]
         return UnknownPoint(f"no point {shown!r} in collection {self.searcher.collection!r}")
 
     def _hit(self, point: StoredPoint, root_url: str) -> Hit:
@@ -281,8 +280,8 @@ def _check_bounds(text: str, k: int, marks: int) -> None:
         raise ValueError(f"the query is {len(text):,} characters; at most {MAX_TEXT:,}")
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be a whole number from 1 to {MAX_K}, not {k}")
-    if marks > MAX_MARKS:
-        raise ValueError(f"at most {MAX_MARKS} liked and disliked results in one search")
+    if marks > MAX_FEEDBACK:
+        raise ValueError(f"at most {MAX_FEEDBACK} liked and disliked results in one search")
 
 
 def too_many_bytes(size: int | None, limit: int = MAX_UPLOAD_BYTES) -> str:

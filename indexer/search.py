@@ -48,7 +48,7 @@ from multimodal.data.images import (
 )
 from multimodal.encoder import DualEncoder, model_stamp
 from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS, item_ingredients
-from multimodal.tower_locks import tower_locks
+from multimodal.tower_locks import photo_queue, tower_locks
 
 TARGETS = ("image", "text")
 MAX_RESULTS = 10_000  # results one search may ask for: more is a typo, not a page of hits
@@ -124,8 +124,7 @@ class Searcher:
         for term in terms:
             if term.kind == "image":
                 image = self._image(term.value)  # decoded before the tower is waited for
-                with locks.image:
-                    total += term.weight * self.encoder.encode_images([image])[0]
+                total += term.weight * photo_queue(self.encoder).encode(image)
             elif term.kind == "point":
                 total += term.weight * self.point_vector(term.value)
                 sources.add(point_id(term.value, self.collection))  # as the store spells it

@@ -10,6 +10,9 @@ test-time augmentation (:meth:`multimodal.encoder.DualEncoder.with_tta`, same we
 them. Each tower has its own: a text query never waits behind a photo's views. Two threads
 running one tower together would each get half the cores and finish no sooner; under the lock
 the first is done in half the time.
+
+Query photos that arrive while the image tower is busy share its next pass
+(:class:`PhotoQueue`): four concurrent photo searches cost one batched pass, not four in a row.
 """
 
 from __future__ import annotations
@@ -35,3 +38,65 @@ def tower_locks(encoder) -> TowerLocks:
         if locks is None:
             locks = _locks[encoder.model] = TowerLocks(threading.Lock(), threading.Lock())
         return locks
+
+
+MAX_SHARED = 16  # photos one forward pass of the image tower takes for concurrent queries
+
+
+class _Waiting:
+    """A photo waiting for the image tower, and its vector once a pass has run it."""
+
+    def __init__(self, image):
+        self.image = image
+        self.vector = None
+
+
+class PhotoQueue:
+    """Query photos that arrive while the image tower is busy share its next forward pass.
+
+    Whoever gets the tower's lock runs every photo waiting then (up to :data:`MAX_SHARED`) in
+    one batch; a caller whose photo was in someone else's batch finds its vector ready and
+    returns. Nothing waits on a timer: a photo that finds the tower free runs at once, alone,
+    and under load the batches grow by themselves.
+
+    >>> vector = photo_queue(encoder).encode(image)
+    """
+
+    def __init__(self, encoder, max_shared: int = MAX_SHARED):
+        self.encoder, self.max_shared = encoder, max_shared
+        self.lock = tower_locks(encoder).image
+        self._waiting: list[_Waiting] = []
+        self._guard = threading.Lock()
+        self.passes = 0  # forward passes run, for the curious (tests, benchmarks)
+
+    def encode(self, image):
+        """``image``'s unit vector (a float32 array), computed in a shared pass."""
+        mine = _Waiting(image)
+        with self._guard:
+            self._waiting.append(mine)
+        while mine.vector is None:
+            with self.lock:
+                if mine.vector is not None:  # a pass that ran while we waited took ours
+                    break
+                with self._guard:
+                    batch = self._waiting[: self.max_shared]
+                    del self._waiting[: len(batch)]
+                vectors = self.encoder.encode_images([w.image for w in batch])
+                self.passes += 1
+                for waiting, vector in zip(batch, vectors, strict=True):
+                    waiting.vector = vector
+        return mine.vector
+
+
+_queues: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_queues_made = threading.Lock()  # not _made: a new queue takes that one for its lock
+
+
+def photo_queue(encoder) -> PhotoQueue:
+    """The :class:`PhotoQueue` of ``encoder`` (one per encoder: its TTA setting makes its
+    vectors; the lock is its model's)."""
+    with _queues_made:
+        queue = _queues.get(encoder)
+        if queue is None:
+            queue = _queues[encoder] = PhotoQueue(encoder)
+        return queue

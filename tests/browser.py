@@ -200,6 +200,13 @@ return {id: dishes.customdata[best], dx: px[best] - box.width / 2, dy: py[best] 
 """
 
 
+HOVERED_JS = """
+const gd = document.querySelector('#recipe-map .js-plotly-plot');
+const hovered = (gd && gd._hoverdata) || [];
+return hovered.length && hovered[0].curveNumber === 0 ? hovered[0].customdata : null;
+"""
+
+
 def _map_steps(driver, seen: PageObservations, screenshots: Path | None) -> MapObservations:
     """The Map tab after a search: the figure drawn, the star where the search fell and its
     results ringed; a point hovered (its title), then clicked (its card); the other layout."""
@@ -217,6 +224,9 @@ def _map_steps(driver, seen: PageObservations, screenshots: Path | None) -> MapO
     ActionChains(driver).move_to_element_with_offset(figure, round(lone["dx"]),
                                                      round(lone["dy"])).perform()  # fmt: skip
     found.hover = _wait(driver, lambda d: _element_text(d, "#recipe-map .hoverlayer"))
+    # the point Plotly says is under the mouse: the one aimed at, unless the figure moved
+    # under it (a relayout on a busy machine); the label and the card must be that point's
+    found.hovered_id = driver.execute_script(HOVERED_JS) or found.hovered_id
     ActionChains(driver).click().perform()
     found.card = _wait(driver, lambda d: _element_text(d, "#map-card"))
     _shot(driver, screenshots, "map", seen)

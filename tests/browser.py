@@ -228,7 +228,7 @@ def _map_steps(driver, seen: PageObservations, screenshots: Path | None) -> MapO
     # under it (a relayout on a busy machine); the label and the card must be that point's
     found.hovered_id = driver.execute_script(HOVERED_JS) or found.hovered_id
     ActionChains(driver).click().perform()
-    found.card = _wait(driver, lambda d: _element_text(d, "#map-card"))
+    found.card = _wait(driver, _written_card)
     _shot(driver, screenshots, "map", seen)
     other = "pca" if found.layout == "tsne" else "tsne"
     driver.find_element(
@@ -238,6 +238,13 @@ def _map_steps(driver, seen: PageObservations, screenshots: Path | None) -> MapO
                   and f)  # fmt: skip
     found.star[other] = drawn["star"]
     return found
+
+
+def _written_card(driver) -> str | None:
+    """The map's card once written (its title, then its lines), not Gradio's "0.1s" while
+    the click is answered."""
+    card = _element_text(driver, "#map-card")
+    return card if card and "\n" in card else None
 
 
 def _wait(driver, condition, timeout: float = TIMEOUT):

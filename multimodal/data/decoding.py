@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import io
 import threading
 import warnings
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import BinaryIO
 
 from PIL import Image, ImageOps
@@ -144,7 +145,7 @@ def decode_photo(
             warnings.simplefilter("ignore")  # PIL's warnings on large or odd files: ours rule
             with Image.open(source, formats=PHOTO_FORMATS) as image:
                 check_image_size(name, *image.size, max_pixels, max_aspect)
-                held = budget.hold(image.width * image.height) if budget else _nothing()
+                held = budget.hold(image.width * image.height) if budget else nullcontext()
                 with held:
                     try:
                         return _decoded(image, name, max_pixels, max_aspect, max_side)
@@ -180,11 +181,6 @@ def _shrunk(image: Image.Image, side: int) -> Image.Image:
         return to_rgb(image).resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 def release_free_memory() -> None:
     """Hand the memory freed since the last call back to the system. glibc keeps freed blocks
     for reuse (per thread arena, and large ones once its mmap threshold has grown), so the
@@ -194,15 +190,12 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
-_LIBC: list = []
-
-
+@functools.cache
 def _libc():
-    if not _LIBC:
-        path = ctypes.util.find_library("c")
-        try:
-            libc = ctypes.CDLL(path) if path else None
-            _LIBC.append(libc if libc is not None and hasattr(libc, "malloc_trim") else None)
-        except OSError:
-            _LIBC.append(None)
-    return _LIBC[0]
+    """glibc, if this process runs on it (malloc_trim is glibc's); None elsewhere."""
+    path = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(path) if path else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None

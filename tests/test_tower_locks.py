@@ -17,22 +17,29 @@ def _photos(count: int) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for _ in range(count)]
 
 
-def test_photos_waiting_for_the_tower_share_one_pass(tiny_encoder):
-    queue, photos = PhotoQueue(tiny_encoder), _photos(6)
-    alone = tiny_encoder.encode_images(photos)  # each photo's own vector, one batch
+def _asked_while_busy(queue: PhotoQueue, photos: list) -> dict[int, np.ndarray]:
+    """Each photo asked for from its own thread while the tower is busy (its lock held until
+    all of them wait), then the tower let go: each photo's vector, by index."""
     results: dict[int, np.ndarray] = {}
 
     def ask(index: int) -> None:
         results[index] = queue.encode(photos[index])
 
-    with queue.lock:  # the tower is busy: all six arrive and wait
-        threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
+    with queue.lock:
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(photos))]
         for thread in threads:
             thread.start()
-        while len(queue._waiting) < 6:
+        while len(queue._waiting) < len(photos):
             threading.Event().wait(0.005)
     for thread in threads:
         thread.join(30)
+    return results
+
+
+def test_photos_waiting_for_the_tower_share_one_pass(tiny_encoder):
+    queue, photos = PhotoQueue(tiny_encoder), _photos(6)
+    alone = tiny_encoder.encode_images(photos)  # each photo's own vector, one batch
+    results = _asked_while_busy(queue, photos)
     assert queue.passes == 1  # one pass for six photos
     for index, vector in results.items():
         assert np.allclose(vector, alone[index], atol=1e-5), index
@@ -41,19 +48,7 @@ def test_photos_waiting_for_the_tower_share_one_pass(tiny_encoder):
 
 def test_a_pass_takes_at_most_its_share_and_the_rest_follow(tiny_encoder):
     queue, photos = PhotoQueue(tiny_encoder, max_shared=2), _photos(5)
-    results = {}
-
-    def ask(index: int) -> None:
-        results[index] = queue.encode(photos[index])
-
-    with queue.lock:
-        threads = [threading.Thread(target=ask, args=(i,)) for i in range(5)]
-        for thread in threads:
-            thread.start()
-        while len(queue._waiting) < 5:
-            threading.Event().wait(0.005)
-    for thread in threads:
-        thread.join(30)
+    results = _asked_while_busy(queue, photos)
     assert len(results) == 5 and queue.passes == 3  # 2 + 2 + 1
 
 

@@ -20,9 +20,9 @@ from qdrant_client import models as qm
 
 from indexer.collection_settings import CollectionSettings
 from indexer.filters import FilterConstructors
-from indexer.qdrant_base import QdrantStore, dense, plain_vectors
+from indexer.qdrant_base import QdrantStore, plain_vectors
+from indexer.query_plan import QueryConstructors, plan_query
 from indexer.store import (
-    RRF_K,
     SPARSE_VECTOR,
     VECTOR_NAMES,
     Point,
@@ -187,51 +187,19 @@ class ServerStore(QdrantStore):
         )
 
     def _search(self, name: str, request: SearchRequest, limit: int, filter, quantization) -> list:
-        """One query on the server, built as :func:`indexer.edge_query.shard_query` builds
-        its own: the dense stage (nearest, or recommend by best score), the words (a sparse
-        nearest), both fused by RRF as prefetches, and MMR over the result."""
-        r = request
-        params = search_params(r, quantization)
-        if r.recommends:
-            ranking = qm.RecommendQuery(recommend=qm.RecommendInput(
-                positive=[dense(r.vector), *map(dense, r.likes)],
-                negative=[dense(v) for v in r.dislikes],
-                strategy=qm.RecommendStrategy.BEST_SCORE,
-            ))  # fmt: skip
-        else:
-            ranking = qm.NearestQuery(nearest=dense(r.vector))
-        using, prefetch = r.using, None
-        if r.mode != "dense":
-            keyword = qm.NearestQuery(nearest=_sparse(list(r.words.indices), list(r.words.values)))
-            if r.mode == "sparse":
-                ranking, using = keyword, SPARSE_VECTOR
-            else:
-                prefetch = [
-                    qm.Prefetch(query=ranking, using=r.using, filter=filter, params=params,
-                                limit=r.candidates),
-                    qm.Prefetch(query=keyword, using=SPARSE_VECTOR, filter=filter,
-                                limit=r.candidates),
-                ]  # fmt: skip
-                ranking, using = qm.RrfQuery(rrf=qm.Rrf(k=RRF_K)), None
-        if r.diversity > 0:
-            if prefetch is not None or r.mode != "dense" or r.recommends:
-                prefetch = [
-                    qm.Prefetch(
-                        prefetch=prefetch,
-                        query=ranking,
-                        using=using,
-                        filter=filter,
-                        params=params,
-                        limit=r.candidates,
-                    )
-                ]
-            mmr = qm.Mmr(diversity=r.diversity, candidates_limit=r.candidates)
-            ranking, using = qm.NearestQuery(nearest=dense(r.vector), mmr=mmr), r.using
+        """One query on the server (:func:`indexer.query_plan.plan_query`)."""
+        plan = plan_query(request, filter, quantization, SERVER_QUERIES)
         with _local_mode_quiet():
-            response = self.client.query_points(name, prefetch=prefetch, query=ranking,
-                                                using=using, query_filter=filter,
-                                                search_params=params, limit=limit,
-                                                with_payload=True)  # fmt: skip
+            response = self.client.query_points(
+                name,
+                prefetch=plan.prefetches,
+                query=plan.query,
+                using=plan.using,
+                query_filter=filter,
+                search_params=plan.params,
+                limit=limit,
+                with_payload=True,
+            )
         return response.points
 
     def _facet(self, name: str, field: str, filter: Any, limit: int) -> list:
@@ -334,17 +302,40 @@ def collection_config(dim: int, settings: CollectionSettings, words: bool) -> di
     }
 
 
-def search_params(request: SearchRequest, quantization: dict[str, Any] | None):
-    """The dense stage's ``qm.SearchParams``: exact, and the quantization search parameters
-    of a quantized collection (rescoring, oversampling); None when neither applies."""
-    if not (request.exact or quantization):
-        return None
+def _params(exact: bool, quantization: dict[str, Any] | None) -> qm.SearchParams:
     rescoring = qm.QuantizationSearchParams(**quantization) if quantization else None
-    return qm.SearchParams(exact=request.exact, quantization=rescoring)
+    return qm.SearchParams(exact=exact, quantization=rescoring)
+
+
+def _recommend(positives: list, negatives: list, using: str) -> qm.RecommendQuery:
+    strategy = qm.RecommendStrategy.BEST_SCORE
+    return qm.RecommendQuery(
+        recommend=qm.RecommendInput(positive=positives, negative=negatives, strategy=strategy)
+    )
+
+
+def _words(words: SparseVector, using: str) -> qm.NearestQuery:
+    return qm.NearestQuery(nearest=_sparse(list(words.indices), list(words.values)))
 
 
 def _sparse(indices: list[int], values: list[float]) -> qm.SparseVector:
     return qm.SparseVector(indices=indices, values=values)
+
+
+# The server names the vector on the prefetch and the request, not on the query.
+SERVER_QUERIES = QueryConstructors(
+    nearest=lambda vector, using: qm.NearestQuery(nearest=vector),
+    recommend=_recommend,
+    words=_words,
+    fusion=lambda k: qm.RrfQuery(rrf=qm.Rrf(k=k)),
+    mmr=lambda vector, diversity, candidates, using: qm.NearestQuery(
+        nearest=vector, mmr=qm.Mmr(diversity=diversity, candidates_limit=candidates)
+    ),
+    prefetch=lambda query, using, limit, filter, params, prefetches: qm.Prefetch(
+        prefetch=prefetches, query=query, using=using, filter=filter, params=params, limit=limit
+    ),
+    params=_params,
+)
 
 
 @contextmanager

@@ -242,15 +242,16 @@ def test_quantization_search_parameters_as_both_stores_are_sent_them():
     assert SearchRequest("image", [1.0, 0.0], exact=True).quantization("int8") == {"ignore": True}
     with pytest.raises(ValueError, match="oversampling must be at least 1"):
         SearchRequest("image", [1.0, 0.0], oversampling=0.5)
-    from indexer.edge_query import search_params as edge_params
-    from indexer.server import search_params as server_params
+    from indexer.edge_query import EDGE_QUERIES
+    from indexer.query_plan import plan_query
+    from indexer.server import SERVER_QUERIES
 
     asked = SearchRequest("image", [1.0, 0.0], oversampling=3.0)
-    for params in (edge_params(asked, asked.quantization("binary")),
-                   server_params(asked, asked.quantization("binary"))):  # fmt: skip
+    for make in (EDGE_QUERIES, SERVER_QUERIES):
+        params = plan_query(asked, None, asked.quantization("binary"), make).params
         assert (params.quantization.rescore, params.quantization.oversampling) == (True, 3.0)
         assert not params.exact
-    assert edge_params(request, None) is None and server_params(request, None) is None
+        assert plan_query(request, None, None, make).params is None
 
 
 def test_binary_quantization_end_to_end_through_the_index_pipeline(tiny_encoder, tmp_path, store):

@@ -214,15 +214,16 @@ def report(bursts: list[Burst], jobs: list[Job], url: str) -> int:
 def directly(service) -> Callable[[Job], None]:
     """One search called on the search service in this process: what the API's handler
     calls, a photo decoded from its bytes as an upload is."""
-    from ui.service import SearchQuery
+    from indexer.service import SearchQuery
+    from ui.uploads import read_upload
 
     def call(job: Job) -> None:
         kind, value = job
         if kind == "text":
             service.search(SearchQuery(text=value, target="image", k=RESULTS))
         else:
-            photo = service.read_photo(Path(value).read_bytes())
-            service.search(SearchQuery(photo=photo, target="text", k=RESULTS))
+            photo = read_upload(Path(value).read_bytes(), service.searcher.max_pixels)
+            service.search(SearchQuery(photos=[photo], target="text", k=RESULTS))
 
     return call
 

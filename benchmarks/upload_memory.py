@@ -48,13 +48,13 @@ from indexer.search import Searcher
 from multimodal.data.decoding import PixelBudget
 from multimodal.data.records import Record
 from multimodal.encoder import load_encoder
-from ui import service
+from ui import uploads
 from ui.app import RecipeApp, launch
 
 folder, model, bounded = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "bounded"
 if not bounded:  # the baseline: no budget, no shrinking
-    service.UPLOAD_SIDE = None
-    service.SHARED_BUDGET = PixelBudget(10**12)
+    uploads.UPLOAD_SIDE = None
+    uploads.SHARED_BUDGET = PixelBudget(10**12)
 records = []
 for n, colour in enumerate(["red", "green", "blue", "orange", "purple", "grey"] * 2):
     path = folder / f"{n}.jpg"

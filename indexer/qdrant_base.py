@@ -24,6 +24,7 @@ from indexer.store import (
     KEYWORD_FIELDS,
     TEXT_FIELDS,
     CollectionSpec,
+    NoWords,
     Point,
     SearchFilter,
     SearchRequest,
@@ -153,13 +154,9 @@ class QdrantStore(Store):
     ) -> list[StoredPoint]:
         """Ask the backend with plain floats and its own filter; its scored points come back
         as :class:`StoredPoint` with their score. Words against a collection without them
-        are one :class:`StoreError` that says how to add them."""
+        are one :class:`NoWords` that says how to add them."""
         if request.mode != "dense" and not self.has_words(name):
-            raise StoreError(
-                f"collection {name!r} has no BM25 words (it was indexed before hybrid "
-                f"search): run multimodal index on it again to add them (photos are not "
-                f"embedded again), or search with --mode dense"
-            )
+            raise NoWords(name)
         quantization = request.quantization(self.settings(name).quantization)
         found = self._search(name, request, limit, self._filter(filter), quantization)
         return [StoredPoint(str(p.id), p.payload or {}, score=p.score) for p in found]

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.point_ids import point_id
 from multimodal.data.images import IMAGE_SUFFIXES
 
 MAX_WEIGHT = 1000.0  # a term's weight; the sum is normalised, so only ratios matter
@@ -76,8 +77,8 @@ def _term_kind(part: str, allow_paths: bool) -> str:
 
 
 def _term(kind: str, part: str, weight: float) -> Term:
-    if kind == "point":
-        return Term("point", part[3:].strip(), weight)
+    if kind == "point":  # as the store spells it (UnknownPoint for what is not an id)
+        return Term("point", point_id(part[3:]), weight)
     if kind == "image":
         try:
             path = Path(part).expanduser()

@@ -27,10 +27,11 @@ import numpy as np
 from PIL import Image
 
 from indexer.bm25 import Bm25Settings, Bm25Words
-from indexer.point_ids import MAX_FEEDBACK, feedback, point_id
+from indexer.point_ids import MAX_FEEDBACK, UnknownPoint, feedback, point_id
 from indexer.query import MAX_WEIGHT, Term, parse_query
 from indexer.store import (
     MODES,
+    NoWords,
     SearchFilter,
     SearchRequest,
     SparseVector,
@@ -127,7 +128,7 @@ class Searcher:
                 total += term.weight * photo_queue(self.encoder).encode(image)
             elif term.kind == "point":
                 total += term.weight * self.point_vector(term.value)
-                sources.add(point_id(term.value, self.collection))  # as the store spells it
+                sources.add(term.value)
         norm = float(np.linalg.norm(total))
         if norm < 1e-6:
             raise ValueError("the query terms cancel out; change their weights")
@@ -141,12 +142,12 @@ class Searcher:
     def point_vectors(self, point_ids, space: str = "image") -> list[np.ndarray]:
         """:meth:`point_vector` of each id, in order; one ValueError naming the first id that
         is not a stored point."""
-        ids = [point_id(value, self.collection) for value in point_ids]
+        ids = list(point_ids)
         found = {p.id: p for p in self.store.retrieve(self.collection, ids, with_vectors=True)}
         vectors = []
         for stored_id in ids:
             if stored_id not in found:
-                raise ValueError(f"no point {stored_id} in collection {self.collection!r}")
+                raise UnknownPoint(stored_id, self.collection)
             stored = found[stored_id].vectors
             other = "text" if space == "image" else "image"
             vector = np.asarray(stored.get(space, stored.get(other)), np.float32)
@@ -154,9 +155,10 @@ class Searcher:
         return vectors
 
     def _image(self, image) -> Image.Image:
-        """A query photo (a PIL image, or a file) as a checked RGB image."""
+        """A query photo as an RGB image: a PIL image checked by its size alone (the pixel
+        and aspect limits protect the model's resize; arithmetic, no decoding), a file read
+        and checked."""
         if isinstance(image, Image.Image):
-            # The limits a file gets from its header, before the model resizes it.
             check_image_size("the query image", *image.size, self.max_pixels)
             return to_rgb(image)
         return load_image(image, self.max_pixels)
@@ -167,7 +169,7 @@ class Searcher:
         if isinstance(query, (Image.Image, Path)):
             return [Term("image", query)]
         if isinstance(query, tuple) and len(query) == 2 and query[0] == "id":
-            return [Term("point", query[1])]
+            return [Term("point", point_id(query[1], self.collection))]
         if isinstance(query, list) and query and all(isinstance(t, Term) for t in query):
             return query
         raise ValueError("empty query: type a dish, some ingredients, or give an image")
@@ -197,6 +199,7 @@ class Searcher:
         ``oversampling`` as :class:`SearchRequest` says (a quantized collection only).
         ``query`` may be None when something is liked: then the liked points are the query."""
         _check_request(target, limit, mode, diversity)  # before the query is encoded
+        like, unlike = feedback(like, unlike, self.collection)
         if query is None or (isinstance(query, str) and not query.strip() and like):
             prepared = self.feedback_only(like, unlike, target)
         else:
@@ -223,11 +226,11 @@ class Searcher:
         oversampling: float | None = None,
     ) -> list[StoredPoint]:
         """:meth:`search` for a query already made (:meth:`prepare`; a bare vector is a query
-        without words and without source points)."""
-        _check_request(target, limit, mode, diversity)
+        without words and without source points), with values already checked: by
+        :class:`indexer.service.SearchQuery`, or by :meth:`search` (``like`` and ``unlike``
+        as the store spells point ids, :func:`indexer.point_ids.feedback`)."""
         if not isinstance(query, Prepared):
             query = Prepared(np.asarray(query, np.float32), set())
-        like, unlike = feedback(like, unlike, self.collection)
         mode, words = self._matched(query, mode)
         request = SearchRequest(
             target,
@@ -263,23 +266,17 @@ class Searcher:
 
     def _matched(self, query: Prepared, mode: str) -> tuple[str, SparseVector | None]:
         """:meth:`mode_for`, and the query's BM25 words when that mode uses them."""
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}: use {', '.join(MODES)}")
         if mode == "dense":
             return mode, None
         if self.words is None:  # the caller's choice of mode, not the store's failure
-            raise ValueError(
-                f"collection {self.collection!r} has no BM25 words (it was indexed before "
-                f"hybrid search): run multimodal index on it again to add them (photos are "
-                f"not embedded again), or search with mode dense"
-            )
+            raise NoWords(self.collection)
         words = self.words.query(query.text)
         return (mode, words) if words else ("dense", None)
 
     def feedback_only(self, like, unlike, target: str = "image") -> Prepared:
         """A query made of feedback alone: the first liked point (the others and the
-        disliked ones steer the recommendation)."""
-        like, _ = feedback(like, unlike, self.collection)
+        disliked ones steer the recommendation); ids as the store spells them."""
+        like = list(like or ())
         if not like:
             raise ValueError(
                 "nothing to search for: give a query, or like at least one result "
@@ -314,9 +311,10 @@ class Searcher:
 
     def looks_like(self, recipes: list[StoredPoint], top: int = 5) -> list[tuple[str, float]]:
         """The dish types of ``recipes`` (the nearest to a photo) as score-weighted shares,
-        most first: "hamburger 0.46, crab cakes 0.18, ..."."""
-        return suggestions.vote_labels([(hit.score, hit.payload.get("label")) for hit in recipes],
-                                       top)  # fmt: skip
+        most first: "hamburger 0.46, crab cakes 0.18, ..."; a dish type whose voters all
+        scored 0 or less has no share and no line."""
+        votes = [(hit.score, hit.payload.get("label")) for hit in recipes]
+        return [(label, share) for label, share in suggestions.vote_labels(votes, top) if share > 0]
 
     def prevalence(self) -> dict[str, float]:
         """Each base ingredient's share of the collection's points, counted once by the

@@ -38,6 +38,18 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (unreachable, locked, mismatched); one clear line."""
 
 
+class NoWords(ValueError):
+    """Words to match in a collection without BM25 words: the asker's choice of mode, not
+    the store's failure (a client's mistake, answered 422, not 503)."""
+
+    def __init__(self, collection: str):
+        super().__init__(
+            f"collection {collection!r} has no BM25 words (it was indexed before hybrid "
+            f"search): run multimodal index on it again to add them (photos are not embedded "
+            f"again), or search with mode dense"
+        )
+
+
 @dataclass(frozen=True)
 class SparseVector:
     """A sparse vector: the indices of its non-zero entries and their values."""

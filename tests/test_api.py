@@ -18,13 +18,15 @@ from test_ui import png_header, unreadable_uploads
 from indexer.edge import EdgeStore
 from indexer.pipeline import index_records
 from indexer.search import Searcher
+from indexer.service import MAX_TEXT
 from indexer.store import SearchFilter
 from multimodal.data.readers import read_records
 from multimodal.suggestions import VOTERS
 from multimodal.tower_locks import tower_locks
+from ui.api import MAX_K
 from ui.app import RecipeApp, launch
 from ui.photos import public_payload
-from ui.service import MAX_K, MAX_TEXT, MAX_UPLOAD_BYTES
+from ui.uploads import MAX_UPLOAD_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,7 @@ def test_health(api):
 
 
 def test_a_model_on_the_servers_disk_is_named_without_its_path():
-    from ui.service import public_model
+    from ui.api import public_model
 
     assert public_model("/root/.local/share/multimodal/models/recipe/best") == "recipe/best"
     assert public_model("recipe") == "recipe"
@@ -194,14 +196,14 @@ def test_openapi_describes_every_endpoint(api):
 @pytest.mark.parametrize(
     "body, words",
     [
-        ({"text": "x" * (MAX_TEXT + 1)}, "at most 1000 characters"),
+        ({"text": "x" * (MAX_TEXT + 1)}, "at most 1,000"),
         ({"text": "cake", "k": MAX_K + 1}, "k:"),
         ({"text": "cake", "k": 0}, "k:"),
         ({"text": "cake", "mode": "fuzzy"}, "mode:"),
-        ({"text": "cake", "diversity": 1.5}, "diversity:"),
+        ({"text": "cake", "diversity": 1.5}, "diversity must be from 0 to 1"),
         ({"text": "cake", "target": "sound"}, "target:"),
         ({"text": "cake", "colour": "red"}, "colour:"),  # a misspelt field is not ignored
-        ({"text": "cake", "like": [str(uuid.uuid4()) for _ in range(101)]}, "like:"),
+        ({"text": "cake", "like": [str(uuid.uuid4()) for _ in range(101)]}, "at most 100"),
         (
             {
                 "text": "cake",
@@ -216,7 +218,6 @@ def test_openapi_describes_every_endpoint(api):
         ({"text": "   "}, "nothing to search for"),
         ({"text": "- chocolate"}, "positive term"),
         ({"text": "/etc/shadow.jpg + cake"}, "upload the photo"),  # never a path on the server
-        ({"text": "cake", "like": ["not-a-point"]}, "no point"),
     ],
 )
 def test_bad_searches_are_422_with_one_line(api, body, words):
@@ -245,6 +246,7 @@ def test_unknown_points_are_404(api):
         client.get(f"/api/similar/{missing}"),
         client.post("/api/search", json={"point_id": missing}),
         client.post("/api/search", json={"point_id": "../../etc/passwd"}),
+        client.post("/api/search", json={"text": "cake", "like": ["not-a-point"]}),
     ):
         _refused(answer, 404, "no point")
 

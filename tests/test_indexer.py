@@ -224,7 +224,10 @@ def test_query_parsing():
         ("text", "chocolate", -1.0),
     ]
     assert parse_query("stir-fry with bok choy")[0].value == "stir-fry with bok choy"
-    assert parse_query("id:1234")[0] == Term("point", "1234", 1.0)
+    some = "7A049D7A-0B52-5B83-9C36-1E2C7D8F0A11"
+    assert parse_query(f"id:{some}")[0] == Term("point", some.lower(), 1.0)  # as stored
+    with pytest.raises(ValueError, match="no point '1234'"):
+        parse_query("id:1234")
     with pytest.raises(ValueError, match="empty query"):
         parse_query("   ")
     with pytest.raises(ValueError, match="positive term"):

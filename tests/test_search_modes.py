@@ -13,11 +13,11 @@ from indexer.pipeline import add_words
 from indexer.store import (
     RRF_K,
     CollectionSpec,
+    NoWords,
     Point,
     SearchFilter,
     SearchRequest,
     SparseVector,
-    StoreError,
 )
 
 DIM = 8
@@ -164,7 +164,7 @@ def test_a_collection_from_before_hybrid_search_gets_its_words_without_embedding
     assert not store.has_words("old")
     assert ids(store.search("old", SearchRequest("image", axis(1)), limit=1)) == [pid(1)]
     words = SearchRequest("image", axis(1), mode="hybrid", words=WORDS.query("tacos"))
-    with pytest.raises(StoreError, match="run multimodal index on it again"):
+    with pytest.raises(NoWords, match="run multimodal index on it again"):
         store.search("old", words, limit=3)
     before = {p.id: p for p in store.scroll("old", with_vectors=True)}
     made, worded = add_words(store, "old", progress=False)

@@ -214,7 +214,10 @@ def test_library_text_is_text_unless_paths_are_allowed(tmp_path):
     with pytest.raises(ValueError, match="upload"):
         parse_query(f"{photo} + tart")
     assert parse_query("2:apple pie + cinnamon")[0] == Term("text", "apple pie", 2.0)
-    assert parse_query("id:1234")[0] == Term("point", "1234", 1.0)
+    point = "0b1e5c7a-58a4-4f44-9a0e-2f6a1d9b3c10"
+    assert parse_query(f"id:{point.upper()}")[0] == Term("point", point, 1.0)
+    with pytest.raises(ValueError, match="no point '1234'"):  # ids are parsed once, here
+        parse_query("id:1234")
     terms = parse_query(f"{photo} + tart", allow_paths=True)
     assert [(t.kind, t.value) for t in terms] == [("image", photo), ("text", "tart")]
     with pytest.raises(ValueError, match="no image file"):

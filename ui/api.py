@@ -1,4 +1,4 @@
-"""The JSON API beside the page, over the same :class:`ui.service.SearchService`.
+"""The JSON API beside the page, over the page's :class:`indexer.service.SearchService`.
 
     POST /api/search           JSON SearchBody                      -> SearchOut
     POST /api/search/photo     multipart: photo (file), query (JSON SearchBody, optional)
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
 from fastapi import (
@@ -40,32 +41,20 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
-    model_validator,
 )
 
-from indexer.point_ids import MAX_FEEDBACK
-from indexer.query import MAX_WEIGHT
-from indexer.store import SearchFilter, StoreError
+from indexer.service import DEFAULT_K, Answer, SearchQuery, SearchService, UnknownPoint
+from indexer.store import SearchFilter, StoredPoint, StoreError
 from multimodal.data.decoding import BudgetExhausted
 from multimodal.data.images import ImageLoadError
-from multimodal.suggestions import SUGGESTIONS
-from ui.service import (
-    DEFAULT_K,
-    MAX_K,
-    MAX_TEXT,
-    MAX_UPLOAD_BYTES,
-    Answer,
-    Hit,
-    PhotoTooLarge,
-    SearchQuery,
-    SearchService,
-    UnknownPoint,
-    too_many_bytes,
-)
+from multimodal.suggestions import SUGGESTIONS, VOTERS
+from ui.photos import hit_json
+from ui.uploads import MAX_UPLOAD_BYTES, PhotoTooLarge, read_upload, too_many_bytes
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api"
+MAX_K = 100  # hits in one answer: the API's page size (the query itself allows more)
 MAX_NAMES = 100  # dish types or ingredients in one filter
 Name = Annotated[str, StringConstraints(max_length=200)]
 PointId = Annotated[str, StringConstraints(max_length=64)]
@@ -95,14 +84,11 @@ class SearchBody(Strict):
 
     text: str = Field(
         "",
-        max_length=MAX_TEXT,
         description="words or a mixed expression, e.g. '\"2:apple pie\" + cinnamon - raisins'; "
         "id:UUID terms allowed, file paths not",
     )
     point_id: PointId | None = Field(None, description="a stored point to search from")
-    photo_weight: float = Field(
-        1.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT, description="the uploaded photo's weight beside words"
-    )
+    photo_weight: float = Field(1.0, description="the uploaded photo's weight beside words")
     target: Target = Field("image", description="image: photos; text: recipe texts")
     k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="results")
     filters: Filters = Field(default_factory=Filters)
@@ -111,19 +97,15 @@ class SearchBody(Strict):
         description="how words are matched; default: hybrid where the collection has BM25 "
         "words, else dense",
     )
-    diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR re-ranking, 0 to 1")
-    like: list[PointId] = Field([], max_length=MAX_FEEDBACK, description="point ids to steer to")
-    unlike: list[PointId] = Field([], max_length=MAX_FEEDBACK, description="point ids to avoid")
-
-    @model_validator(mode="after")
-    def _marks(self) -> SearchBody:
-        if len(self.like) + len(self.unlike) > MAX_FEEDBACK:
-            raise ValueError(f"at most {MAX_FEEDBACK} liked and disliked results in one search")
-        return self
+    diversity: float = Field(0.0, description="MMR re-ranking, 0 to 1")
+    like: list[PointId] = Field([], description="point ids to steer to")
+    unlike: list[PointId] = Field([], description="point ids to avoid")
 
     def query(self, photo=None) -> SearchQuery:
+        """The search as the service takes it, checked there (its refusals are 422s)."""
         fields = self.model_dump(exclude={"filters"})
-        return SearchQuery(**fields, photo=photo, filter=self.filters.spec())
+        photos = [photo] if photo is not None else []
+        return SearchQuery(**fields, photos=photos, filter=self.filters.spec())
 
 
 class HitOut(BaseModel):
@@ -162,6 +144,13 @@ def service(request: Request) -> SearchService:
     return request.app.state.search_service
 
 
+def public_model(spec: str) -> str:
+    """A model spec as a client may see it: a checkpoint folder on the server by its last
+    two parts ("recipe/best"), never its whole path; any other spec as it is."""
+    path = PurePath(spec)
+    return "/".join(path.parts[-2:]) if path.is_absolute() else spec
+
+
 Service = Annotated[SearchService, Depends(service)]
 router = APIRouter(prefix=PREFIX, tags=["search"])
 
@@ -170,7 +159,8 @@ router = APIRouter(prefix=PREFIX, tags=["search"])
 def search(body: SearchBody, searches: Service, request: Request) -> SearchOut:
     """Search by words, a stored point, liked results, or a mix."""
     with refusals():
-        return _search_out(searches.search(body.query(), _root_url(request)))
+        query = body.query()
+        return _search_out(searches.search(query), _root_url(request))
 
 
 @router.post("/search/photo", response_model=SearchOut)
@@ -186,8 +176,8 @@ def search_photo(
     except ValidationError as err:
         raise HTTPException(422, "query: " + _first_error(err.errors())) from None
     with refusals():
-        image = searches.read_photo(_upload_bytes(photo))
-        return _search_out(searches.search(body.query(image), _root_url(request)))
+        image = read_upload(_upload_bytes(photo), searches.searcher.max_pixels)
+        return _search_out(searches.search(body.query(image)), _root_url(request))
 
 
 @router.post("/suggest", response_model=SuggestOut)
@@ -201,12 +191,22 @@ def suggest(
     """What the dish in a photo looks like, and the ingredients its nearest recipes vote
     for (ranked by how specific they are, or by share)."""
     with refusals():
-        image = searches.read_photo(_upload_bytes(photo))
-        found = searches.suggest(image, top, ranking, root_url=_root_url(request))
+        image = read_upload(_upload_bytes(photo), searches.searcher.max_pixels)
+        query = SearchQuery(
+            photos=[image],
+            target="text",
+            k=VOTERS,
+            mode="dense",
+            suggest=True,
+            ranking=ranking,
+            suggestions=top,
+        )
+        found = searches.search(query)
+    root_url = _root_url(request)
     return SuggestOut(
         looks_like=[Share(name=n, share=s) for n, s in found.looks_like],
         ingredients=[Share(name=n, share=s) for n, s in found.ingredients],
-        recipes=[_hit_out(hit) for hit in found.recipes],
+        recipes=[_hit_out(hit, root_url) for hit in found.recipes],
     )
 
 
@@ -214,7 +214,7 @@ def suggest(
 def item(point_id: str, searches: Service, request: Request) -> HitOut:
     """One stored item: its photo URL and payload."""
     with refusals():
-        return _hit_out(searches.item(point_id, _root_url(request)))
+        return _hit_out(searches.item(point_id), _root_url(request))
 
 
 @router.get("/similar/{point_id}", response_model=SearchOut)
@@ -224,20 +224,20 @@ def similar(
     request: Request,
     target: Target = "image",
     k: Annotated[int, Query(ge=1, le=MAX_K)] = DEFAULT_K,
-    diversity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+    diversity: float = 0.0,
 ) -> SearchOut:
     """Items like a stored one (itself left out), matched by its vectors."""
     with refusals():
-        found = searches.similar(point_id, _root_url(request), target=target, k=k,
-                                 diversity=diversity)  # fmt: skip
-        return _search_out(found)
+        query = SearchQuery(point_id=point_id, target=target, k=k, diversity=diversity)
+        return _search_out(searches.search(query), _root_url(request))
 
 
 @router.get("/health", response_model=HealthOut)
 def health(searches: Service) -> HealthOut:
     """The collection served, its size and model, and the modes it can be searched in."""
     with refusals():
-        return HealthOut(**searches.health())
+        found = searches.health()
+    return HealthOut(**{**found, "model": public_model(found["model"])})
 
 
 # -- answers and refusals ------------------------------------------------------------------
@@ -269,13 +269,13 @@ def _upload_bytes(photo: UploadFile) -> bytes:
     return data
 
 
-def _search_out(answer: Answer) -> SearchOut:
-    return SearchOut(hits=[_hit_out(h) for h in answer.hits], target=answer.target,
-                     mode=answer.mode)  # fmt: skip
+def _search_out(answer: Answer, root_url: str) -> SearchOut:
+    hits = [_hit_out(hit, root_url) for hit in answer.hits]
+    return SearchOut(hits=hits, target=answer.target, mode=answer.mode)
 
 
-def _hit_out(hit: Hit) -> HitOut:
-    return HitOut(id=hit.id, score=hit.score, photo=hit.photo, payload=hit.payload)
+def _hit_out(hit: StoredPoint, root_url: str) -> HitOut:
+    return HitOut(**hit_json(hit, root_url))
 
 
 def _root_url(request: Request) -> str:

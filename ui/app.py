@@ -12,33 +12,47 @@ endpoint, so ``gradio_client`` can call it::
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
-from indexer.search import Searcher, Term, parse_query
+from indexer.search import Searcher
+from indexer.service import (
+    DEFAULT_DIVERSITY,
+    DEFAULT_RANKING,
+    Answer,
+    EmptyQuery,
+    SearchQuery,
+    SearchService,
+)
 from indexer.store import SearchFilter, Store, StoredPoint, StoreError
 from multimodal.data.decoding import BudgetExhausted
-from multimodal.data.images import ImageLoadError, check_image_size
-from multimodal.suggestions import SUGGESTIONS, VOTERS
+from multimodal.data.images import ImageLoadError
+from multimodal.suggestions import VOTERS
 from ui.feedback import mark, point_ids
 from ui.guard import Access
 from ui.map import MapCache
 from ui.map_view import MapView
 from ui.origins import Origins
-from ui.photos import page_root_url, photo_url, public_payload
+from ui.photos import hit_json, page_root_url
 from ui.server import Server, start
-from ui.service import read_upload_file
+from ui.uploads import read_upload_file
 
 log = logging.getLogger(__name__)
 
 RESULTS = max(12, VOTERS)  # hits per list; the recipes shown include every one that votes
-DEFAULT_MODE = "hybrid"  # how words are matched, where the collection has BM25 words
-DEFAULT_DIVERSITY = 0.0  # the words gallery's MMR diversity, 0 (none) to 1
-DEFAULT_RANKING = "specific"  # suggested ingredients: by share, or by how specific they are
-LOOKS_LIKE = 5  # dish types shown for a photo
 EXAMPLE_READS = 2048  # points looked at for the example photos, at most
+
+
+EMPTY_TEXT = "Type a dish or some ingredients (or add a photo) to search."
+EMPTY_SEARCH = (
+    "Nothing to search again: type a query, or click a photo and mark it 👍 Good first "
+    "(dislikes alone have nothing to steer)."
+)
+EMPTY_PHOTO = "Upload, paste or drop a photo of a dish first."
+NO_POINT = "Click a photo in the results first."
 
 
 def refused(message: str) -> gr.Error:
@@ -80,6 +94,7 @@ class RecipeApp:
         map_folder: Path | str | None = None,
     ):
         self.searcher = searcher
+        self.service = SearchService(searcher)  # the JSON API's too (ui.server)
         self.labels = searcher.labels()
         # fitted once per collection and model (t-SNE in the background), kept in map_folder
         # (default $MULTIMODAL_HOME/maps); each search sends only its marks (ui.map_view)
@@ -87,8 +102,7 @@ class RecipeApp:
         self.map = self.maps.get(searcher.store, searcher.collection, searcher.metadata["model"])
         self.map_view = MapView(self.map, searcher)
         self.examples = examples or []
-        # a collection indexed before BM25 words can only be searched densely
-        self.mode = DEFAULT_MODE if searcher.words is not None else "dense"
+        self.mode = self.service.default_mode  # dense in a collection without BM25 words
         self.diversity = DEFAULT_DIVERSITY
 
     # -- handlers ------------------------------------------------------------------------
@@ -106,16 +120,11 @@ class RecipeApp:
         request: gr.Request | None = None,
     ):
         """Photos for a text query, optionally mixed with a photo; gallery, hits, map marks.
-        ``mode``: how the words are matched (None: the page's default); ``diversity``: MMR,
-        0 to 1. The query is text: a term naming a file is refused (photos come as uploads)."""
-        terms = self._terms(query, image, image_weight)
-        if not terms:
-            raise refused("Type a dish or some ingredients (or add a photo) to search.")
-        (hits,), vector = self._search(
-            terms, ["image"], _filter(dishes, with_text, without_text),
-            mode=mode or self.mode, diversity=diversity,
-        )  # fmt: skip
-        return self._shown_with_marks(hits, vector, "text query", request)
+        ``mode``: how the words are matched (None: the collection's default); ``diversity``:
+        MMR, 0 to 1. The query is text: a term naming a file is refused (photos come as
+        uploads)."""
+        how = {"mode": mode, "diversity": diversity, "request": request, "what": "text query"}
+        return self.feedback(query, image, image_weight, dishes, with_text, without_text, **how)
 
     def feedback(
         self,
@@ -130,25 +139,26 @@ class RecipeApp:
         liked=None,
         disliked=None,
         request: gr.Request | None = None,
+        what: str = "search",
     ):
         """:meth:`text_to_image` steered by the results marked good (``liked``) and bad
         (``disliked``): Qdrant's recommendation, the query staying a positive example. With
         no query the liked results are the query."""
-        try:
-            like, unlike = point_ids(liked, "liked"), point_ids(disliked, "disliked")
-        except ValueError as err:
-            raise refused(str(err)) from None
-        terms = self._terms(query, image, image_weight)
-        if not terms and not like:
-            raise refused(
-                "Nothing to search again: type a query, or click a photo and mark it "
-                "👍 Good first (dislikes alone have nothing to steer)."
+        with refusals(EMPTY_SEARCH if what == "search" else EMPTY_TEXT):
+            photos = [self._checked(image)] if image is not None else []
+            asked = SearchQuery(
+                text=query or "",
+                photos=photos,
+                photo_weight=float(image_weight),
+                k=RESULTS,
+                filter=_filter(dishes, with_text, without_text),
+                mode=mode,
+                diversity=diversity,
+                like=point_ids(liked, "liked"),
+                unlike=point_ids(disliked, "disliked"),
             )
-        (hits,), vector = self._search(
-            terms, ["image"], _filter(dishes, with_text, without_text),
-            mode=mode or self.mode, diversity=diversity, like=like, unlike=unlike,
-        )  # fmt: skip
-        return self._shown_with_marks(hits, vector, "search", request)
+            answer = self.service.search(asked)
+        return self._shown_with_marks(answer, what, request)
 
     def like(self, point_id, liked, disliked):
         """The clicked result marked good: the liked ids, the disliked ids, their summary."""
@@ -164,30 +174,26 @@ class RecipeApp:
         """Recipes, suggested ingredients, similar dishes, the map marks and what the dish
         looks like (the dish types the nearest recipes vote for) for an uploaded photo."""
         if image is None:
-            raise refused("Upload, paste or drop a photo of a dish first.")
-        terms = [Term("image", self._checked(image))]
-        (recipes, similar), vector = self._search(
-            terms, ["text", "image"], _filter(dishes, with_text, without_text)
-        )
-        voters = recipes[:VOTERS]
-        gallery, shown = _shown(similar, page_root_url(request))
+            raise refused(EMPTY_PHOTO)
+        with refusals(EMPTY_PHOTO):
+            asked = SearchQuery(
+                photos=[self._checked(image)],
+                target="text",
+                k=RESULTS,
+                filter=_filter(dishes, with_text, without_text),
+                mode="dense",
+                suggest=True,
+                ranking=DEFAULT_RANKING,
+            )
+            recipes, similar = self.service.search_in(asked, ["text", "image"])
+        gallery, shown = _shown(similar.hits, page_root_url(request))
         return (
-            _recipe_rows(recipes),
-            dict(self.searcher.ingredients_of(voters, SUGGESTIONS, ranking=DEFAULT_RANKING)),
+            _recipe_rows(recipes.hits),
+            dict(recipes.ingredients),
             gallery,
-            self.map_view.marks(vector, shown, "photo"),
-            self.looks_like(voters),
+            self.map_view.marks(similar.vector, shown, "photo"),
+            _looks_like(recipes.looks_like),
         )
-
-    def looks_like(self, recipes: list[StoredPoint]) -> dict[str, float]:
-        """The dish types ``recipes`` vote for, as the page shows them ("crab cakes": 0.18)."""
-        shown: dict[str, float] = {}
-        for label, share in self.searcher.looks_like(recipes, LOOKS_LIKE):
-            if share <= 0:  # only voters scoring below 0: no vote at all
-                continue
-            name = str(label).replace("_", " ")
-            shown[name] = shown.get(name, 0.0) + share
-        return shown
 
     def more_like_this(
         self,
@@ -200,12 +206,16 @@ class RecipeApp:
     ):
         """Image -> image from a stored point (the one clicked in the gallery)."""
         if not point_id:
-            raise refused("Click a photo in the results first.")
-        (hits,), vector = self._search(
-            [Term("point", point_id)], ["image"], _filter(dishes, with_text, without_text),
-            diversity=diversity,
-        )  # fmt: skip
-        return self._shown_with_marks(hits, vector, "more like this", request)
+            raise refused(NO_POINT)
+        with refusals(NO_POINT):
+            asked = SearchQuery(
+                point_id=point_id,
+                k=RESULTS,
+                diversity=diversity,
+                filter=_filter(dishes, with_text, without_text),
+            )
+            answer = self.service.search(asked)
+        return self._shown_with_marks(answer, "more like this", request)
 
     def select(self, hits: list[dict], event: gr.SelectData):
         """The full recipe of the clicked result, and its id for "more like this"."""
@@ -215,33 +225,6 @@ class RecipeApp:
         return recipe_markdown(hit), hit["id"]
 
     # -- helpers -------------------------------------------------------------------------
-
-    def _terms(self, query, image, image_weight) -> list[Term]:
-        """The query's terms: its words (parsed), then the photo mixed in with its weight."""
-        try:
-            terms = parse_query(query) if query and query.strip() else []
-        except ValueError as err:
-            raise refused(str(err)) from None
-        if image is not None:
-            terms.append(Term("image", self._checked(image), float(image_weight)))
-        return terms
-
-    def _search(self, terms, targets, search_filter, **how):
-        """The query vector of ``terms`` (of the first liked point when there are none) and
-        the hits in each of ``targets``; ``how``: mode, diversity, like and unlike, as
-        :meth:`Searcher.nearest` takes them."""
-        try:
-            if terms:  # the searcher takes the towers' locks, shared with the API
-                prepared = self.searcher.prepare(terms)
-            else:
-                prepared = self.searcher.feedback_only(how.get("like"), how.get("unlike"))
-            results = [
-                self.searcher.nearest(prepared, target, RESULTS, search_filter, **how)
-                for target in targets
-            ]
-        except (ValueError, ImageLoadError, StoreError) as err:
-            raise refused(str(err)) from None
-        return results, prepared.vector
 
     def _mark(self, point_id, liked, disliked, good: bool):
         if not point_id:
@@ -258,8 +241,7 @@ class RecipeApp:
         try:
             if isinstance(image, (str, Path)):  # decoded as the API decodes its uploads
                 return read_upload_file(image, self.searcher.max_pixels)
-            if isinstance(image, Image.Image):
-                check_image_size("upload", *image.size, self.searcher.max_pixels)
+            if isinstance(image, Image.Image):  # a direct call: checked by the searcher
                 return image
             reason = f"that photo cannot be used: a {type(image).__name__}, not an image"
         except ImageLoadError as err:
@@ -269,10 +251,33 @@ class RecipeApp:
         log.warning("refused an upload: %s", reason)
         raise refused(f"{reason[0].upper()}{reason[1:]}.")
 
-    def _shown_with_marks(self, hits, vector, what: str, request) -> tuple[list, list, dict]:
+    def _shown_with_marks(self, answer: Answer, what: str, request) -> tuple[list, list, dict]:
         """The gallery, the hits as the browser keeps them, and their marks for the map."""
-        gallery, shown = _shown(hits, page_root_url(request))
-        return gallery, shown, self.map_view.marks(vector, shown, what)
+        gallery, shown = _shown(answer.hits, page_root_url(request))
+        return gallery, shown, self.map_view.marks(answer.vector, shown, what)
+
+
+@contextmanager
+def refusals(empty: str):
+    """The service's refusals as messages on the page (``empty`` for an empty query, in
+    the words of the tab it came from)."""
+    try:
+        yield
+    except gr.Error:  # the page's own message
+        raise
+    except EmptyQuery:
+        raise refused(empty) from None
+    except (ValueError, ImageLoadError, StoreError, BudgetExhausted) as err:
+        raise refused(str(err)) from None
+
+
+def _looks_like(shares: list[tuple[str, float]]) -> dict[str, float]:
+    """The dish types a photo looks like, as the page shows them ("crab cakes": 0.18)."""
+    shown: dict[str, float] = {}
+    for label, share in shares:
+        name = label.replace("_", " ")
+        shown[name] = shown.get(name, 0.0) + share
+    return shown
 
 
 def _filter(dishes, with_text, without_text) -> SearchFilter:
@@ -289,16 +294,10 @@ def _words(text: str | None) -> list[str]:
 
 def _shown(hits: list[StoredPoint], root_url: str) -> tuple[list, list[dict]]:
     """The gallery (each photo's URL and caption) and, in the same order, the hits as the
-    browser keeps them; hits without a photo file are left out of both."""
-    gallery, state = [], []
-    for hit in hits:
-        path = hit.image_path
-        if path is None or not path.is_file():
-            continue
-        url = photo_url(hit.id, root_url)
-        gallery.append((url, _caption(hit)))
-        state.append({"id": hit.id, "score": hit.score, "photo": url,
-                      "payload": public_payload(hit.payload)})  # fmt: skip
+    browser keeps them: every hit, as the API and the command line list them (a photo whose
+    file is gone shows as a broken picture with its caption, not as a silent gap)."""
+    state = [hit_json(hit, root_url) for hit in hits]
+    gallery = [(shown["photo"], _caption(hit)) for hit, shown in zip(hits, state, strict=True)]
     return gallery, state
 
 

@@ -43,7 +43,7 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from starlette.exceptions import HTTPException
 
 from ui.origins import Origins, first_entry
-from ui.service import MAX_UPLOAD_BYTES, too_many_bytes
+from ui.uploads import MAX_UPLOAD_BYTES, too_many_bytes
 
 MAX_JSON_BYTES = 1024 * 1024  # a JSON request (a search is a few kilobytes at most)
 FORM_ROOM = 1024 * 1024  # a multipart form's own bytes beside its one photo

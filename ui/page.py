@@ -24,7 +24,7 @@ def photo_input(**options) -> gr.Image:
     """The page's photo input: a ``gr.Image`` whose handler gets the uploaded file's path,
     unopened. Left alone, ``gr.Image`` decodes the upload before any handler runs, so a bomb
     or a 30000x1 strip would be decoded before our limits apply and a broken file would end
-    in Gradio's generic error; the handler's :func:`ui.service.read_upload_file` checks the
+    in Gradio's generic error; the handler's :func:`ui.uploads.read_upload_file` checks the
     header first, decodes within the process's budget, and says what is wrong. (An instance
     override, not a subclass: Gradio writes a ``.pyi`` file beside any module that defines a
     component class.)"""

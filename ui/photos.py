@@ -28,7 +28,7 @@ from gradio import route_utils
 from PIL import Image
 from starlette.responses import Response, StreamingResponse
 
-from indexer.store import Store, StoreError
+from indexer.store import Store, StoredPoint, StoreError
 from multimodal.data.decoding import SHARED_BUDGET, BudgetExhausted, decode_photo
 from multimodal.data.images import ImageLoadError
 from multimodal.files import open_regular
@@ -173,3 +173,16 @@ def page_root_url(request: gr.Request | None) -> str:
         return ""
     root_path = getattr(raw.app, "root_path", None) or raw.scope.get("root_path")
     return route_utils.get_root_url(raw, route_utils.get_api_call_path(raw), root_path)
+
+
+def hit_json(hit: StoredPoint, root_url: str = "") -> dict:
+    """A hit as a browser or an API client sees it: its id, score, photo URL (None for an
+    item without a photo) and public payload. The page and the JSON API both render hits
+    with it."""
+    photo = photo_url(hit.id, root_url) if hit.payload.get("image") else None
+    return {
+        "id": hit.id,
+        "score": hit.score,
+        "photo": photo,
+        "payload": public_payload(hit.payload),
+    }

@@ -7,7 +7,7 @@
     >>> server.close()
 
 uvicorn serves the app from a background thread; :meth:`Server.block_thread` waits on it.
-The page and the API share one :class:`ui.service.SearchService` (one model lock).
+The page and the API ask one :class:`indexer.service.SearchService`, the page's.
 
 The page's uploads go to a private folder of this process (:class:`UploadFolder`), removed
 when the last server of the process closes; the page's inputs take only files from it.
@@ -41,7 +41,7 @@ from ui.guard import Access, Guard
 from ui.origins import Origins, forwarded_headers
 from ui.page import CSS, build_blocks
 from ui.photos import photo_routes
-from ui.service import MAX_UPLOAD_BYTES, SearchService
+from ui.uploads import MAX_UPLOAD_BYTES
 
 QUEUE_SIZE = 64  # searches waiting in the page's queue
 START_TIMEOUT = 30.0  # seconds for the server to come up
@@ -50,7 +50,6 @@ STOP_TIMEOUT = 5.0  # seconds for open connections (the page's event streams) to
 
 def build_app(
     page,
-    service: SearchService,
     concurrency: int = 2,
     access: Access | None = None,
     origins: Origins | None = None,
@@ -68,8 +67,8 @@ def build_app(
         docs_url="/docs",
         redoc_url="/redoc",
     )
-    install(app, service)
-    searcher = service.searcher
+    install(app, page.service)
+    searcher = page.service.searcher
     for route in photo_routes(searcher.store, searcher.collection, searcher.max_pixels):
         app.router.routes.append(route)  # ahead of the page's own routes
     app.router.routes.append(_no_fetching())
@@ -249,7 +248,7 @@ def start(
     sock = bind(host, port)
     UploadFolder.acquire()
     try:
-        app = build_app(page, SearchService(page.searcher), concurrency, access, origins)
+        app = build_app(page, concurrency, access, origins)
         return Server(app, sock, host).start()
     except BaseException:
         sock.close()

@@ -18,16 +18,20 @@ from pathlib import Path
 
 from indexer.collection_settings import DEFAULT_OVERSAMPLING
 from indexer.commands.common import add_store_arguments, open_store_from_args
-from indexer.search import MAX_RESULTS, Searcher, Term, parse_query
+from indexer.search import MAX_RESULTS, Searcher
+from indexer.service import (
+    DEFAULT_DIVERSITY,
+    DEFAULT_MODE,
+    DEFAULT_RANKING,
+    Answer,
+    EmptyQuery,
+    SearchQuery,
+    SearchService,
+)
 from indexer.store import MODES, SearchFilter
 from multimodal.commands.common import add_tta_argument, command
 from multimodal.encoder import load_encoder
-from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS
-
-# Measured with multimodal search-eval (docs/indexing-and-search.md#how-search-is-asked-measured)
-DEFAULT_MODE = "hybrid"  # better than dense for titles and far better for ingredient lists
-DEFAULT_DIVERSITY = 0.0  # every diversity tried lowered P@12 of the dish type
-DEFAULT_RANKING = "specific"  # best P@5 above chance; "share" has the best plain P@5
+from multimodal.suggestions import RANKINGS, VOTERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,87 +218,95 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     add_tta_argument(parser, "a query photo", default=True)
 
 
-def query_terms(args) -> list[Term]:
-    # The person at this command line may read this disk, so a term may name a photo.
-    query = args.query
-    terms = parse_query(query, allow_paths=True) if query and query.strip() else []
+def query_from(args) -> SearchQuery:
+    """The command line as a :class:`SearchQuery` (checked as it is built). The person at
+    this command line may read this disk, so a term may name a photo."""
+    photos = []
     for image in args.image:
         path = Path(image).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"no image file {image}")
-        terms.append(Term("image", path))
-    if not terms and not args.like:
+        photos.append(path)
+    try:
+        return _query(args, photos)
+    except EmptyQuery:
         what = "--unlike needs something to steer: " if args.unlike else ""
-        raise ValueError(f"empty query: {what}give text, --image PATH or --like ID")
-    return terms
+        raise ValueError(f"empty query: {what}give text, --image PATH or --like ID") from None
 
 
-@command("search")
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    terms = query_terms(args)
+def _query(args, photos: list[Path]) -> SearchQuery:
     search_filter = SearchFilter(
         labels=args.dish,
         with_ingredients=args.with_ingredients,
         without_ingredients=args.without_ingredients,
         splits=args.split,
     )
-    feedback = {"diversity": args.diversity, "like": args.like, "unlike": args.unlike}
-    rescoring = {"rescore": args.rescore, "oversampling": args.oversampling}
+    return SearchQuery(
+        text=args.query or "",
+        photos=photos,
+        target=args.target,
+        k=args.limit,
+        filter=search_filter,
+        mode=args.mode,
+        diversity=args.diversity,
+        like=args.like,
+        unlike=args.unlike,
+        group_by=args.group_by,
+        rescore=args.rescore,
+        oversampling=args.oversampling,
+        suggest=args.suggest,
+        ranking=args.ranking,
+        allow_paths=True,
+    )
+
+
+@command("search")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    query = query_from(args)
     with open_store_from_args(args) as store:
         model = args.model or store.metadata(args.collection)["model"]["name"]
         encoder = load_encoder(model, args.device, tta=args.tta)
-        searcher = Searcher(encoder, store, args.collection)
-        if terms:  # once, for results and suggestions
-            prepared = searcher.prepare(terms)
-        else:
-            prepared = searcher.feedback_only(args.like, args.unlike, args.target)
-        asked = args.mode or default_mode(searcher)
-        mode = searcher.mode_for(prepared, asked)
-        hits = searcher.nearest(prepared, args.target, args.limit, search_filter, args.group_by,
-                                mode=mode, **feedback, **rescoring)  # fmt: skip
-        looks, suggested = [], []
-        if args.suggest:
-            recipes = searcher.nearest(prepared, "text", VOTERS, search_filter, mode=mode,
-                                       **rescoring)  # fmt: skip
-            looks = searcher.looks_like(recipes)
-            suggested = searcher.ingredients_of(recipes, SUGGESTIONS, args.ranking)
+        service = SearchService(Searcher(encoder, store, args.collection))
+        if query.mode is None:
+            note_default_mode(service)
+        answer = service.search(query)
     if args.json:
-        print_json(hits, looks, suggested)
+        print_json(answer)
         return 0
-    if args.mode and mode != args.mode:  # only when asked for: a photo is always dense
-        print(f"(a query without words is matched as {mode}, not {args.mode})")
-    if looks:
+    if args.mode and answer.mode != args.mode:  # only when asked for: a photo is always dense
+        print(f"(a query without words is matched as {answer.mode}, not {args.mode})")
+    if answer.looks_like:
+        looks = answer.looks_like
         print("looks like: " + ", ".join(f"{_dish(label)} {share:.0%}" for label, share in looks))
         print()
-    print(format_hits(hits))
+    print(format_hits(answer.hits))
     if args.suggest:
-        print(format_suggestions(suggested, args.ranking))
+        print(format_suggestions(answer.ingredients, args.ranking))
     return 0
 
 
-def default_mode(searcher: Searcher) -> str:
-    """:data:`DEFAULT_MODE`, or dense in a collection without BM25 words (with a note on
-    stderr saying how to add them)."""
-    if DEFAULT_MODE == "dense" or searcher.words is not None:
-        return DEFAULT_MODE
-    print(
-        f"note: collection {searcher.collection!r} has no BM25 words, so text is matched "
-        f"dense, not {DEFAULT_MODE}; run multimodal index on it again to add them",
-        file=sys.stderr,
-    )
-    return "dense"
+def note_default_mode(service: SearchService) -> None:
+    """A note on stderr when the default mode cannot be used: a collection without BM25
+    words is matched dense, and how to add them."""
+    if service.default_mode != DEFAULT_MODE:
+        print(
+            f"note: collection {service.searcher.collection!r} has no BM25 words, so text is "
+            f"matched dense, not {DEFAULT_MODE}; run multimodal index on it again to add them",
+            file=sys.stderr,
+        )
 
 
-def print_json(hits, looks, suggested) -> None:
+def print_json(answer: Answer) -> None:
     """One JSON line per result, then one for the dish types and suggestions if asked."""
-    for rank, hit in enumerate(hits, 1):
+    for rank, hit in enumerate(answer.hits, 1):
         path = hit.image_path
         row = {"rank": rank, "score": hit.score, "id": hit.id, **hit.payload}
         row["path"] = str(path) if path else None
         print(json.dumps(row))
-    if looks or suggested:
-        print(json.dumps({"looks_like": looks, "suggested_ingredients": suggested}))
+    if answer.looks_like or answer.ingredients:
+        found = {"looks_like": answer.looks_like, "suggested_ingredients": answer.ingredients}
+        print(json.dumps(found))
 
 
 def format_suggestions(suggested: list[tuple[str, float]], ranking: str) -> str:

@@ -36,6 +36,7 @@ from multimodal.data.images import (
     DEFAULT_MAX_ASPECT,
     DEFAULT_MAX_PIXELS,
     ImageLoadError,
+    TooManyPixels,
     check_image_size,
     reason_for,
     to_rgb,
@@ -153,6 +154,8 @@ def decode_photo(
                         image.close()
     except (ImageLoadError, BudgetExhausted):
         raise
+    except Image.DecompressionBombError as err:  # PIL's own limit, far past ours
+        raise TooManyPixels(name, f"decompression bomb: {err}") from None
     except Exception as err:  # anything a hostile file makes PIL raise is a reason, not a crash
         raise ImageLoadError(name, reason_for(err)) from None
 

@@ -63,6 +63,10 @@ class ImageLoadError(Exception):
         self.reason = reason
 
 
+class TooManyPixels(ImageLoadError):
+    """An image past the pixel limit (a server answers 413, not 422)."""
+
+
 def check_image_size(
     path: str | Path,
     width: int,
@@ -81,7 +85,7 @@ def check_image_size(
     if width < 1 or height < 1:
         raise ImageLoadError(path, f"{width}x{height} pixels: the image is empty")
     if width * height > max_pixels:
-        raise ImageLoadError(
+        raise TooManyPixels(
             path,
             f"{width}x{height} is {width * height:,} pixels, over the {max_pixels:,}-pixel limit",
         )

@@ -50,9 +50,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default=None, help="e.g. cuda (default: the best there is)")
     parser.add_argument("--precision", default="fp32", help="fp16 or bf16 on a GPU")
-    parser.add_argument("--random-weights", metavar="ARCH", default=None,
-                        help="an open_clip architecture with random weights instead of --model, "
-                        "e.g. ViT-B-32 (speed does not depend on the weights)")  # fmt: skip
+    parser.add_argument(
+        "--random-weights",
+        metavar="ARCH",
+        default=None,
+        help="an open_clip architecture with random weights instead of --model, "
+        "e.g. ViT-B-32 (speed does not depend on the weights)",
+    )
     parser.add_argument("--ray-actors", type=int, default=2, help="CPU actors of the Ray line")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray engine's line")
     return parser.parse_args(argv)
@@ -86,8 +90,12 @@ def ray_engine_line(args: argparse.Namespace, encoder, records, local_rate: floa
         print(f"ray engine: skipped ({err})")
         return
     gpu = str(encoder.device).startswith("cuda")
-    options = RayOptions(actors=1 if gpu else args.ray_actors, device="cuda" if gpu else "cpu",
-                         precision=args.precision, batch_size=args.batch_size)  # fmt: skip
+    options = RayOptions(
+        actors=1 if gpu else args.ray_actors,
+        device="cuda" if gpu else "cpu",
+        precision=args.precision,
+        batch_size=args.batch_size,
+    )
     driver = load_encoder(args.model, "cpu") if gpu else encoder  # it only plans; actors embed
     with ray_session() as ray, tempfile.TemporaryDirectory() as scratch:
         with EdgeStore(Path(scratch)) as store:
@@ -96,9 +104,11 @@ def ray_engine_line(args: argparse.Namespace, encoder, records, local_rate: floa
     rate = report.indexed / report.seconds
     what = "1 GPU actor" if gpu else f"{options.actors} CPU actors"
     gpus = f", {cluster['GPU']:.0f} GPU" if cluster.get("GPU") else ""
-    print(f"ray engine ({what}; local cluster of {cluster['CPU']:.0f} CPUs{gpus}), end to end: "
-          f"{rate:.1f} items/s, {report.stages['ray first batch']:.1f}s of it to the first batch "
-          "(actors starting, loading the model)")  # fmt: skip
+    print(
+        f"ray engine ({what}; local cluster of {cluster['CPU']:.0f} CPUs{gpus}), end to end: "
+        f"{rate:.1f} items/s, {report.stages['ray first batch']:.1f}s of it to the first batch "
+        "(actors starting, loading the model)"
+    )
     print(f"ratio ray engine / local engine:   {rate / local_rate:7.2f}x")
     print("ray engine stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.stages.items()))
 
@@ -124,12 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         index_rates.append(report.indexed / report.seconds)
     forward_rate, index_rate = statistics.median(forward_rates), statistics.median(index_rates)
     ratios = ", ".join(f"{i / f:.2f}" for f, i in zip(forward_rates, index_rates, strict=True))
-    print(f"device {encoder.device}, {torch.get_num_threads()} threads, {len(records)} items, "
-          f"median of {args.repeats} alternated runs")  # fmt: skip
+    print(
+        f"device {encoder.device}, {torch.get_num_threads()} threads, {len(records)} items, "
+        f"median of {args.repeats} alternated runs"
+    )
     print(f"pure forward on preloaded tensors: {forward_rate:7.1f} items/s (images + texts)")
     print(f"multimodal indexer, end to end:    {index_rate:7.1f} items/s")
-    print(f"ratio indexer / pure forward:      {index_rate / forward_rate:7.2f}x  (goal >= 0.9; "
-          f"each run: {ratios})")  # fmt: skip
+    print(
+        f"ratio indexer / pure forward:      {index_rate / forward_rate:7.2f}x  (goal >= 0.9; "
+        f"each run: {ratios})"
+    )
     print("indexer stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.stages.items()))
     if not args.no_ray:
         ray_engine_line(args, encoder, records, index_rate)

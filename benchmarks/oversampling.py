@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         "text -> photo": texts[rng.choice(len(texts), min(args.queries, len(texts)), False)],
         "photo -> photo": photos[rng.choice(len(photos), min(args.queries, len(photos)), False)],
     }
-    truths = {kind: [{ids[i] for i in np.argsort(-(photos @ q))[:TOP]} for q in queries]
-              for kind, queries in asks.items()}  # fmt: skip
+    truths = {
+        kind: [{ids[i] for i in np.argsort(-(photos @ q))[:TOP]} for q in queries]
+        for kind, queries in asks.items()
+    }
     print(f"{len(ids)} photo vectors of {args.collection}, {photos.shape[1]}-d")
     print(f"{'quantization':<13}{'queries':<16}{'oversampling':>13}{'recall@10':>11}{'ms':>7}")
     for quantization in QUANTIZATIONS:

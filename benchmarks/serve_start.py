@@ -46,11 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="recipe")
     parser.add_argument("--searches", type=int, default=5, help="timed searches after the start")
     parser.add_argument("--build-only", action="store_true")
-    parser.add_argument("--no-index", action="store_true",
-                        help="leave the large collection unbuilt (a bulk load not yet optimized: "
-                        "its shard opens slower, rebuilding indexes in RAM; built, a million "
-                        "points take well over an hour on 2 cores); a later run without it "
-                        "builds it")  # fmt: skip
+    parser.add_argument(
+        "--no-index",
+        action="store_true",
+        help="leave the large collection unbuilt (a bulk load not yet optimized: "
+        "its shard opens slower, rebuilding indexes in RAM; built, a million "
+        "points take well over an hour on 2 cores); a later run without it "
+        "builds it",
+    )
     return parser.parse_args(argv)
 
 
@@ -123,8 +126,18 @@ def free_port() -> int:
 def time_start(store_path: str, name: str, searches: int) -> dict[str, float]:
     """Start ``multimodal serve`` on ``name``; seconds to health, to the page, per search."""
     port = free_port()
-    command = [sys.executable, "-m", "multimodal", "serve", "--collection", name,
-               "--store", store_path, "--port", str(port)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "multimodal",
+        "serve",
+        "--collection",
+        name,
+        "--store",
+        store_path,
+        "--port",
+        str(port),
+    ]
     env = {**os.environ, "MULTIMODAL_HOME": str(Path(store_path) / "home")}
     started = time.perf_counter()
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -173,12 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = {size: time_start(args.store, name, args.searches) for size, name in names.items()}
     print(f"{'points':>9}  {'health s':>8} {'page s':>7} {'1st search s':>12} {'search p50 s':>12}")
     for size, t in rows.items():
-        print(f"{size:>9,}  {t['health']:>8.2f} {t['page']:>7.2f} {t['first search']:>12.3f} "
-              f"{t['search p50']:>12.3f}")  # fmt: skip
+        print(
+            f"{size:>9,}  {t['health']:>8.2f} {t['page']:>7.2f} {t['first search']:>12.3f} "
+            f"{t['search p50']:>12.3f}"
+        )
     small, large = rows[args.baseline], rows[args.points]
     ratio = large["page"] / small["page"]
-    print(f"ratio {args.points:,} / {args.baseline:,}: page ready {ratio:.2f}x "
-          f"(goal: under 10 s at a million: {large['page']:.1f} s)")  # fmt: skip
+    print(
+        f"ratio {args.points:,} / {args.baseline:,}: page ready {ratio:.2f}x "
+        f"(goal: under 10 s at a million: {large['page']:.1f} s)"
+    )
     return 0
 
 

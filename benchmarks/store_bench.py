@@ -51,9 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--batch", type=int, default=1000, help="points per upsert call")
-    parser.add_argument("--local-max", type=int, default=1_000_000,
-                        help="largest size local mode is run at (it holds everything in "
-                        "Python objects)")  # fmt: skip
+    parser.add_argument(
+        "--local-max",
+        type=int,
+        default=1_000_000,
+        help="largest size local mode is run at (it holds everything in Python objects)",
+    )
     parser.add_argument(
         "--stores", default="edge,edge-int8,local", help="edge, edge-int8, edge-binary, local"
     )
@@ -125,8 +128,10 @@ def run_store(kind: str, size: int, args: argparse.Namespace, queries: np.ndarra
         store.begin_bulk("bench")  # the index's bulk-load mode: no index built during it
         load_seconds = 0.0
         for start, rows in batches(args.seed, size, args.batch):
-            points = [Point(str(uuid.UUID(int=start + i + 1)), {"image": row}, {"n": start + i})
-                      for i, row in enumerate(rows)]  # fmt: skip
+            points = [
+                Point(str(uuid.UUID(int=start + i + 1)), {"image": row}, {"n": start + i})
+                for i, row in enumerate(rows)
+            ]
             tick = time.perf_counter()
             store.upsert("bench", points)
             load_seconds += time.perf_counter() - tick
@@ -145,8 +150,16 @@ def run_store(kind: str, size: int, args: argparse.Namespace, queries: np.ndarra
             du = subprocess.run(["du", "-sm", scratch], capture_output=True, text=True).stdout
             disk = float(du.split()[0])
         store.close()
-    out.send(dict(load=load_seconds, index=index_seconds, memory=memory, disk=disk,
-                  latencies=np.array(latencies) * 1000, found=found))  # fmt: skip
+    out.send(
+        dict(
+            load=load_seconds,
+            index=index_seconds,
+            memory=memory,
+            disk=disk,
+            latencies=np.array(latencies) * 1000,
+            found=found,
+        )
+    )
 
 
 def measure(kind: str, size: int, args: argparse.Namespace, queries: np.ndarray) -> dict:
@@ -171,8 +184,16 @@ def recall(found: list[list[str]], truth: list[list[str]]) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     queries = draw(args.seed, 10**9, args.queries)  # fresh draws of the same centres
-    columns = {"load pts/s": 10, "index s": 8, "total pts/s": 11, "p50 ms": 7, "p95 ms": 7,
-               "recall@10": 9, "memory MiB": 10, "disk MiB": 8}  # fmt: skip
+    columns = {
+        "load pts/s": 10,
+        "index s": 8,
+        "total pts/s": 11,
+        "p50 ms": 7,
+        "p95 ms": 7,
+        "recall@10": 9,
+        "memory MiB": 10,
+        "disk MiB": 8,
+    }
     print(f"{'points':>9}  {'store':<10} " + " ".join(f"{c:>{w}}" for c, w in columns.items()))
     for size in [int(s) for s in args.sizes.split(",")]:
         truth = exact_top10(args.seed, size, queries, args.batch)
@@ -183,17 +204,22 @@ def main(argv: list[str] | None = None) -> int:
             row = rows[kind] = measure(kind, size, args, queries)
             p50, p95 = np.percentile(row["latencies"], [50, 95])
             total = size / (row["load"] + row["index"])
-            print(f"{size:>9,}  {kind:<10} {size / row['load']:>10.0f} {row['index']:>8.1f} "
-                  f"{total:>11.0f} {p50:>7.2f} {p95:>7.2f} {recall(row['found'], truth):>9.3f} "
-                  f"{row['memory']:>10.0f} {row['disk']:>8.0f}", flush=True)  # fmt: skip
+            print(
+                f"{size:>9,}  {kind:<10} {size / row['load']:>10.0f} {row['index']:>8.1f} "
+                f"{total:>11.0f} {p50:>7.2f} {p95:>7.2f} {recall(row['found'], truth):>9.3f} "
+                f"{row['memory']:>10.0f} {row['disk']:>8.0f}",
+                flush=True,
+            )
         if "local" in rows:
             local = size / rows["local"]["load"]
             for kind in (k for k in rows if k != "local"):
                 row = rows[kind]
-                print(f"{size:>9,}  {kind} / local: load {size / row['load'] / local:.2f}x, "
-                      f"with its index {size / (row['load'] + row['index']) / local:.2f}x, "
-                      f"search p50 {_p50(rows['local']) / _p50(row):.0f}x faster",
-                      flush=True)  # fmt: skip
+                print(
+                    f"{size:>9,}  {kind} / local: load {size / row['load'] / local:.2f}x, "
+                    f"with its index {size / (row['load'] + row['index']) / local:.2f}x, "
+                    f"search p50 {_p50(rows['local']) / _p50(row):.0f}x faster",
+                    flush=True,
+                )
     return 0
 
 

@@ -91,8 +91,12 @@ def add_words(store: Store, collection: str, progress: bool = True) -> tuple[Bm2
     store.add_words(collection)
     total, done = store.count(collection), 0
     fields = ["title", "ingredients", "text"]
-    with tqdm(total=total, unit="point", desc=f"adding words to {collection}",
-              disable=not progress or not total) as bar:  # fmt: skip
+    with tqdm(
+        total=total,
+        unit="point",
+        desc=f"adding words to {collection}",
+        disable=not progress or not total,
+    ) as bar:
         page = []
         for point in store.scroll(collection, fields=fields, page=1000):
             page.append(point)

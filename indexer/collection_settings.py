@@ -2,7 +2,7 @@
 
 Settings apply when a collection is created and are recorded in its metadata under
 ``settings``; asking an existing collection for other ones is refused (:func:`check_settings`).
-Each store maps them to its own configuration (:func:`indexer.edge._config`,
+Each store maps them to its own configuration (:func:`indexer.edge_config.shard_config`,
 :func:`indexer.server._collection_config`). ``bulk_load`` is a mode of one run, not a
 setting of the collection: the store records "bulk load in progress" while it lasts
 (:data:`BULK_LOAD`).

@@ -27,6 +27,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from indexer.collection_settings import BULK_LOAD, CollectionSettings, check_embedded
+from indexer.edge_config import copy_points, index_keyword, index_payload, index_text, shard_config
 from indexer.edge_folders import (
     OLD,
     UPGRADE,
@@ -37,10 +38,7 @@ from indexer.edge_folders import (
 from indexer.edge_query import EDGE_FILTERS, shard_query
 from indexer.qdrant_base import QdrantStore, plain_vectors
 from indexer.store import (
-    KEYWORD_FIELDS,
     SPARSE_VECTOR,
-    TEXT_FIELDS,
-    VECTOR_NAMES,
     Point,
     SearchRequest,
     SparseVector,
@@ -51,10 +49,6 @@ from multimodal.files import write_json
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 CREATE_LOCK = ".create.lock"  # in the store folder: held while a collection is created
 STAGING_PREFIX = ".creating-"  # a collection being made, renamed into place when whole
-COPY_PAGE = 256  # points per page when a shard is copied
-# Qdrant's HNSW defaults, given when the graph's placement is: edges per node, candidates
-# while building, and the size (KB of vectors) under which a segment is scanned, not walked.
-HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB = 16, 100, 10_000
 
 
 def check_collection_name(name: str) -> str:
@@ -145,16 +139,16 @@ class EdgeStore(QdrantStore):
 
     def _create(self, name: str, dim: int, settings: CollectionSettings, metadata: dict) -> None:
         """Create the shard in the staging folder (:meth:`_created` moves it into place)."""
-        config = _config(dim, settings, words="bm25" in metadata, bulk=False)
+        config = shard_config(dim, settings, words="bm25" in metadata, bulk=False)
         self._shards[name] = qe.EdgeShard.create(str(self._staging(name) / "shard"), config)
 
     def _index_keyword(self, name: str, field: str) -> None:
         """A keyword index on payload ``field``."""
-        _index_keyword(self._shards[name], field)
+        index_keyword(self._shards[name], field)
 
     def _index_text(self, name: str, field: str) -> None:
         """A lowercase word index on payload ``field``."""
-        _index_text(self._shards[name], field)
+        index_text(self._shards[name], field)
 
     def _created(self, name: str, metadata: dict[str, Any]) -> None:
         """Close the staged shard, write its metadata beside it, rename the whole folder into
@@ -226,22 +220,12 @@ class EdgeStore(QdrantStore):
         folder = self._folder(name)
         old = self._shard(name)
         shutil.rmtree(folder / UPGRADE, ignore_errors=True)
-        config = _config(metadata["dim"], self.settings(name), True, bool(metadata.get(BULK_LOAD)))
-        new = qe.EdgeShard.create(str(folder / UPGRADE), config)
-        for field in KEYWORD_FIELDS:
-            _index_keyword(new, field)
-        for field in TEXT_FIELDS:
-            _index_text(new, field)
-        offset = None
-        while True:
-            request = qe.ScrollRequest(offset=offset, limit=COPY_PAGE, with_payload=True,
-                                       with_vector=True)  # fmt: skip
-            records, offset = old.scroll(request)
-            copies = [qe.Point(r.id, r.vector, r.payload) for r in records]
-            if copies:
-                new.update(qe.UpdateOperation.upsert_points(copies))
-            if offset is None:
-                break
+        words, bulk = True, bool(metadata.get(BULK_LOAD))
+        new = qe.EdgeShard.create(
+            str(folder / UPGRADE), shard_config(metadata["dim"], self.settings(name), words, bulk)
+        )
+        index_payload(new)
+        copy_points(old, new)
         new.flush()
         new.close()
         self._shards.pop(name).close()
@@ -253,10 +237,12 @@ class EdgeStore(QdrantStore):
     def _set_words(self, name: str, words: dict[str, SparseVector]) -> None:
         """One vector update through the shard's write-ahead log."""
         updates = [
-            qe.PointVectors(uuid.UUID(point_id),
-                            {SPARSE_VECTOR: qe.SparseVector(list(v.indices), list(v.values))})
+            qe.PointVectors(
+                uuid.UUID(point_id),
+                {SPARSE_VECTOR: qe.SparseVector(list(v.indices), list(v.values))},
+            )
             for point_id, v in words.items()
-        ]  # fmt: skip
+        ]
         self._shard(name).update(qe.UpdateOperation.update_vectors(updates))
 
     def _retrieve(
@@ -320,10 +306,11 @@ class EdgeStore(QdrantStore):
         self._shard(name).optimize()
 
     def _reconfigure(self, name: str, bulk: bool) -> None:
-        """Load the shard again with the configuration :func:`_config` makes for it (Qdrant
-        Edge writes a configuration given to ``load`` over the one on disk)."""
+        """Load the shard again with the configuration
+        :func:`~indexer.edge_config.shard_config` makes for it (Qdrant Edge writes a
+        configuration given to ``load`` over the one on disk)."""
         metadata = self.metadata(name)
-        config = _config(metadata["dim"], self.settings(name), self.has_words(name), bulk)
+        config = shard_config(metadata["dim"], self.settings(name), self.has_words(name), bulk)
         shard = self._shards.pop(name, None)
         if shard is not None:
             shard.flush()
@@ -352,45 +339,6 @@ class EdgeStore(QdrantStore):
         remove_stale_copies(path.parent)
         self._shards[name] = shard
         return shard
-
-
-def _config(dim: int, settings: CollectionSettings, words: bool, bulk: bool) -> qe.EdgeConfig:
-    """A shard's configuration from the collection's settings: cosine ``image`` and ``text``
-    vectors (memory-mapped from disk if ``on_disk``), the ``bm25`` sparse vector with
-    Qdrant's IDF modifier if ``words``, the HNSW graph on disk if ``hnsw_on_disk``, int8
-    scalar or binary quantization, and during a bulk load an indexing threshold of 0 (no
-    HNSW built; None: Qdrant Edge's default). Unset options stay Qdrant Edge's defaults."""
-    on_disk = True if settings.on_disk else None
-    vector = qe.EdgeVectorParams(dim, qe.Distance.Cosine, on_disk=on_disk)
-    vectors = dict.fromkeys(VECTOR_NAMES, vector)
-    sparse = {SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if words else None
-    hnsw = None
-    if settings.hnsw_on_disk:
-        hnsw = qe.HnswIndexConfig(HNSW_M, HNSW_EF_CONSTRUCT, FULL_SCAN_THRESHOLD_KB, on_disk=True)
-    quantization = None
-    if settings.quantization == "int8":
-        quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
-    elif settings.quantization == "binary":
-        quantization = qe.BinaryQuantizationConfig()
-    optimizers = qe.EdgeOptimizersConfig(indexing_threshold=0 if bulk else None)
-    return qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse, hnsw_config=hnsw,
-                         quantization_config=quantization, optimizers=optimizers)  # fmt: skip
-
-
-# Payload indexes memory-mapped (``Cold``): indexes in RAM are rebuilt at every open of the
-# shard (at 200,000 points it opens in 1.7-2.4 s with them, 0.55 s mapped; docs/scaling-out.md).
-
-
-def _index_keyword(shard: qe.EdgeShard, field: str) -> None:
-    params = qe.KeywordIndexParams(memory=qe.Memory.Cold)
-    shard.update(qe.UpdateOperation.create_field_index(field, params))
-
-
-def _index_text(shard: qe.EdgeShard, field: str) -> None:
-    params = qe.TextIndexParams(
-        tokenizer=qe.TokenizerType.Word, lowercase=True, memory=qe.Memory.Cold
-    )
-    shard.update(qe.UpdateOperation.create_field_index(field, params))
 
 
 def _payload(fields: list[str] | None):

@@ -117,8 +117,9 @@ def _write_all(ray, encoder, store, run: IndexRun, plan, target, max_pixels, pro
             runtime_env=_api_key_env(target),
         )
     recorded, clock = run.recorded, report.stages
-    bar = tqdm(total=len(run.todo), unit="item", desc=f"indexing {collection} on Ray",
-               disable=not progress)  # fmt: skip
+    bar = tqdm(
+        total=len(run.todo), unit="item", desc=f"indexing {collection} on Ray", disable=not progress
+    )
     with bar:
         waited = time.perf_counter()
         for batch in run_batches(dataset):

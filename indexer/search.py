@@ -204,9 +204,21 @@ class Searcher:
             prepared = self.feedback_only(like, unlike, target)
         else:
             prepared = self.prepare(query)
-        return self.nearest(prepared, target, limit, filter, group_by, group_size, exact,
-                            mode=mode, diversity=diversity, like=like, unlike=unlike,
-                            rescore=rescore, oversampling=oversampling)  # fmt: skip
+        return self.nearest(
+            prepared,
+            target,
+            limit,
+            filter,
+            group_by,
+            group_size,
+            exact,
+            mode=mode,
+            diversity=diversity,
+            like=like,
+            unlike=unlike,
+            rescore=rescore,
+            oversampling=oversampling,
+        )
 
     def nearest(
         self,

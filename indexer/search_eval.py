@@ -129,10 +129,13 @@ def ingredient_scores(
     shares = [prevalence.get(name, 0.0) for names in suggested for name in names[:PRECISION_AT]]
     scores = suggestion_scores(suggested, truth) if suggested else {}
     above = [
-        (len(set(names[:PRECISION_AT]) & true)
-         - sum(prevalence.get(name, 0.0) for name in names[:PRECISION_AT])) / PRECISION_AT
+        (
+            len(set(names[:PRECISION_AT]) & true)
+            - sum(prevalence.get(name, 0.0) for name in names[:PRECISION_AT])
+        )
+        / PRECISION_AT
         for names, true in zip(suggested, truth, strict=True)
-    ]  # fmt: skip
+    ]
     return {
         **scores,
         f"prevalence@{PRECISION_AT}": pct(shares),
@@ -180,8 +183,9 @@ def prepare_queries(
         encoder, [r.image for r in photos_of], batch_size, workers, max_pixels, progress
     )
     photos = [Prepared(vector, set()) for vector in vectors]
-    return Queries(texts, [r.label for r in texts_of], photos, [photos_of[i] for i in kept],
-                   rejects)  # fmt: skip
+    return Queries(
+        texts, [r.label for r in texts_of], photos, [photos_of[i] for i in kept], rejects
+    )
 
 
 def check_unseen(store: Store, collection: str, split: str) -> None:
@@ -212,8 +216,15 @@ def text_figures(searcher: Searcher, queries: Queries, progress: bool = True) ->
     for kind in TEXT_KINDS:
         figures[kind] = {}
         for mode in MODES:
-            results = ask(searcher, queries.texts[kind], f"{kind}, {mode}", progress,
-                          target="image", limit=TOP, mode=mode)  # fmt: skip
+            results = ask(
+                searcher,
+                queries.texts[kind],
+                f"{kind}, {mode}",
+                progress,
+                target="image",
+                limit=TOP,
+                mode=mode,
+            )
             figures[kind][mode] = dish_scores(results, queries.text_labels, TOP)
     return figures
 
@@ -221,8 +232,9 @@ def text_figures(searcher: Searcher, queries: Queries, progress: bool = True) ->
 def photo_figures(searcher: Searcher, queries: Queries, progress: bool = True) -> tuple:
     """Photo -> recipes (dense, the :data:`VOTERS` nearest): the dish type of the best recipe
     against the top "looks like" vote; then the ingredients they suggest, by each ranking."""
-    recipes = ask(searcher, queries.photos, "photo -> recipes", progress,
-                  target="text", limit=VOTERS)  # fmt: skip
+    recipes = ask(
+        searcher, queries.photos, "photo -> recipes", progress, target="text", limit=VOTERS
+    )
     labels = queries.photo_labels
     best = [hits[0].payload.get("label") if hits else None for hits in recipes]
     votes = [searcher.looks_like(hits, top=1) for hits in recipes]
@@ -230,13 +242,16 @@ def photo_figures(searcher: Searcher, queries: Queries, progress: bool = True) -
         "top1_recipe": agreement(best, labels),
         "looks_like": agreement([v[0][0] if v else None for v in votes], labels),
     }
-    truth = [item_ingredients(r.ingredients_simplified, r.ingredients)
-             for r in queries.photo_records]  # fmt: skip
+    truth = [
+        item_ingredients(r.ingredients_simplified, r.ingredients) for r in queries.photo_records
+    ]
     scored = [i for i, names in enumerate(truth) if names]
     ingredients: dict = {"photos": len(scored), "voters": VOTERS}
     for ranking in RANKINGS:
-        suggested = [[name for name, _ in searcher.ingredients_of(recipes[i], RECALL_AT, ranking)]
-                     for i in scored]  # fmt: skip
+        suggested = [
+            [name for name, _ in searcher.ingredients_of(recipes[i], RECALL_AT, ranking)]
+            for i in scored
+        ]
         ingredients[ranking] = ingredient_scores(
             suggested, [truth[i] for i in scored], searcher.prevalence()
         )
@@ -258,8 +273,15 @@ def diversity_figures(
     }
     for diversity in diversities:
         for direction, (prepared, labels) in asked.items():
-            results = ask(searcher, prepared, f"{direction}, diversity {diversity:g}", progress,
-                          target="image", limit=PAGE, diversity=diversity)  # fmt: skip
+            results = ask(
+                searcher,
+                prepared,
+                f"{direction}, diversity {diversity:g}",
+                progress,
+                target="image",
+                limit=PAGE,
+                diversity=diversity,
+            )
             figures[direction][f"{diversity:g}"] = variety_scores(results, labels, PAGE)
     return figures
 
@@ -290,7 +312,8 @@ def measure_search(
     result["diversity"] = diversity_figures(searcher, queries, diversities, progress)
     seconds["diversity"] = time.perf_counter() - started - sum(seconds.values())
     n_text, n_photo = len(queries.text_labels), len(queries.photos)
-    result["searches"] = (len(TEXT_KINDS) * len(MODES) * n_text + n_photo
-                          + len(diversities) * (n_text + n_photo))  # fmt: skip
+    result["searches"] = (
+        len(TEXT_KINDS) * len(MODES) * n_text + n_photo + len(diversities) * (n_text + n_photo)
+    )
     result["seconds"] = {name: round(value, 2) for name, value in seconds.items()}
     return result

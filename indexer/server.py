@@ -75,9 +75,12 @@ class ServerStore(QdrantStore):
                 # Its background version check would warn from a thread; the probe below
                 # gives the one clear message instead.
                 self.client = QdrantClient(
-                    url=url, api_key=api_key, prefer_grpc=grpc, timeout=timeout,
+                    url=url,
+                    api_key=api_key,
+                    prefer_grpc=grpc,
+                    timeout=timeout,
                     check_compatibility=False,
-                )  # fmt: skip
+                )
             self.client.get_collections()
         except Exception as err:  # connection refused, DNS, TLS, 401: all mean "cannot use it"
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -229,10 +232,11 @@ class ServerStore(QdrantStore):
     def _set_words(self, name: str, words: dict[str, SparseVector]) -> None:
         """Update the ``bm25`` vectors, and wait until they are applied."""
         updates = [
-            qm.PointVectors(id=point_id,
-                            vector={SPARSE_VECTOR: _sparse(list(v.indices), list(v.values))})
+            qm.PointVectors(
+                id=point_id, vector={SPARSE_VECTOR: _sparse(list(v.indices), list(v.values))}
+            )
             for point_id, v in words.items()
-        ]  # fmt: skip
+        ]
         self.client.update_vectors(name, updates, wait=True)
 
     def _retrieve(

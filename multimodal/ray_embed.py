@@ -133,8 +133,12 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
     notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
     try:
         notice.setLevel(logging.ERROR)
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)  # fmt: skip
+        ray.init(
+            address=address or None,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     except Exception as err:  # ConnectionError, a version mismatch, a missing token, ...
         where = f"join the Ray cluster at {address}" if address else "start a local Ray cluster"
         raise RuntimeError(f"cannot {where}: {_first_line(err)}") from None

@@ -69,8 +69,10 @@ def recipe_groups(records: Sequence[Record]) -> np.ndarray:
     """A group number per record: records sharing a ``recipe_id`` share one; a record without
     one is its own group."""
     numbers: dict[object, int] = {}
-    keys = [("recipe", r.recipe_id) if r.recipe_id is not None else ("item", i)
-            for i, r in enumerate(records)]  # fmt: skip
+    keys = [
+        ("recipe", r.recipe_id) if r.recipe_id is not None else ("item", i)
+        for i, r in enumerate(records)
+    ]
     return np.array([numbers.setdefault(key, len(numbers)) for key in keys], dtype=np.int64)
 
 

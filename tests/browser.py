@@ -71,8 +71,13 @@ def open_browser(width: int = 1280, height: int = 1500):
     browser, driver = found
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 f"--window-size={width},{height}"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
 
@@ -221,8 +226,9 @@ def _map_steps(driver, seen: PageObservations, screenshots: Path | None) -> MapO
     lone = driver.execute_script(LONE_POINT_JS)
     found.hovered_id = lone["id"]
     figure = driver.find_element(By.CSS_SELECTOR, "#recipe-map .js-plotly-plot")
-    ActionChains(driver).move_to_element_with_offset(figure, round(lone["dx"]),
-                                                     round(lone["dy"])).perform()  # fmt: skip
+    ActionChains(driver).move_to_element_with_offset(
+        figure, round(lone["dx"]), round(lone["dy"])
+    ).perform()
     found.hover = _wait(driver, lambda d: _element_text(d, "#recipe-map .hoverlayer"))
     # the point Plotly says is under the mouse: the one aimed at, unless the figure moved
     # under it (a relayout on a busy machine); the label and the card must be that point's
@@ -234,8 +240,9 @@ def _map_steps(driver, seen: PageObservations, screenshots: Path | None) -> MapO
     driver.find_element(
         By.XPATH, f"//*[@id='map-layout']//label[.//input[@value='{other}']]"
     ).click()
-    drawn = _wait(driver, lambda d: (f := d.execute_script(FIGURE_JS)) and f["layout"] == other
-                  and f)  # fmt: skip
+    drawn = _wait(
+        driver, lambda d: (f := d.execute_script(FIGURE_JS)) and f["layout"] == other and f
+    )
     found.star[other] = drawn["star"]
     return found
 
@@ -378,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with", dest="with_ingredient", default="avocado")
     parser.add_argument("--screenshots", default="assets")
     args = parser.parse_args(argv)
-    seen = drive(args.url, Path(args.photo), args.query, args.with_ingredient,
-                 Path(args.screenshots))  # fmt: skip
+    seen = drive(
+        args.url, Path(args.photo), args.query, args.with_ingredient, Path(args.screenshots)
+    )
     print(f"gallery: {seen.gallery_captions[:4]}")
     print(f"again with the first one liked: {seen.again_captions[:4]}")
     print(f"dense: {seen.dense_captions[:4]}")
@@ -389,8 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"recipes: {seen.recipe_rows[:3]}")
     print(f"suggested: {seen.suggested[:200]!r}")
     if seen.map is not None:
-        print(f"map: {seen.map.points} points ({seen.map.layout}), star {seen.map.star}, "
-              f"{seen.map.ringed} ringed, hover {seen.map.hover!r}")  # fmt: skip
+        print(
+            f"map: {seen.map.points} points ({seen.map.layout}), star {seen.map.star}, "
+            f"{seen.map.ringed} ringed, hover {seen.map.hover!r}"
+        )
     print(f"empty query: {seen.empty_query_message!r}")
     print("screenshots: " + ", ".join(str(p) for p in seen.screenshots))
     return 0

@@ -75,6 +75,17 @@ def draw_image(path: Path, colour: str = "red", shape: str = "square", size=(96,
     return path
 
 
+def index_args(
+    data: Path, store: Path, *more: str, collection: str = "c", workers=0, progress=False
+) -> list[str]:
+    """``multimodal index`` arguments: ``data`` into ``collection`` of the store folder
+    ``store`` with the tiny random model and ``workers`` decoding workers, progress bars only
+    with ``progress`` (:func:`kill_once_written` reads them), then ``more``."""
+    args = ["index", "--model", "tiny-random", "--data", str(data), "--collection", collection]
+    args += ["--store", str(store), "--workers", str(workers)]
+    return [*args, *([] if progress else ["--no-progress"]), *more]
+
+
 def write_recipes5k(root: Path, splits=("train", "val"), per_split: int = 6) -> Path:
     """A Recipes5k-shaped folder in the official layout, with drawn dish photos.
 

@@ -47,8 +47,12 @@ def api(tmp_path_factory, tiny_encoder):
 def _seen(hits) -> list[tuple[float, str]]:
     """(score, title) of each hit, best first, ties in title order: what a person sees, the
     same whichever of two tied copies (train and val) the store puts first."""
-    pairs = [(h["score"], h["payload"]["title"]) if isinstance(h, dict)
-             else (h.score, h.payload["title"]) for h in hits]  # fmt: skip
+    pairs = [
+        (h["score"], h["payload"]["title"])
+        if isinstance(h, dict)
+        else (h.score, h.payload["title"])
+        for h in hits
+    ]
     return sorted(((round(s, 4), t) for s, t in pairs), key=lambda p: (-p[0], p[1]))
 
 
@@ -100,8 +104,9 @@ def test_text_search_is_the_searchers(api):
         answer = client.post("/api/search", json=body)
         assert answer.status_code == 200, answer.text
         found = answer.json()
-        expected = searcher.search(body["text"], body.get("target", "image"), body.get("k", 12),
-                                   mode=mode)  # fmt: skip
+        expected = searcher.search(
+            body["text"], body.get("target", "image"), body.get("k", 12), mode=mode
+        )
         assert found["mode"] == mode and found["target"] == body.get("target", "image")
         assert _seen(found["hits"]) == _seen(expected)
         for hit in found["hits"]:
@@ -121,8 +126,9 @@ def test_filters_modes_and_marks(api):
     first, third = plain["hits"][0]["id"], plain["hits"][2]["id"]
     marked = {"text": "red square cake", "mode": "dense", "like": [third], "unlike": [first]}
     steered = client.post("/api/search", json=marked).json()
-    expected = page.searcher.search("red square cake", "image", 12, SearchFilter(),
-                                    mode="dense", like=[third], unlike=[first])  # fmt: skip
+    expected = page.searcher.search(
+        "red square cake", "image", 12, SearchFilter(), mode="dense", like=[third], unlike=[first]
+    )
     assert _seen(steered["hits"]) == _seen(expected)
     assert {first, third}.isdisjoint(h["id"] for h in steered["hits"])
     liked_only = client.post("/api/search", json={"like": [third], "k": 3}).json()
@@ -141,8 +147,12 @@ def test_stored_points_items_and_similar(api):
     hit = client.post("/api/search", json={"text": "green circle cake", "k": 1}).json()["hits"][0]
     stored = page.searcher.store.retrieve("dishes", [hit["id"]])[0]
     item = client.get(f"/api/items/{hit['id']}").json()
-    assert item == {"id": hit["id"], "score": None, "photo": hit["photo"],
-                    "payload": public_payload(stored.payload)}  # fmt: skip
+    assert item == {
+        "id": hit["id"],
+        "score": None,
+        "photo": hit["photo"],
+        "payload": public_payload(stored.payload),
+    }
     photo = client.get(item["photo"])
     assert photo.status_code == 200 and photo.content == stored.image_path.read_bytes()
     similar = client.get(f"/api/similar/{hit['id']}", params={"k": 5}).json()
@@ -173,16 +183,23 @@ def test_photo_search_and_suggest(api):
     assert _seen(suggested["recipes"]) == _seen(voters)
     names = [s["name"] for s in suggested["ingredients"]]
     assert names == [n for n, _ in page.searcher.ingredients_of(voters, 10, "specific")]
-    by_share = client.post("/api/suggest", files={"photo": ("d.jpg", data)},
-                           data={"ranking": "share", "top": 2}).json()  # fmt: skip
+    by_share = client.post(
+        "/api/suggest", files={"photo": ("d.jpg", data)}, data={"ranking": "share", "top": 2}
+    ).json()
     assert len(by_share["ingredients"]) == 2
 
 
 def test_openapi_describes_every_endpoint(api):
     client, _, _ = api
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/search", "/api/search/photo", "/api/suggest", "/api/items/{point_id}",
-            "/api/similar/{point_id}", "/api/health"} <= set(paths)  # fmt: skip
+    assert {
+        "/api/search",
+        "/api/search/photo",
+        "/api/suggest",
+        "/api/items/{point_id}",
+        "/api/similar/{point_id}",
+        "/api/health",
+    } <= set(paths)
     assert not any(path.startswith("/photo") or path.startswith("/gradio") for path in paths)
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -211,7 +228,7 @@ def test_openapi_describes_every_endpoint(api):
                 "unlike": [str(uuid.uuid4()) for _ in range(60)],
             },
             "at most 100",
-        ),  # fmt: skip
+        ),
         ({"text": "cake", "filters": {"labels": ["x" * 201]}}, "filters.labels.0:"),
         ({"text": 5}, "text:"),
         ({}, "nothing to search for"),
@@ -227,14 +244,27 @@ def test_bad_searches_are_422_with_one_line(api, body, words):
 def test_bodies_that_are_not_a_search(api):
     client = api[0]
     for content in (b"not json", b"[1, 2]", b"null", b'{"text": "cake"', "🍰".encode()):
-        answer = client.post("/api/search", content=content,
-                             headers={"content-type": "application/json"})  # fmt: skip
+        answer = client.post(
+            "/api/search", content=content, headers={"content-type": "application/json"}
+        )
         _refused(answer, 422)
-    _refused(client.post("/api/search/photo", files={"photo": ("d.jpg", _photo(api[2]))},
-                         data={"query": '{"k": 500}'}), 422, "query: k:")  # fmt: skip
+    _refused(
+        client.post(
+            "/api/search/photo",
+            files={"photo": ("d.jpg", _photo(api[2]))},
+            data={"query": '{"k": 500}'},
+        ),
+        422,
+        "query: k:",
+    )
     _refused(client.post("/api/search/photo", data={"query": "{}"}), 422, "photo")
-    _refused(client.post("/api/suggest", files={"photo": ("d.jpg", _photo(api[2]))},
-                         data={"ranking": "loudest"}), 422, "ranking")  # fmt: skip
+    _refused(
+        client.post(
+            "/api/suggest", files={"photo": ("d.jpg", _photo(api[2]))}, data={"ranking": "loudest"}
+        ),
+        422,
+        "ranking",
+    )
 
 
 def test_unknown_points_are_404(api):
@@ -276,12 +306,16 @@ def test_oversized_uploads_are_413(api):
             yield bytes(2**20)
         yield b"\r\n--b--\r\n"
 
-    answer = client.post("/api/search/photo", content=chunked(),
-                         headers={"content-type": "multipart/form-data; boundary=b"})  # fmt: skip
+    answer = client.post(
+        "/api/search/photo",
+        content=chunked(),
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
     _refused(answer, 413, "10 MB limit")
     huge_json = json.dumps({"text": "cake", "pad": "x" * 2**21})
-    answer = client.post("/api/search", content=huge_json,
-                         headers={"content-type": "application/json"})  # fmt: skip
+    answer = client.post(
+        "/api/search", content=huge_json, headers={"content-type": "application/json"}
+    )
     _refused(answer, 413, "limit for JSON")
     assert client.get("/api/health").status_code == 200  # and the server carries on
 

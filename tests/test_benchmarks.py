@@ -39,8 +39,16 @@ def test_store_bench_exact_top10_is_the_true_nearest():
 
 @pytest.mark.slow
 def test_store_bench_runs_every_store():
-    command = [sys.executable, "benchmarks/store_bench.py", "--sizes", "1500", "--queries",
-               "5", "--stores", "edge,edge-int8,local"]  # fmt: skip
+    command = [
+        sys.executable,
+        "benchmarks/store_bench.py",
+        "--sizes",
+        "1500",
+        "--queries",
+        "5",
+        "--stores",
+        "edge,edge-int8,local",
+    ]
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
     rows = {}
     for line in out.splitlines():
@@ -79,9 +87,20 @@ def test_serve_start_builds_a_resumable_synthetic_collection(tmp_path):
 
 @pytest.mark.slow
 def test_serve_start_times_two_real_servers(tmp_path):
-    command = [sys.executable, "benchmarks/serve_start.py", "--points", "400", "--baseline",
-               "200", "--store", str(tmp_path), "--model", "tiny-random",
-               "--searches", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "benchmarks/serve_start.py",
+        "--points",
+        "400",
+        "--baseline",
+        "200",
+        "--store",
+        str(tmp_path),
+        "--model",
+        "tiny-random",
+        "--searches",
+        "2",
+    ]
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert re.search(r"^\s+200\s+[\d.]+\s+[\d.]+", out, re.M)
     assert re.search(r"^\s+400\s+[\d.]+\s+[\d.]+", out, re.M)

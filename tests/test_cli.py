@@ -207,8 +207,17 @@ def test_embed_lists_items_it_cannot_write_and_embeds_the_rest(tmp_path, capsys)
     except OSError:  # a file system that takes only UTF-8 names
         pytest.skip("this file system refuses names that are not UTF-8")
     out = tmp_path / "emb"
-    argv = ["--model", "tiny-random", "--data", str(data), "--out", str(out), "--workers", "0",
-            "--no-progress"]  # fmt: skip
+    argv = [
+        "--model",
+        "tiny-random",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     assert embed.main(argv) == 0
     assert "1 items in 1 shards" in capsys.readouterr().out
     metadata = [json.loads(line) for line in (out / "metadata" / "metadata_0000.jsonl").open()]

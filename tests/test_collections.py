@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shape_records
+from conftest import index_args, shape_records
 from test_store import DIM, MODEL, make_points
 
 from indexer.collection_settings import (
@@ -95,8 +95,14 @@ def test_edge_applies_and_records_each_setting(tmp_path):
 def test_local_mode_keeps_on_disk_and_the_server_is_sent_every_setting():
     with ServerStore(":memory:") as store:
         calls = recording(store)
-        settings = CollectionSettings(shards=3, replicas=2, write_consistency=2, on_disk=True,
-                                      hnsw_on_disk=True, quantization="binary")  # fmt: skip
+        settings = CollectionSettings(
+            shards=3,
+            replicas=2,
+            write_consistency=2,
+            on_disk=True,
+            hnsw_on_disk=True,
+            quantization="binary",
+        )
         store.create_or_open("c", CollectionSpec(DIM, MODEL, settings))
         config = store.client.get_collection("c").config
         assert config.params.vectors["image"].on_disk is True  # kept by the in-process mode
@@ -127,11 +133,12 @@ def test_cluster_settings_on_the_embedded_store_are_one_line_naming_qdrant_url(t
         assert store.collections() == []
     data = tmp_path / "data"
     shape_records(data, variants=1, seed=0)
-    for flag in (["--shards", "2"], ["--replicas", "2"], ["--write-consistency", "1",
-                                                          "--replicas", "3"]):  # fmt: skip
-        code = cli(["index", "--model", "tiny-random", "--data", str(data), "--collection", "c",
-                    "--store", str(tmp_path / "store"), *flag])  # fmt: skip
-        assert code == 2
+    for flag in (
+        ["--shards", "2"],
+        ["--replicas", "2"],
+        ["--write-consistency", "1", "--replicas", "3"],
+    ):
+        assert cli(index_args(data, tmp_path / "store", *flag)) == 2
     assert not (tmp_path / "store" / "c").exists()
 
 
@@ -185,8 +192,9 @@ def tied_set(rng: np.random.Generator):
     and 200 points on the other side of the sphere. Listed worst first."""
     query = rng.normal(size=32)
     query /= np.linalg.norm(query)
-    near = [np.sign(query) * np.abs(query + rng.normal(size=32) * (0.1 + 0.08 * i))
-            for i in range(8)]  # fmt: skip
+    near = [
+        np.sign(query) * np.abs(query + rng.normal(size=32) * (0.1 + 0.08 * i)) for i in range(8)
+    ]
     far = [-query + rng.normal(size=32) * 0.8 for _ in range(200)]
     vectors = [v / np.linalg.norm(v) for v in near[::-1] + far]
     ids = [str(uuid.UUID(int=i + 1)) for i in range(len(vectors))]
@@ -257,8 +265,9 @@ def test_quantization_search_parameters_as_both_stores_are_sent_them():
 def test_binary_quantization_end_to_end_through_the_index_pipeline(tiny_encoder, tmp_path, store):
     records = shape_records(tmp_path / "data", variants=2, seed=5)
     settings = CollectionSettings(quantization="binary")
-    report = index_records(tiny_encoder, store, "bin", records, workers=0, settings=settings,
-                           progress=False)  # fmt: skip
+    report = index_records(
+        tiny_encoder, store, "bin", records, workers=0, settings=settings, progress=False
+    )
     assert report.total == len(records) == 18
     assert store.settings("bin") == settings
     stored = {p.id: np.asarray(p.vectors["image"]) for p in store.scroll("bin", with_vectors=True)}
@@ -363,12 +372,10 @@ def test_a_bulk_load_killed_midway_is_noticed_and_finished_by_the_next_run(tmp_p
         assert store.count("photos") == 6  # three batches of two
         assert store.bulk_state("photos") is not None
         assert edge_config(store, "photos")["optimizers"]["indexing_threshold"] == 0
-    common = ["--collection", "photos", "--store", str(store_path)]
     assert cli(["collections", "describe", "photos", "--store", str(store_path)]) == 0
     assert re.search(r"^bulk load +in progress since", capsys.readouterr().out, re.M)
     # the next run, without --bulk-load: finishes the load, then turns indexing back on
-    assert cli(["index", "--model", "tiny-random", "--data", str(data), *common,
-                "--workers", "0", "--no-progress"]) == 0  # fmt: skip
+    assert cli(index_args(data, store_path, collection="photos")) == 0
     summary = capsys.readouterr().out
     assert "indexed 12, unchanged 6" in summary and "18 points" in summary
     assert "finished the bulk load an earlier run left in progress" in summary
@@ -394,18 +401,38 @@ def edge_store(tmp_path):
 def test_collections_list_and_describe(edge_store, capsys):
     assert cli(["collections", "--store", str(edge_store)]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
-    assert header.split() == ["name", "points", "model", "dim", "quantization", "on", "disk",
-                              "shards", "words"]  # fmt: skip
+    assert header.split() == [
+        "name",
+        "points",
+        "model",
+        "dim",
+        "quantization",
+        "on",
+        "disk",
+        "shards",
+        "words",
+    ]
     assert rows[0].split() == ["dishes", "4", "tiny-random", "8", "none", "no", "-", "no"]
-    assert rows[1].split() == ["small", "0", "tiny-random", "8", "binary", "vectors+hnsw", "-",
-                               "no"]  # fmt: skip
+    assert rows[1].split() == [
+        "small",
+        "0",
+        "tiny-random",
+        "8",
+        "binary",
+        "vectors+hnsw",
+        "-",
+        "no",
+    ]
     assert cli(["collections", "list", "--json", "--store", str(edge_store)]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [row["points"] for row in listed] == [4, 0]
     assert listed[1]["settings"] == EVERYTHING.record()
     assert cli(["collections", "describe", "small", "--store", str(edge_store)]) == 0
-    lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines()
-                 if not line.startswith(("bulk load", "payload indexes")))  # fmt: skip
+    lines = dict(
+        line.split(None, 1)
+        for line in capsys.readouterr().out.splitlines()
+        if not line.startswith(("bulk load", "payload indexes"))
+    )
     assert lines["settings"] == "binary quantization, vectors on disk, HNSW on disk"
     assert lines["points"].startswith("0 (indexed vectors 0")
     assert cli(["collections", "describe", "dishes", "--json", "--store", str(edge_store)]) == 0
@@ -419,8 +446,13 @@ def test_collections_on_a_server_store(store, capsys):
     store.create_or_open("c", CollectionSpec(DIM, MODEL, CollectionSettings(quantization="int8")))
     store.upsert("c", make_points())
     assert collections.print_list(store, as_json=False) == 0
-    assert capsys.readouterr().out.splitlines()[1].split()[:5] == ["c", "4", "tiny-random", "8",
-                                                                  "int8"]  # fmt: skip
+    assert capsys.readouterr().out.splitlines()[1].split()[:5] == [
+        "c",
+        "4",
+        "tiny-random",
+        "8",
+        "int8",
+    ]
     assert collections.print_description(store, "c", as_json=False) == 0
     assert "int8 quantization, vectors in RAM" in capsys.readouterr().out
 
@@ -436,11 +468,26 @@ def test_collections_missing_is_one_line_and_exit_2(edge_store, capsys):
 
 
 def test_collections_drop_asks_first(edge_store, capsys, monkeypatch):
-    drop = [sys.executable, "-m", "multimodal.cli", "collections", "drop", "dishes",
-            "--store", str(edge_store)]  # fmt: skip
+    drop = [
+        sys.executable,
+        "-m",
+        "multimodal.cli",
+        "collections",
+        "drop",
+        "dishes",
+        "--store",
+        str(edge_store),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    refused = subprocess.run(drop, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    refused = subprocess.run(
+        drop,
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "pass --yes" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     with EdgeStore(edge_store) as store:
@@ -476,8 +523,7 @@ def test_cli_index_with_settings_then_search_with_and_without_rescoring(tmp_path
     data = tmp_path / "data"
     shape_records(data, variants=1, seed=4)
     common = ["--collection", "shapes", "--store", str(tmp_path / "store")]
-    index = ["index", "--model", "tiny-random", "--data", str(data), *common, "--workers", "0",
-             "--no-progress"]  # fmt: skip
+    index = index_args(data, tmp_path / "store", collection="shapes")
     assert cli([*index, "--quantization", "binary", "--on-disk", "--bulk-load"]) == 0
     assert "9 points" in capsys.readouterr().out
     assert cli([*index, "--quantization", "int8"]) == 2  # another setting: refused, one line

@@ -94,8 +94,17 @@ def test_demo_downloads_when_nothing_is_local(tmp_path, home, loopback, monkeypa
     www, url = loopback
     checksum = zip_folder(write_recipes5k(tmp_path / "source"), www / "r5k.zip")
     monkeypatch.chdir(tmp_path)
-    args = ["demo", "--model", "tiny-random", "--no-serve", "--no-progress",
-            "--download-url", f"{url}/r5k.zip", "--sha256", checksum]  # fmt: skip
+    args = [
+        "demo",
+        "--model",
+        "tiny-random",
+        "--no-serve",
+        "--no-progress",
+        "--download-url",
+        f"{url}/r5k.zip",
+        "--sha256",
+        checksum,
+    ]
     assert cli(args) == 0
     out = capsys.readouterr().out
     assert f"data: {home / 'datasets' / 'recipes5k' / 'Recipes5k'}" in out

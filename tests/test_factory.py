@@ -230,8 +230,14 @@ def test_checkpoint_folder_under_home_is_found_from_python(tmp_path, monkeypatch
     """A "~/..." spec from Python code, where no shell expanded the tilde."""
     monkeypatch.setenv("HOME", str(tmp_path))
     info = tiny_encoder.info
-    save_checkpoint(tmp_path / "models" / "tiny", tiny_encoder.model, arch=info.arch,
-                    model_cfg=info.model_cfg, preprocess_cfg=info.preprocess_cfg,
-                    tokenizer=tiny_encoder.tokenizer, provenance={"made_by": "test"})  # fmt: skip
+    save_checkpoint(
+        tmp_path / "models" / "tiny",
+        tiny_encoder.model,
+        arch=info.arch,
+        model_cfg=info.model_cfg,
+        preprocess_cfg=info.preprocess_cfg,
+        tokenizer=tiny_encoder.tokenizer,
+        provenance={"made_by": "test"},
+    )
     spec = parse_model_spec("~/models/tiny")
     assert spec.kind == "checkpoint" and spec.source == str(tmp_path / "models" / "tiny")

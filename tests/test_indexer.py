@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COLOURS, SHAPES, draw_image, kill_once_written, shape_records
+from conftest import COLOURS, SHAPES, draw_image, index_args, kill_once_written, shape_records
 
 from indexer.edge import EdgeStore
 from indexer.pipeline import (
@@ -61,13 +61,22 @@ def trained(tmp_path_factory):
     # The starting model with its projection heads trained (the towers stay locked): real
     # ImageNet and MiniLM features, fast on the CPU through the feature cache.
     config = TrainConfig(
-        model="recipe-starter", data=str(folder), out=str(folder / "run"), epochs=8,
-        batch_size=9, lr=5e-3, warmup_steps=5, augment=False, workers=0, patience=0,
+        model="recipe-starter",
+        data=str(folder),
+        out=str(folder / "run"),
+        epochs=8,
+        batch_size=9,
+        lr=5e-3,
+        warmup_steps=5,
+        augment=False,
+        workers=0,
+        patience=0,
         feature_cache="",
-    )  # fmt: skip
+    )
     loaded = create_model_and_transforms(config.model)
-    trainer = Trainer(config, loaded, build_train_set(drawings, loaded.tokenizer), records,
-                      progress=False)  # fmt: skip
+    trainer = Trainer(
+        config, loaded, build_train_set(drawings, loaded.tokenizer), records, progress=False
+    )
     state = trainer.run()
     assert state.best_score == 100.0, state.history[-1]  # it knows all nine, both ways
     return load_encoder(str(folder / "run" / "best"), device="cpu"), records
@@ -154,8 +163,9 @@ def test_rerun_skips_unchanged_and_re_embeds_a_changed_file(tiny_encoder, tmp_pa
         searcher = Searcher(encoder, store, "shapes")
         own = point_id(root_path(target), target.relative_image)
         (stored,) = store.retrieve("shapes", [own], with_vectors=True)
-        assert np.allclose(stored.vectors["image"], searcher.query_vector(target.image)[0],
-                           atol=1e-4)  # fmt: skip
+        assert np.allclose(
+            stored.vectors["image"], searcher.query_vector(target.image)[0], atol=1e-4
+        )
 
 
 def test_bad_files_are_rejected_and_the_rest_indexed(tiny_encoder, tmp_path):
@@ -185,8 +195,9 @@ def test_prune_removes_points_whose_file_is_gone(tiny_encoder, tmp_path):
         Path(records[0].image).unlink()
         kept = index_records(encoder, store, "shapes", records[1:], workers=0, progress=False)
         assert (kept.pruned, kept.total) == (0, 9)  # without --prune nothing is deleted
-        pruned = index_records(encoder, store, "shapes", records[1:], workers=0, progress=False,
-                               prune=True)  # fmt: skip
+        pruned = index_records(
+            encoder, store, "shapes", records[1:], workers=0, progress=False, prune=True
+        )
         assert (pruned.pruned, pruned.total) == (1, 8)
 
 
@@ -265,8 +276,13 @@ def test_ingredient_votes_of_hits_are_the_library_votes():
         StoredPoint("d", {"title": "no ingredients"}, score=0.25),
         StoredPoint("e", {"base_ingredients": ["salt"]}, score=-0.1),
     ]
-    voters = [(0.5, ["egg", "flour"]), (0.5, [" Egg", "BUTTER "]), (0.25, ["flour"]),
-              (0.25, []), (-0.1, ["salt"])]  # fmt: skip
+    voters = [
+        (0.5, ["egg", "flour"]),
+        (0.5, [" Egg", "BUTTER "]),
+        (0.25, ["flour"]),
+        (0.25, []),
+        (-0.1, ["salt"]),
+    ]
     for top in (2, SUGGESTIONS):
         assert vote_ingredients(hits, top) == suggestions.vote_ingredients(voters, top)
     shares = {"egg": 1 / 1.5, "flour": 0.75 / 1.5, "butter": 0.5 / 1.5, "salt": 0.0}
@@ -323,9 +339,8 @@ def test_sigkill_mid_run_then_rerun_leaves_the_exact_count(tmp_path):
         colour, shape = list(COLOURS)[i % 3], SHAPES[(i // 3) % 3]
         draw_image(data / f"{i:04d}_{colour}_{shape}.png", colour, shape, size=(40, 40))
     store = tmp_path / "store"
-    command = [sys.executable, "-m", "multimodal.cli", "index", "--model", "tiny-random",
-               "--data", str(data), "--collection", "many", "--store", str(store),
-               "--batch-size", "2", "--workers", "0"]  # fmt: skip
+    index = index_args(data, store, "--batch-size", "2", collection="many", progress=True)
+    command = [sys.executable, "-m", "multimodal.cli", *index]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True)
     kill_once_written(process, total=600, at_least=40, timeout=300)
@@ -353,8 +368,7 @@ def test_cli_writes_the_rejects_file(tmp_path, capsys):
     draw_image(data / "good.png", "red", "square")
     (data / "broken.jpg").write_bytes(b"\xff\xd8\xff not a photo")
     store = tmp_path / "store"
-    args = ["index", "--model", "tiny-random", "--data", str(data), "--collection", "c",
-            "--store", str(store), "--workers", "0", "--no-progress"]  # fmt: skip
+    args = index_args(data, store)
     assert cli(args) == 0
     out = capsys.readouterr().out
     assert "indexed 1, unchanged 0, rejected 1" in out
@@ -384,8 +398,7 @@ def test_two_index_runs_creating_one_collection(tmp_path):
     data, store, go = tmp_path / "photos", tmp_path / "store", tmp_path / "go"
     for colour, shape in zip(COLOURS, SHAPES, strict=True):
         draw_image(data / f"{colour}_{shape}.png", colour, shape, size=(40, 40))
-    index = ["index", "--model", "tiny-random", "--data", str(data), "--collection", "c",
-             "--store", str(store), "--workers", "0", "--no-progress"]  # fmt: skip
+    index = index_args(data, store)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     ready = [tmp_path / f"ready{i}" for i in range(2)]
     runs = [
@@ -419,10 +432,9 @@ def _one_photo_collection(tmp_path: Path) -> tuple[list[str], Path]:
     """Index one drawn photo with the tiny model: the index arguments and the store folder."""
     store = tmp_path / "store"
     draw_image(tmp_path / "photos" / "red.png")
-    args = ["index", "--model", "tiny-random", "--data", str(tmp_path / "photos"),
-            "--collection", "c", "--store", str(store), "--workers", "0"]  # fmt: skip
-    assert cli([*args, "--no-progress"]) == 0
-    return [*args, "--no-progress"], store
+    args = index_args(tmp_path / "photos", store)
+    assert cli(args) == 0
+    return args, store
 
 
 @pytest.mark.parametrize("limit", ["99999999999999999999", "0", "-3", "1000001", "ten"])
@@ -553,9 +565,7 @@ def test_cli_index_after_mv_does_not_duplicate(tmp_path, capsys):
         draw_image(first / f"{colour}.png", colour, "circle", size=(40, 40))
 
     def index(folder: Path) -> str:
-        args = ["index", "--model", "tiny-random", "--data", str(folder), "--collection", "c",
-                "--store", str(store), "--workers", "0", "--no-progress", "--prune"]  # fmt: skip
-        assert cli(args) == 0
+        assert cli(index_args(folder, store, "--prune")) == 0
         return capsys.readouterr().out
 
     index(first)
@@ -605,8 +615,7 @@ def test_cli_rejects_names_and_captions_not_in_utf8_and_indexes_the_rest(tmp_pat
     os.close(handle)
     draw_image(Path(os.fsdecode(os.fsencode(data) + b"/caf\xe9.png")), "green", "triangle")
     store = tmp_path / "store"
-    args = ["index", "--model", "tiny-random", "--data", str(data), "--collection", "c",
-            "--store", str(store), "--workers", "0", "--no-progress"]  # fmt: skip
+    args = index_args(data, store)
     assert cli(args) == 0
     assert "indexed 1, unchanged 0, rejected 2, pruned 0; 1 points" in capsys.readouterr().out
     rows = [json.loads(line) for line in (store / "c.rejects.jsonl").read_text().splitlines()]

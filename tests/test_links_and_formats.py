@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import draw_image, kill_once_written, write_recipes5k
+from conftest import draw_image, index_args, kill_once_written, write_recipes5k
 from PIL import Image
 
 from indexer.edge import EdgeStore
@@ -34,24 +34,6 @@ def save_photo(path: Path, format: str, colour=(200, 40, 40), size=(64, 48)) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path, format=format)
     return path
-
-
-def index_args(data: Path, store: Path, *more: str) -> list[str]:
-    return [
-        "index",
-        "--model",
-        "tiny-random",
-        "--data",
-        str(data),
-        "--collection",
-        "c",
-        "--store",
-        str(store),
-        "--workers",
-        "0",
-        "--no-progress",
-        *more,
-    ]
 
 
 def rejects_of(store: Path) -> dict[str, str]:
@@ -266,20 +248,9 @@ def test_the_store_opens_at_once_after_the_indexer_is_killed(tmp_path):
         sys.executable,
         "-m",
         "multimodal.cli",
-        "index",
-        "--model",
-        "tiny-random",
-        "--data",
-        str(data),
-        "--collection",
-        "c",
-        "--store",
-        str(store),
-        "--batch-size",
-        "2",
-        "--workers",
-        "2",
+        *index_args(data, store, workers=2, progress=True),
     ]
+    command += ["--batch-size", "2"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True)
     kill_once_written(process, total=400, at_least=20, timeout=300)

@@ -29,8 +29,11 @@ def clustered(count: int, seed: int = 0) -> list[Point]:
         vector = centres[i % len(CLUSTERS)] + rng.normal(0, 0.3, DIM)
         vector /= np.linalg.norm(vector)
         dish = CLUSTERS[i % len(CLUSTERS)]
-        payload = {"title": f"{dish.title()} cake {i}", "label": f"{dish}_cake",
-                   "ingredients": [f"{dish} colouring", "flour"]}  # fmt: skip
+        payload = {
+            "title": f"{dish.title()} cake {i}",
+            "label": f"{dish}_cake",
+            "ingredients": [f"{dish} colouring", "flour"],
+        }
         points.append(Point(str(uuid.uuid4()), {"image": vector.tolist()}, payload))
     return points
 
@@ -75,8 +78,9 @@ def test_pca_against_a_naive_reference(store, tmp_path):
 def test_fitted_once_then_read_from_disk(store, tmp_path, monkeypatch):
     fits = []
     fit = CollectionMap.fit.__func__
-    monkeypatch.setattr(CollectionMap, "fit", classmethod(lambda cls, *a: fits.append(a) or
-                                                          fit(cls, *a)))  # fmt: skip
+    monkeypatch.setattr(
+        CollectionMap, "fit", classmethod(lambda cls, *a: fits.append(a) or fit(cls, *a))
+    )
     cache = MapCache(tmp_path / "maps")
     first = cache.get(store, "cakes", MODEL, background=False)
     assert cache.get(store, "cakes", MODEL) is first and len(fits) == 1  # in memory
@@ -217,8 +221,11 @@ def test_the_page_shows_pca_until_tsne_is_ready(store):
 def test_a_clicked_point_opens_its_card(store, tmp_path):
     from types import SimpleNamespace
 
-    payload = {"title": 'Cake "<img src=x onerror=alert(1)>"', "label": "layer_cake",
-               "ingredients": ["flour", "<b>sugar</b>"]}  # fmt: skip
+    payload = {
+        "title": 'Cake "<img src=x onerror=alert(1)>"',
+        "label": "layer_cake",
+        "ingredients": ["flour", "<b>sugar</b>"],
+    }
     odd = Point(str(uuid.uuid4()), {"image": [0.0, 1.0] + [0.0] * (DIM - 2)}, payload)
     store.upsert("cakes", [odd])
     fitted = MapCache(tmp_path / "maps").get(store, "cakes", MODEL)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COLOURS, SHAPES, draw_image, kill_once_written, shape_records
+from conftest import COLOURS, SHAPES, draw_image, index_args, kill_once_written, shape_records
 
 from indexer.edge import EdgeStore
 from indexer.pipeline import index_records, make_items, start_index
@@ -42,8 +42,13 @@ TWO_ACTORS = RayOptions(actors=2, device="cpu")
 def ray_cluster():
     """A local Ray cluster of 2 CPUs for the whole session; its address, for subprocesses."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20,
-             log_to_driver=False, logging_level=logging.WARNING)  # fmt: skip
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 2**20,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -103,19 +108,23 @@ def test_actor_plans():
             plan_actors(options, resources)
 
 
-def _index_args(data: Path, store: Path, *more: str) -> list[str]:
-    return ["index", "--model", "tiny-random", "--data", str(data), "--collection", "c",
-            "--store", str(store), "--no-progress", *more]  # fmt: skip
-
-
 @pytest.mark.parametrize("command", ["index", "embed"])
 def test_missing_ray_is_one_line(command, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
     draw_image(tmp_path / "photos" / "red.png")
-    args = _index_args(tmp_path / "photos", tmp_path / "store", "--engine", "ray")
+    args = index_args(tmp_path / "photos", tmp_path / "store", "--engine", "ray")
     if command == "embed":
-        args = ["embed", "--model", "tiny-random", "--data", str(tmp_path / "photos"),
-                "--out", str(tmp_path / "out"), "--engine", "ray"]  # fmt: skip
+        args = [
+            "embed",
+            "--model",
+            "tiny-random",
+            "--data",
+            str(tmp_path / "photos"),
+            "--out",
+            str(tmp_path / "out"),
+            "--engine",
+            "ray",
+        ]
     assert cli(args) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert RAY_EXTRA in line and "--engine ray" in line
@@ -129,11 +138,11 @@ def test_unreachable_address_and_misplaced_flags_are_one_line(tmp_path, capsys):
         address = f"127.0.0.1:{free.getsockname()[1]}"
     draw_image(tmp_path / "photos" / "red.png")
     store = tmp_path / "store"
-    args = _index_args(tmp_path / "photos", store, "--engine", "ray", "--ray-address", address)
+    args = index_args(tmp_path / "photos", store, "--engine", "ray", "--ray-address", address)
     assert cli(args) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"cannot reach a Ray cluster at {address}" in line and "ray start --head" in line
-    assert cli(_index_args(tmp_path / "photos", store, "--actors", "2")) == 2
+    assert cli(index_args(tmp_path / "photos", store, "--actors", "2")) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "--actors: only with --engine ray" in line
     assert not store.exists()  # nothing opened, nothing written
@@ -171,7 +180,7 @@ def test_ray_workers_read_heic_and_avif(ray_cluster, tmp_path, capsys):
     data.mkdir()
     Image.new("RGB", (48, 40), (200, 40, 40)).save(data / "IMG_0001.HEIC", format="HEIF")
     Image.new("RGB", (48, 40), (30, 60, 220)).save(data / "dinner.avif", format="AVIF")
-    assert cli(_index_args(data, store, "--engine", "ray", "--actors", "1")) == 0
+    assert cli(index_args(data, store, "--engine", "ray", "--actors", "1")) == 0
     assert "c: indexed 2, unchanged 0, rejected 0" in capsys.readouterr().out
 
 
@@ -181,7 +190,7 @@ def test_cli_ray_engine_rejects_file_and_a_changed_photo(ray_cluster, tmp_path, 
     for colour, shape in zip(COLOURS, SHAPES, strict=True):
         draw_image(data / f"{colour}_{shape}.png", colour, shape, size=(40, 40))
     (data / "broken.jpg").write_bytes(b"\xff\xd8\xff not a photo")
-    args = _index_args(data, store, "--engine", "ray", "--actors", "2")
+    args = index_args(data, store, "--engine", "ray", "--actors", "2")
     assert cli(args) == 0
     out = capsys.readouterr().out
     assert re.search(r"c: indexed 3, unchanged 0, rejected 1, pruned 0; 3 points; .*ray", out)
@@ -220,8 +229,18 @@ def test_embed_with_ray_writes_the_local_engines_files(ray_cluster, tmp_path, ca
     for colour, shape in zip(COLOURS, SHAPES, strict=True):
         draw_image(data / f"{colour}_{shape}.png", colour, shape, size=(40, 40))
     (data / "broken.jpg").write_bytes(b"\xff\xd8\xff not a photo")
-    common = ["embed", "--model", "tiny-random", "--data", str(data), "--shard-size", "2",
-              "--no-progress", "--workers", "0"]  # fmt: skip
+    common = [
+        "embed",
+        "--model",
+        "tiny-random",
+        "--data",
+        str(data),
+        "--shard-size",
+        "2",
+        "--no-progress",
+        "--workers",
+        "0",
+    ]
     assert cli([*common, "--out", str(tmp_path / "local")]) == 0
     assert cli([*common, "--out", str(tmp_path / "ray"), "--engine", "ray", "--actors", "2"]) == 0
     assert "embedded now 4, already there 0, rejected images 1" in capsys.readouterr().out
@@ -245,10 +264,24 @@ def test_killed_ray_job_then_rerun_leaves_the_exact_count(ray_cluster, tiny_enco
     for i in range(300):
         colour, shape = list(COLOURS)[i % 3], SHAPES[(i // 3) % 3]
         draw_image(data / f"{i:04d}_{colour}_{shape}.png", colour, shape, size=(32, 32))
-    command = [sys.executable, "-m", "multimodal.cli",
-               *_index_args(data, store, "--engine", "ray", "--ray-address", ray_cluster,
-                            "--actors", "1", "--batch-size", "2")]  # fmt: skip
-    command.remove("--no-progress")  # the progress bar says when points are being written
+    command = [
+        sys.executable,
+        "-m",
+        "multimodal.cli",
+        *index_args(
+            data,
+            store,
+            "--engine",
+            "ray",
+            "--ray-address",
+            ray_cluster,
+            "--actors",
+            "1",
+            "--batch-size",
+            "2",
+            progress=True,  # the progress bar says when points are being written
+        ),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, text=True, cwd=REPO)
     kill_once_written(process, total=300, at_least=20, timeout=400)
@@ -280,8 +313,9 @@ def test_worker_side_writer_stage_reports_an_unreachable_server(
     records = drawn_records(tmp_path / "photos")
     planner = ServerStore(":memory:")  # the driver's view; the workers get only the URL
     with pytest.raises(RuntimeError) as failed:
-        index_records_ray(tiny_encoder, planner, "c", records, TWO_ACTORS, ServerTarget(url),
-                          progress=False)  # fmt: skip
+        index_records_ray(
+            tiny_encoder, planner, "c", records, TWO_ACTORS, ServerTarget(url), progress=False
+        )
     (line,) = str(failed.value).splitlines()
     assert (
         line.startswith("a Ray worker failed:") and f"cannot reach a Qdrant server at {url}" in line

@@ -6,6 +6,7 @@ import uuid
 
 import numpy as np
 import pytest
+from conftest import index_args
 
 from indexer.bm25 import Bm25Settings, Bm25Words
 from indexer.edge import EdgeStore
@@ -52,8 +53,12 @@ ROWS = [  # title, dish type, ingredients; photo i points along axis i
 def points(words: bool = True) -> list[Point]:
     made = []
     for i, (title, label, ingredients) in enumerate(ROWS):
-        payload = {"title": title, "label": label, "ingredients": ingredients,
-                   "base_ingredients": ingredients}  # fmt: skip
+        payload = {
+            "title": title,
+            "label": label,
+            "ingredients": ingredients,
+            "base_ingredients": ingredients,
+        }
         vectors = {"image": axis(i), "text": axis(i, 0.1)}
         if words:
             vectors["bm25"] = WORDS.document(payload)
@@ -139,11 +144,19 @@ def test_recommend_steers_by_liked_and_disliked_examples(filled):
 
 def test_facets_count_keyword_values(filled):
     assert filled.facet("dishes", "label")[0] == ("tacos", 2)
-    assert dict(filled.facet("dishes", "label")) == {"apple_pie": 1, "tacos": 2, "curry": 1,
-                                                     "tart": 1}  # fmt: skip
+    assert dict(filled.facet("dishes", "label")) == {
+        "apple_pie": 1,
+        "tacos": 2,
+        "curry": 1,
+        "tart": 1,
+    }
     only = SearchFilter(ids=[pid(0), pid(4)])
     assert dict(filled.facet("dishes", "base_ingredients", only)) == {
-        "flour": 2, "butter": 2, "apples": 1, "lemons": 1}  # fmt: skip
+        "flour": 2,
+        "butter": 2,
+        "apples": 1,
+        "lemons": 1,
+    }
 
 
 def test_bad_requests_are_one_line_each():
@@ -213,8 +226,7 @@ def indexed(tmp_path_factory, tiny_encoder):
     root = write_recipes5k(tmp_path_factory.mktemp("r5k"), per_split=9)
     folder = tmp_path_factory.mktemp("store")
     with EdgeStore(folder) as store:
-        index_records(tiny_encoder, store, "dishes", read_records(root), workers=0,
-                      progress=False)  # fmt: skip
+        index_records(tiny_encoder, store, "dishes", read_records(root), workers=0, progress=False)
     return root, folder
 
 
@@ -307,8 +319,9 @@ def test_looks_like_and_specific_ingredients(searcher):
     for hit in recipes:
         weights[hit.payload["label"]] = weights.get(hit.payload["label"], 0) + max(hit.score, 0)
     total = sum(weights.values())
-    assert looks == sorted(((k, v / total) for k, v in weights.items()),
-                           key=lambda kv: (-kv[1], kv[0]))  # fmt: skip
+    assert looks == sorted(
+        ((k, v / total) for k, v in weights.items()), key=lambda kv: (-kv[1], kv[0])
+    )
     shares = dict(searcher.ingredients_of(recipes, 100, "share"))
     specific = searcher.ingredients_of(recipes, 100, "specific")
     assert dict(specific) == shares  # the same shares, another order
@@ -325,9 +338,24 @@ def test_search_command_modes_feedback_and_suggestions(indexed, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["title"] for row in rows] == ["Red Circle Cake"] * 2
     liked, disliked = rows[0]["id"], rows[1]["id"]
-    argv = ["search", "cake", "--like", liked, "--unlike", disliked, "--diversity", "0.3",
-            "--mode", "hybrid", "-k", "5", "--json", "--suggest",
-            "--ranking", "specific"]  # fmt: skip
+    argv = [
+        "search",
+        "cake",
+        "--like",
+        liked,
+        "--unlike",
+        disliked,
+        "--diversity",
+        "0.3",
+        "--mode",
+        "hybrid",
+        "-k",
+        "5",
+        "--json",
+        "--suggest",
+        "--ranking",
+        "specific",
+    ]
     assert cli([*argv, *common]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {liked, disliked}.isdisjoint(row.get("id") for row in lines)
@@ -341,8 +369,21 @@ def test_search_command_modes_feedback_and_suggestions(indexed, capsys):
             cli(["search", "cake", flag, value, *common])
         assert refused.value.code == 2
     assert "--diversity: must be a number from 0 to 1" in capsys.readouterr().err
-    assert cli(["search", "--image", str(next(root.rglob("*.jpg"))), "--mode", "hybrid",
-                "--target", "text", *common]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "search",
+                "--image",
+                str(next(root.rglob("*.jpg"))),
+                "--mode",
+                "hybrid",
+                "--target",
+                "text",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert "matched as dense, not hybrid" in capsys.readouterr().out
 
 
@@ -357,17 +398,17 @@ def test_index_gives_an_old_collection_its_words_without_embedding(indexed, tmp_
         spec = CollectionSpec(metadata["dim"], metadata["model"])
         old.create_or_open("dishes", spec)
         old.update_metadata("dishes", metadata)
-        copies = [Point(p.id, {k: v for k, v in p.vectors.items() if k != "bm25"}, p.payload)
-                  for p in new.scroll("dishes", with_vectors=True)]  # fmt: skip
+        copies = [
+            Point(p.id, {k: v for k, v in p.vectors.items() if k != "bm25"}, p.payload)
+            for p in new.scroll("dishes", with_vectors=True)
+        ]
         old.upsert("dishes", copies)
         assert not old.has_words("dishes")
     common = ["--collection", "dishes", "--store", str(tmp_path / "old")]
     # asking for words the collection lacks is the caller's mistake (exit 2), not the store's
     assert cli(["search", "red circle", "--mode", "hybrid", *common]) == 2
     assert "run multimodal index on it again" in capsys.readouterr().err
-    argv = ["index", "--model", "tiny-random", "--data", str(root), "--workers", "0",
-            "--no-progress", *common]  # fmt: skip
-    assert cli(argv) == 0
+    assert cli(index_args(root, tmp_path / "old", collection="dishes")) == 0
     out = capsys.readouterr().out
     assert "indexed 0, unchanged 18" in out and "added BM25 words to 18 points" in out
     assert cli(["search", "red circle", "--mode", "sparse", "-k", "2", "--json", *common]) == 0

@@ -56,8 +56,11 @@ def site(tmp_path_factory, tiny_encoder):
         "outside": outside / "secret.txt",
         "store file": next(p for p in sorted(store_path.rglob("*")) if p.is_file()),
     }
-    app = RecipeApp(Searcher(tiny_encoder, store, "dishes"), example_photos(store, "dishes"),
-                    map_folder=store_path.parent / "maps")  # fmt: skip
+    app = RecipeApp(
+        Searcher(tiny_encoder, store, "dishes"),
+        example_photos(store, "dishes"),
+        map_folder=store_path.parent / "maps",
+    )
     swapped = next(root.glob("images/triangle/*.jpg"))
     swapped_id = next(h.id for h in _all_points(app) if h.image_path == swapped)
     swapped.write_bytes(SCRIPT)  # an indexed photo, now an HTML page
@@ -203,8 +206,9 @@ def test_path_terms_through_the_api_are_refused(site):
 
     client = Client(site["url"], verbose=False, download_files=False)
     with pytest.raises(Exception, match="upload") as refused:
-        client.predict(str(site["planted"]["outside photo"]), None, 1, [], "", "",
-                       api_name="/text_to_image")  # fmt: skip
+        client.predict(
+            str(site["planted"]["outside photo"]), None, 1, [], "", "", api_name="/text_to_image"
+        )
     assert "exist" not in str(refused.value)
 
 
@@ -234,8 +238,9 @@ def test_cli_search_keeps_path_terms(tmp_path, capsys):
     for colour, shape in (("red", "square"), ("blue", "circle"), ("green", "triangle")):
         draw_image(data / f"{colour}_{shape}.png", colour, shape)
     common = ["--collection", "shapes", "--store", str(tmp_path / "store")]
-    assert cli(["index", "--model", "tiny-random", "--data", str(data), *common,
-                "--no-progress"]) == 0  # fmt: skip
+    assert (
+        cli(["index", "--model", "tiny-random", "--data", str(data), *common, "--no-progress"]) == 0
+    )
     capsys.readouterr()
     photo = data / "red_square.png"
     for query in ([f"{photo} + 2:a red square"], ["--image", str(photo)]):
@@ -343,9 +348,20 @@ def test_nothing_is_served_without_credentials(site, guarded):
     import httpx
 
     point = _all_points(site["app"])[0].id
-    paths = ["/", "/config", "/gradio_api/info", "/docs", "/openapi.json", "/api/health",
-             f"/api/items/{point}", f"/photo/{point}", f"/gradio_api/file={site['tiff']}",
-             "/gradio_api/upload", "/theme.css", "/no/such/page"]  # fmt: skip
+    paths = [
+        "/",
+        "/config",
+        "/gradio_api/info",
+        "/docs",
+        "/openapi.json",
+        "/api/health",
+        f"/api/items/{point}",
+        f"/photo/{point}",
+        f"/gradio_api/file={site['tiff']}",
+        "/gradio_api/upload",
+        "/theme.css",
+        "/no/such/page",
+    ]
     wrong_logins = [("ann", "wrong"), ("bob", LOGIN[1]), ("", ""), (LOGIN[0], LOGIN[1] + "x")]
     for path in paths:
         answer = httpx.get(f"{guarded.rstrip('/')}{path}")
@@ -385,8 +401,9 @@ def test_the_page_works_behind_the_login(site, guarded):
     from gradio_client import Client
 
     client = Client(guarded, verbose=False, download_files=False, headers={"X-API-Key": KEY})
-    gallery, hits, _ = client.predict("red square cake", None, 1, [], "", "",
-                                      api_name="/text_to_image")  # fmt: skip
+    gallery, hits, _ = client.predict(
+        "red square cake", None, 1, [], "", "", api_name="/text_to_image"
+    )
     assert len(gallery) == len(hits) > 0
 
 
@@ -396,11 +413,16 @@ def test_paths_outside_the_roots_are_refused_with_credentials(site, guarded):
     import httpx
 
     root, outside = site["root"], site["planted"]["outside"]
-    for raw in (f"/photo/..%2F..%2F..{quote(str(outside))}", "/photo/../../../../etc/passwd",
-                f"/gradio_api/file={outside}", f"/gradio_api/file={site['planted']['key']}",
-                f"/gradio_api/file={root}/images/../.ssh/id_rsa", f"/api/items/{outside}",
-                "/gradio_api/file=http://example.com/secret.txt",
-                "/gradio_api/file=https://127.0.0.1:1/x"):  # fmt: skip
+    for raw in (
+        f"/photo/..%2F..%2F..{quote(str(outside))}",
+        "/photo/../../../../etc/passwd",
+        f"/gradio_api/file={outside}",
+        f"/gradio_api/file={site['planted']['key']}",
+        f"/gradio_api/file={root}/images/../.ssh/id_rsa",
+        f"/api/items/{outside}",
+        "/gradio_api/file=http://example.com/secret.txt",
+        "/gradio_api/file=https://127.0.0.1:1/x",
+    ):
         answer = httpx.get(f"{guarded.rstrip('/')}{raw}", auth=LOGIN)
         assert answer.status_code in (403, 404), (raw, answer.status_code)
         assert SECRET not in answer.content and SCRIPT not in answer.content
@@ -412,8 +434,9 @@ def test_the_server_refuses_oversized_bodies_everywhere(site, guarded):
 
     big = bytes(12 * 2**20)
     for path in ("/gradio_api/upload", "/api/suggest", "/api/search/photo"):
-        answer = httpx.post(f"{guarded.rstrip('/')}{path}", files={"files": ("x.jpg", big)},
-                            auth=LOGIN)  # fmt: skip
+        answer = httpx.post(
+            f"{guarded.rstrip('/')}{path}", files={"files": ("x.jpg", big)}, auth=LOGIN
+        )
         assert answer.status_code == 413, path
         assert "10 MB limit" in answer.text
 
@@ -428,8 +451,12 @@ def test_serving_beyond_loopback_needs_credentials(tmp_path, monkeypatch, capsys
         (line,) = capsys.readouterr().err.splitlines()
         assert "needs credentials" in line and "--auth" in line and "--no-auth" in line
     assert not (tmp_path / "no-store").exists()
-    for wrong in (["--auth", "ann"], ["--auth", ":pw"], ["--auth", "ann:"],
-                  ["--auth", "ann:pw", "--no-auth"]):  # fmt: skip
+    for wrong in (
+        ["--auth", "ann"],
+        ["--auth", ":pw"],
+        ["--auth", "ann:"],
+        ["--auth", "ann:pw", "--no-auth"],
+    ):
         assert main([*store, *wrong]) == 2
         assert len(capsys.readouterr().err.splitlines()) == 1
     monkeypatch.setenv("SHORT_KEY", "1234")

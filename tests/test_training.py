@@ -268,8 +268,16 @@ def test_discriminative_rates_and_gradual_unfreezing_of_the_starter(tmp_path):
     assert names == {"heads", "backbone-0", "backbone-1", "backbone-2"}
 
     assert [unlocked_image_groups(config, epoch) for epoch in range(9)] == [
-        0, 0, 1, 1, 2, 2, 3, 3, 3
-    ]  # fmt: skip
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+        3,
+    ]
     for epoch, unlocked in [(0, 0), (2, 1), (7, 3)]:
         apply_unfreezing(model, config, epoch)
         trainable = {

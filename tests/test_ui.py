@@ -67,8 +67,11 @@ def test_handlers(recipe_app):
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     # the map's marks: where the query falls in each layout, and its results' ids
     vector, _ = app.searcher.query_vector(parse_query("blue circle cake"))
-    assert marks == {"what": "text query", "positions": app.map.place(vector),
-                     "hits": [h["id"] for h in hits]}  # fmt: skip
+    assert marks == {
+        "what": "text query",
+        "positions": app.map.place(vector),
+        "hits": [h["id"] for h in hits],
+    }
     assert len(app.map) == 18 and set(marks["positions"]) == {"pca", "tsne"}
     pca = (vector - app.map.sample.vectors.mean(0)) @ app.map.axes.T
     np.testing.assert_allclose(marks["positions"]["pca"], pca, atol=1e-3)
@@ -121,16 +124,21 @@ def _ids(hits) -> list[str]:
 def _seen(hits) -> list[tuple[float, str]]:
     """(score, title) of each hit, best first: what a person sees, the same whichever of two
     tied results the store puts first (each recipe is drawn twice, for train and val)."""
-    pairs = [(hit["score"], hit["payload"]["title"]) if isinstance(hit, dict)
-             else (hit.score, hit.payload["title"]) for hit in hits]  # fmt: skip
+    pairs = [
+        (hit["score"], hit["payload"]["title"])
+        if isinstance(hit, dict)
+        else (hit.score, hit.payload["title"])
+        for hit in hits
+    ]
     return sorted(((round(score, 4), title) for score, title in pairs), key=lambda p: (-p[0], p[1]))
 
 
 def _twin(app: RecipeApp, hit: dict) -> str:
     """The other split's copy of ``hit``: the same title, the same drawn photo."""
     found = app.searcher.store.scroll("dishes", None, ["title"], page=64)
-    return next(p.id for p in found if p.payload["title"] == hit["payload"]["title"]
-                and p.id != hit["id"])  # fmt: skip
+    return next(
+        p.id for p in found if p.payload["title"] == hit["payload"]["title"] and p.id != hit["id"]
+    )
 
 
 @pytest.fixture
@@ -190,8 +198,9 @@ def test_diversity_spreads_the_gallery(recipe_app):
     assert DEFAULT_DIVERSITY == 0.0 or 0 < DEFAULT_DIVERSITY <= 1
     plain = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense", 0.0)[1]
     diverse = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense", 0.9)[1]
-    expected = app.searcher.search("red square cake", "image", RESULTS, SearchFilter(),
-                                   mode="dense", diversity=0.9)  # fmt: skip
+    expected = app.searcher.search(
+        "red square cake", "image", RESULTS, SearchFilter(), mode="dense", diversity=0.9
+    )
     # each recipe is drawn twice (train and val): by score alone the twins sit side by side;
     # which of two twins MMR picks is not fixed (they tie), so compare titles
     assert _titles(diverse) == [hit.payload["title"] for hit in expected]
@@ -243,8 +252,9 @@ def test_search_again_with_marks(recipe_app):
     assert marks[0] == [liked["id"]] and "liked 1" in marks[2]
     again = app.feedback(query, None, 1.0, [], "", "", "dense", 0.0, *marks[:2])[1]
     # as the Searcher answers it, the query staying a positive example
-    expected = app.searcher.search(query, "image", RESULTS, SearchFilter(), mode="dense",
-                                   like=[liked["id"]])  # fmt: skip
+    expected = app.searcher.search(
+        query, "image", RESULTS, SearchFilter(), mode="dense", like=[liked["id"]]
+    )
     assert _seen(again) == _seen(expected)
     # the liked photo's twin (the same drawing) comes first; the liked one is in the marks
     assert _ids(again)[0] == twin and liked["id"] not in _ids(again)
@@ -252,9 +262,14 @@ def test_search_again_with_marks(recipe_app):
     query_vector = app.searcher.prepare(query).vector
     liked_vector = app.searcher.point_vector(liked["id"])
     points = {p.id: p for p in app.searcher.store.scroll("dishes", with_vectors=True)}
-    best = {i: max(float(np.dot(query_vector, p.vectors["image"])),
-                   float(np.dot(liked_vector, p.vectors["image"])))
-            for i, p in points.items() if i != liked["id"]}  # fmt: skip
+    best = {
+        i: max(
+            float(np.dot(query_vector, p.vectors["image"])),
+            float(np.dot(liked_vector, p.vectors["image"])),
+        )
+        for i, p in points.items()
+        if i != liked["id"]
+    }
     top = sorted(best.values(), reverse=True)[:RESULTS]
     np.testing.assert_allclose([best[i] for i in _ids(again)], top, atol=1e-4)
     # a disliked photo goes, and its twin goes away or down
@@ -321,8 +336,13 @@ def test_looks_like_names_dish_types_as_words(recipe_app):
     def recipe(label, score):
         return StoredPoint(str(uuid.uuid4()), {"label": label}, score=score)
 
-    hits = [recipe("hamburger", 0.6), recipe("crab_cakes", 0.3), recipe("hamburger", 0.3),
-            recipe(None, 0.5), recipe("salad", -0.2)]  # fmt: skip
+    hits = [
+        recipe("hamburger", 0.6),
+        recipe("crab_cakes", 0.3),
+        recipe("hamburger", 0.3),
+        recipe(None, 0.5),
+        recipe("salad", -0.2),
+    ]
     shown = looks_like(app.searcher.looks_like(hits))
     assert shown == pytest.approx({"hamburger": 0.75, "crab cakes": 0.25})
     assert list(shown) == ["hamburger", "crab cakes"]  # no vote, no line: "salad" 0 is left out
@@ -351,18 +371,22 @@ def test_named_endpoints_through_gradio_client(served):
     assert marks["hits"] == _ids(hits) and set(marks["positions"]) == {"pca", "tsne"}
     assert len(json.dumps(marks)) < 1000
     assert all(hit["score"] <= 2 / 60 for hit in hits) == (DEFAULT_MODE == "hybrid")
-    dense = client.predict("red square cake", None, 1, [], "", "", "dense", 0.0,
-                           api_name="/text_to_image")[1]  # fmt: skip
-    assert _seen(dense) == _seen(app.text_to_image("red square cake", None, 1, [], "", "",
-                                                   "dense")[1])  # fmt: skip
+    dense = client.predict(
+        "red square cake", None, 1, [], "", "", "dense", 0.0, api_name="/text_to_image"
+    )[1]
+    assert _seen(dense) == _seen(
+        app.text_to_image("red square cake", None, 1, [], "", "", "dense")[1]
+    )
     sparse = client.predict("blue", None, 1, [], "", "", "sparse", 0.5, api_name="/text_to_image")
-    assert sorted(_ids(sparse[1])) == sorted(_ids(app.text_to_image("blue", None, 1, [], "", "",
-                                                                   "sparse")[1]))  # fmt: skip
+    assert sorted(_ids(sparse[1])) == sorted(
+        _ids(app.text_to_image("blue", None, 1, [], "", "", "sparse")[1])
+    )
     more = client.predict(hits[0]["id"], [], "", "", api_name="/more_like_this")[1]
     assert len(more) == 12 and hits[0]["id"] not in [hit["id"] for hit in more]
     liked, disliked = [hits[3]["id"]], [hits[0]["id"]]
-    again = client.predict("red square cake", None, 1, [], "", "", "dense", 0.0, liked, disliked,
-                           api_name="/feedback")[1]  # fmt: skip
+    again = client.predict(
+        "red square cake", None, 1, [], "", "", "dense", 0.0, liked, disliked, api_name="/feedback"
+    )[1]
     expected = app.feedback("red square cake", None, 1, [], "", "", "dense", 0.0, liked, disliked)
     assert _seen(again) == _seen(expected[1]) and hits[0]["id"] not in _ids(again)
     with pytest.raises(AppError, match="Nothing to search again"):
@@ -428,8 +452,9 @@ def test_page_in_headless_chromium(served, tmp_path):
     dense = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense")[0]
     assert seen.dense_captions == [caption for _, caption in dense]
     assert "liked 1 · 👎 disliked 0" in seen.marks_after_like
-    again = app.feedback("red square cake", None, 1.0, [], "", "", "dense", DEFAULT_DIVERSITY,
-                         [first["id"]], [])[0]  # fmt: skip
+    again = app.feedback(
+        "red square cake", None, 1.0, [], "", "", "dense", DEFAULT_DIVERSITY, [first["id"]], []
+    )[0]
     assert _alike(seen.again_captions, again) and seen.again_captions != seen.dense_captions
     assert seen.again_captions[0].split(" · ")[1] == title
     assert seen.marks_after_clear.startswith("No marks")

@@ -23,14 +23,20 @@ from multimodal.user_metrics import (
 
 
 def naive_names(record):
-    return {n.strip().lower() for n in (record.ingredients_simplified or record.ingredients)
-            if n.strip()}  # fmt: skip
+    return {
+        n.strip().lower()
+        for n in (record.ingredients_simplified or record.ingredients)
+        if n.strip()
+    }
 
 
 def naive_order(query, gallery, skip=()):
     """Gallery indices by score, best first (ties: lower index first), and the scores."""
-    scores = {j: sum(float(a) * float(b) for a, b in zip(query, item, strict=True))
-              for j, item in enumerate(gallery) if j not in skip}  # fmt: skip
+    scores = {
+        j: sum(float(a) * float(b) for a, b in zip(query, item, strict=True))
+        for j, item in enumerate(gallery)
+        if j not in skip
+    }
     return sorted(scores, key=lambda j: -scores[j]), scores
 
 
@@ -106,10 +112,30 @@ def hand_made():
     texts 3 and 4 tie for every photo; text 5 scores below 0 for photo 2; record 6 has no
     recipe id; record 7 lists no ingredient; record 8 has only ingredient phrases, in
     another case and with spaces."""
-    images = [[2, 0, 0], [2, 1, 0], [0, 2, 0], [1, 1, 1], [0, 1, 2],
-              [-1, 0, 2], [0, 0, 2], [1, 2, 0], [2, 2, 0], [0, 1, 1]]  # fmt: skip
-    texts = [[2, 1, 0], [2, 1, 0], [0, 2, 1], [1, 1, 1], [1, 1, 1],
-             [0, -1, 2], [0, 1, 2], [1, 2, 1], [2, 1, 1], [0, 1, 1]]  # fmt: skip
+    images = [
+        [2, 0, 0],
+        [2, 1, 0],
+        [0, 2, 0],
+        [1, 1, 1],
+        [0, 1, 2],
+        [-1, 0, 2],
+        [0, 0, 2],
+        [1, 2, 0],
+        [2, 2, 0],
+        [0, 1, 1],
+    ]
+    texts = [
+        [2, 1, 0],
+        [2, 1, 0],
+        [0, 2, 1],
+        [1, 1, 1],
+        [1, 1, 1],
+        [0, -1, 2],
+        [0, 1, 2],
+        [1, 2, 1],
+        [2, 1, 1],
+        [0, 1, 1],
+    ]
     rows = [
         ("tart", "r0", ["egg", "flour", "sugar"]),
         ("tart", "r0", ["egg", "flour", "sugar"]),
@@ -123,11 +149,16 @@ def hand_made():
         ("salad", "r9", ["oil", "salt", "egg"]),
     ]
     records = [
-        Record(image=None, title=f"item {i}", label=label, recipe_id=recipe,
-               ingredients_simplified=simplified or [],
-               ingredients=[" Egg ", "FLOUR", "Butter "] if simplified is None else [])
+        Record(
+            image=None,
+            title=f"item {i}",
+            label=label,
+            recipe_id=recipe,
+            ingredients_simplified=simplified or [],
+            ingredients=[" Egg ", "FLOUR", "Butter "] if simplified is None else [],
+        )
         for i, (label, recipe, simplified) in enumerate(rows)
-    ]  # fmt: skip
+    ]
     as_array = lambda rows: np.array(rows, dtype=np.float32)  # noqa: E731
     return as_array(images), as_array(texts), records
 
@@ -140,14 +171,19 @@ def drawn(n=60, recipes=35, seed=0):
     recipe_texts = rng.integers(-2, 3, size=(recipes, 4)).astype(np.float32)
     dishes = [f"dish {d}" for d in rng.integers(5, size=recipes)]
     vocabulary = [f"ingredient {k}" for k in range(12)]
-    names = [list(rng.choice(vocabulary, size=rng.integers(0, 7), replace=False))
-             for _ in range(recipes)]  # fmt: skip
+    names = [
+        list(rng.choice(vocabulary, size=rng.integers(0, 7), replace=False)) for _ in range(recipes)
+    ]
     recipe_of = rng.integers(recipes, size=n)
     records = [
-        Record(image=None, label=dishes[r], ingredients_simplified=names[r],
-               recipe_id=None if i % 10 == 9 else str(r))
+        Record(
+            image=None,
+            label=dishes[r],
+            ingredients_simplified=names[r],
+            recipe_id=None if i % 10 == 9 else str(r),
+        )
         for i, r in enumerate(recipe_of)
-    ]  # fmt: skip
+    ]
     images = rng.integers(-2, 3, size=(n, 4)).astype(np.float32)
     return images, recipe_texts[recipe_of], records
 
@@ -230,6 +266,15 @@ def test_unpaired_inputs_are_refused():
 def test_the_table_names_every_figure():
     images, texts, records = hand_made()
     table = format_user_table(user_metrics(images, texts, records))
-    for words in ("what a user sees", "image_to_text", "text_to_image", "top-5 share", "P@5",
-                  "R@10", "most frequent", "true dish type", "9 photos"):  # fmt: skip
+    for words in (
+        "what a user sees",
+        "image_to_text",
+        "text_to_image",
+        "top-5 share",
+        "P@5",
+        "R@10",
+        "most frequent",
+        "true dish type",
+        "9 photos",
+    ):
         assert words in table

@@ -74,8 +74,9 @@ class Filters(Strict):
     without_ingredients: list[Name] = Field([], max_length=MAX_NAMES, description="none may")
 
     def spec(self) -> SearchFilter:
-        return SearchFilter(list(self.labels), list(self.with_ingredients),
-                            list(self.without_ingredients))  # fmt: skip
+        return SearchFilter(
+            list(self.labels), list(self.with_ingredients), list(self.without_ingredients)
+        )
 
 
 class SearchBody(Strict):

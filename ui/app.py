@@ -315,8 +315,9 @@ def _recipe_rows(hits: list[StoredPoint]) -> list[list]:
     for rank, hit in enumerate(hits, 1):
         p = hit.payload
         ingredients = ", ".join(p.get("ingredients") or p.get("base_ingredients") or [])
-        rows.append([rank, round(hit.score, 3), p.get("title") or "-", p.get("label") or "-",
-                     ingredients])  # fmt: skip
+        rows.append(
+            [rank, round(hit.score, 3), p.get("title") or "-", p.get("label") or "-", ingredients]
+        )
     return rows
 
 

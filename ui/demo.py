@@ -116,5 +116,11 @@ def collection_name(model_spec: str, stamp: dict) -> str:
 
 def ensure_index(encoder, store: Store, collection: str, data: Path, progress: bool = True):
     records = read_records(data)  # every split present
-    return index_records(encoder, store, collection, records, progress=progress,
-                         batch_size=128 if encoder.device.type == "cuda" else 16)  # fmt: skip
+    return index_records(
+        encoder,
+        store,
+        collection,
+        records,
+        progress=progress,
+        batch_size=128 if encoder.device.type == "cuda" else 16,
+    )

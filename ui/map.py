@@ -60,8 +60,13 @@ class MapSample:
     def read(cls, store: Store, collection: str, limit: int = MAP_POINTS) -> MapSample:
         """The first ``limit`` points with a photo vector, in the store's scroll order."""
         ids, labels, titles, vectors = [], [], [], []
-        records = store.scroll(collection, SearchFilter(has_vector="image"), ["label", "title"],
-                               page=_page(limit), with_vectors=True)  # fmt: skip
+        records = store.scroll(
+            collection,
+            SearchFilter(has_vector="image"),
+            ["label", "title"],
+            page=_page(limit),
+            with_vectors=True,
+        )
         for record in records:
             ids.append(record.id)
             labels.append(str(record.payload.get("label") or ""))
@@ -140,14 +145,26 @@ class CollectionMap:
     def save(self, path: Path) -> None:
         """Write the map to ``path`` (a ``.npz``), whole or not at all."""
         s = self.sample
-        text = {"format": FORMAT, "key": self.key, "ids": s.ids, "labels": s.labels,
-                "titles": s.titles, "tsne_seconds": self.tsne_seconds}  # fmt: skip
+        text = {
+            "format": FORMAT,
+            "key": self.key,
+            "ids": s.ids,
+            "labels": s.labels,
+            "titles": s.titles,
+            "tsne_seconds": self.tsne_seconds,
+        }
         arrays = {f"layout_{name}": xy for name, xy in self.layouts.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(partial, "wb") as out:
-            np.savez(out, text=np.array(json.dumps(text)), vectors=s.vectors, mean=self.mean,
-                     axes=self.axes, **arrays)  # fmt: skip
+            np.savez(
+                out,
+                text=np.array(json.dumps(text)),
+                vectors=s.vectors,
+                mean=self.mean,
+                axes=self.axes,
+                **arrays,
+            )
         os.replace(partial, path)
 
     @classmethod
@@ -219,8 +236,9 @@ class MapCache:
             if not found.tsne_done.is_set() and not found.tsne_started:
                 found.tsne_started = True
                 name = f"t-SNE of {collection}"
-                threading.Thread(target=_compute_tsne, args=(found, path), name=name,
-                                 daemon=True).start()  # fmt: skip
+                threading.Thread(
+                    target=_compute_tsne, args=(found, path), name=name, daemon=True
+                ).start()
         if not background:
             found.tsne_done.wait()
         return found

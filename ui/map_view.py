@@ -115,8 +115,9 @@ class MapView:
             return ""
         fields = ["title", "label", "ingredients"]
         try:
-            found = self.searcher.store.retrieve(self.searcher.collection, [point_id],
-                                                 fields=fields)  # fmt: skip
+            found = self.searcher.store.retrieve(
+                self.searcher.collection, [point_id], fields=fields
+            )
         except (ValueError, StoreError):
             found = []
         if not found:
@@ -133,38 +134,82 @@ class MapView:
 
 
 def figure(collection_map: CollectionMap, layout: str):
-    """The Plotly figure of one layout: every sampled photo (hover: title and dish type;
-    ``customdata``: its id), then the search's results and its star, empty until a search."""
+    """The Plotly figure of one layout: every sampled photo (:func:`_dishes`), then the
+    search's results and its star (:func:`_search_marks`), empty until a search."""
     import plotly.graph_objects as go
 
-    sample, xy = collection_map.sample, collection_map.layouts[layout]
+    dishes = _dishes(collection_map.sample, collection_map.layouts[layout])
+    shown = go.Figure([dishes, *_search_marks()])
+    shown.update_layout(
+        meta={"layout": layout},
+        showlegend=False,
+        height=620,
+        hovermode="closest",
+        margin={"l": 8, "r": 8, "t": 8, "b": 8},
+        plot_bgcolor="white",
+        xaxis={"visible": False},
+        yaxis={"visible": False, "scaleanchor": "x"},
+    )
+    return shown
+
+
+def _dishes(sample, xy):
+    """The collection's sampled photos, coloured by dish type (hover: title and dish type;
+    ``customdata``: its id)."""
+    import plotly.graph_objects as go
+
     names = {name: i for i, name in enumerate(sorted(set(sample.labels)))}
     colours = [round((names[label] * 0.618034) % 1, 3) for label in sample.labels]  # apart
     # no markup per point: plotly's JSON writes each "<" as 6 characters
     titles = [escape(title or "-") for title in sample.titles]
     dish_types = [escape(label.replace("_", " ") or "-") for label in sample.labels]
     rounded = _rounded(xy)
-    dishes = go.Scatter(
-        x=rounded[:, 0].tolist(), y=rounded[:, 1].tolist(), mode="markers", name="dishes",
-        customdata=sample.ids, text=titles, hovertext=dish_types,
+    return go.Scatter(
+        x=rounded[:, 0].tolist(),
+        y=rounded[:, 1].tolist(),
+        mode="markers",
+        name="dishes",
+        customdata=sample.ids,
+        text=titles,
+        hovertext=dish_types,
         hovertemplate="<b>%{text}</b><br>%{hovertext}<extra></extra>",
-        marker={"size": 6, "color": colours, "colorscale": "Turbo", "cmin": 0, "cmax": 1,
-                "opacity": 0.75},
-    )  # fmt: skip
-    results = go.Scatter(x=[], y=[], mode="markers", name="results", hoverinfo="skip",
-                         marker={"symbol": "circle-open", "size": 14, "color": "#111",
-                                 "line": {"width": 2}})  # fmt: skip
-    query = go.Scatter(x=[], y=[], mode="markers", name="your query",
-                       hovertemplate="your query<extra></extra>",
-                       marker={"symbol": "star", "size": 24, "color": "#111",
-                               "line": {"color": "white", "width": 1.5}})  # fmt: skip
-    shown = go.Figure([dishes, results, query])
-    shown.update_layout(
-        meta={"layout": layout}, showlegend=False, height=620, hovermode="closest",
-        margin={"l": 8, "r": 8, "t": 8, "b": 8}, plot_bgcolor="white",
-        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
-    )  # fmt: skip
-    return shown
+        marker={
+            "size": 6,
+            "color": colours,
+            "colorscale": "Turbo",
+            "cmin": 0,
+            "cmax": 1,
+            "opacity": 0.75,
+        },
+    )
+
+
+def _search_marks():
+    """The two empty traces a search fills: rings on its results, a star on its query."""
+    import plotly.graph_objects as go
+
+    results = go.Scatter(
+        x=[],
+        y=[],
+        mode="markers",
+        name="results",
+        hoverinfo="skip",
+        marker={"symbol": "circle-open", "size": 14, "color": "#111", "line": {"width": 2}},
+    )
+    query = go.Scatter(
+        x=[],
+        y=[],
+        mode="markers",
+        name="your query",
+        hovertemplate="your query<extra></extra>",
+        marker={
+            "symbol": "star",
+            "size": 24,
+            "color": "#111",
+            "line": {"color": "white", "width": 1.5},
+        },
+    )
+    return results, query
 
 
 def _rounded(xy: np.ndarray) -> np.ndarray:

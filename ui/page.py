@@ -93,18 +93,23 @@ def _words_tab(app, filters: list, marks: gr.JSON) -> None:
         search = gr.Button("Search", variant="primary", elem_id="search", scale=1)
     with gr.Row():
         modes = MODES if app.searcher.words is not None else ("dense",)  # words not indexed
-        mode = gr.Radio(list(modes), value=app.mode, label="Match the words", info=MODE_HELP,
-                        elem_id="mode")  # fmt: skip
+        mode = gr.Radio(
+            list(modes), value=app.mode, label="Match the words", info=MODE_HELP, elem_id="mode"
+        )
         diversity = gr.Slider(
-            0, 1, value=app.diversity, step=0.05, elem_id="diversity",
+            0,
+            1,
+            value=app.diversity,
+            step=0.05,
+            elem_id="diversity",
             label="Diversity (0: by score alone; more: fewer look-alikes)",
-        )  # fmt: skip
+        )
     with gr.Accordion("Mix in a photo (weighted)", open=False), gr.Row():
-        mix_image = photo_input(label="Photo", sources=["upload", "clipboard"],
-                                height=180)  # fmt: skip
+        mix_image = photo_input(label="Photo", sources=["upload", "clipboard"], height=180)
         mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
-    gallery = gr.Gallery(label="Dishes (score · title · ingredients)", columns=4,
-                         height=430, elem_id="gallery")  # fmt: skip
+    gallery = gr.Gallery(
+        label="Dishes (score · title · ingredients)", columns=4, height=430, elem_id="gallery"
+    )
     hits = gr.JSON(visible=False)  # the results with payloads, for "more like this" and the API
     chosen = gr.Textbox(visible=False)  # the clicked point's id; the API passes one
     inputs = [query, mix_image, mix_weight, *filters, mode, diversity]
@@ -115,41 +120,55 @@ def _words_tab(app, filters: list, marks: gr.JSON) -> None:
             more = gr.Button("More like this", elem_id="more")
             feedback_controls(app, chosen, inputs, outputs)
     gr.Examples(
-        [["chocolate cake with strawberries"], ["tortillas, beef, salsa, cheese"],
-         ["spaghetti, tomato, basil"], ['"2:apple pie" - cinnamon']],
+        [
+            ["chocolate cake with strawberries"],
+            ["tortillas, beef, salsa, cheese"],
+            ["spaghetti, tomato, basil"],
+            ['"2:apple pie" - cinnamon'],
+        ],
         [query],
         label="Example queries",
-    )  # fmt: skip
+    )
     search.click(app.text_to_image, inputs, outputs, api_name="text_to_image")
     query.submit(app.text_to_image, inputs, outputs, api_visibility="private")
     gallery.select(app.select, [hits], [recipe, chosen], api_visibility="private")
-    more.click(app.more_like_this, [chosen, *filters, diversity], outputs,
-               api_name="more_like_this")  # fmt: skip
+    more.click(
+        app.more_like_this, [chosen, *filters, diversity], outputs, api_name="more_like_this"
+    )
 
 
 def _photo_tab(app, filters: list, marks: gr.JSON) -> None:
     """A photo -> what it looks like, the nearest recipes, suggested ingredients and similar
     dishes."""
     with gr.Row():
-        photo = photo_input(label="Photo of a dish (upload, paste or drop)",
-                            sources=["upload", "clipboard"], height=300,
-                            elem_id="photo")  # fmt: skip
+        photo = photo_input(
+            label="Photo of a dish (upload, paste or drop)",
+            sources=["upload", "clipboard"],
+            height=300,
+            elem_id="photo",
+        )
         with gr.Column():
-            looks_like = gr.Label(label="Looks like (the nearest recipes' dish types)",
-                                  elem_id="looks-like")  # fmt: skip
+            looks_like = gr.Label(
+                label="Looks like (the nearest recipes' dish types)", elem_id="looks-like"
+            )
             suggested = ranked_label(
-                num_top_classes=SUGGESTIONS, elem_id="suggested",
+                num_top_classes=SUGGESTIONS,
+                elem_id="suggested",
                 label="Suggested ingredients (most specific first; share of the votes)",
-            )  # fmt: skip
+            )
     identify = gr.Button("Find recipes", variant="primary", elem_id="identify")
     recipes = gr.Dataframe(
         headers=["rank", "score", "title", "dish type", "ingredients"],
-        label="Nearest recipes", wrap=True, elem_id="recipes",
-    )  # fmt: skip
-    similar = gr.Gallery(label="Similar dishes", columns=6, height=240,
-                         elem_id="similar")  # fmt: skip
+        label="Nearest recipes",
+        wrap=True,
+        elem_id="recipes",
+    )
+    similar = gr.Gallery(label="Similar dishes", columns=6, height=240, elem_id="similar")
     if app.examples:
         gr.Examples([[str(p)] for p in app.examples], [photo], label="Example photos")
-    identify.click(app.image_to_text, [photo, *filters],
-                   [recipes, suggested, similar, marks, looks_like],
-                   api_name="image_to_text")  # fmt: skip
+    identify.click(
+        app.image_to_text,
+        [photo, *filters],
+        [recipes, suggested, similar, marks, looks_like],
+        api_name="image_to_text",
+    )

@@ -67,8 +67,9 @@ def require(store: Store, name: str) -> None:
     known = store.collections()
     if name not in known:
         where = getattr(store, "label", "the store")
-        raise ValueError(f"no collection {name!r} in {where} (collections: "
-                         f"{', '.join(known) or 'none'})")  # fmt: skip
+        raise ValueError(
+            f"no collection {name!r} in {where} (collections: {', '.join(known) or 'none'})"
+        )
 
 
 def summary(store: Store, name: str) -> dict[str, Any]:
@@ -112,8 +113,9 @@ def _cells(row: dict[str, Any]) -> tuple[str, ...]:
     settings = row.get("settings")
     if settings is None:
         return (row["name"], *("?" * (len(COLUMNS) - 1)))
-    placed = [what for what, key in (("vectors", "on_disk"), ("hnsw", "hnsw_on_disk"))
-              if settings[key]]  # fmt: skip
+    placed = [
+        what for what, key in (("vectors", "on_disk"), ("hnsw", "hnsw_on_disk")) if settings[key]
+    ]
     shards = settings["shards"] or ("-" if not settings["replicas"] else "auto")
     if settings["replicas"]:
         shards = f"{shards} x {settings['replicas']}"
@@ -152,18 +154,33 @@ def description_lines(described: dict[str, Any]) -> list[tuple[str, str]]:
     lines = [
         ("collection", described["collection"]),
         ("store", described["store"]),
-        ("points", f"{described['points']:,} (indexed vectors {described['indexed_vectors']:,}, "
-                   f"segments {described['segments']})"),
-        ("model", f"{model.get('name')} ({metadata['dim']}-d; "
-                  f"{'weights sha256 ' + weights[:12] if weights else 'no checkpoint hash'}; "
-                  f"TTA {TTA.get(model.get('tta', False), model.get('tta'))})"),
-        ("words", "BM25, for hybrid and keyword search" if described["words"]
-                  else "none (run multimodal index on it again to add them)"),
+        (
+            "points",
+            f"{described['points']:,} (indexed vectors {described['indexed_vectors']:,}, "
+            f"segments {described['segments']})",
+        ),
+        (
+            "model",
+            f"{model.get('name')} ({metadata['dim']}-d; "
+            f"{'weights sha256 ' + weights[:12] if weights else 'no checkpoint hash'}; "
+            f"TTA {TTA.get(model.get('tta', False), model.get('tta'))})",
+        ),
+        (
+            "words",
+            "BM25, for hybrid and keyword search"
+            if described["words"]
+            else "none (run multimodal index on it again to add them)",
+        ),
         ("settings", settings.summary()),
-        ("bulk load", f"in progress since {bulk.get('since')}: index building is off; run "
-                      "multimodal index on it again to finish" if bulk else "none"),
+        (
+            "bulk load",
+            f"in progress since {bulk.get('since')}: index building is off; run "
+            "multimodal index on it again to finish"
+            if bulk
+            else "none",
+        ),
         ("payload indexes", ", ".join(described["payload_indexes"]) or "none"),
-    ]  # fmt: skip
+    ]
     if described.get("status") is not None:
         lines.insert(3, ("status", f"{described['status']} (green: indexed; yellow: indexing)"))
     if metadata.get("roots"):

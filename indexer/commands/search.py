@@ -234,6 +234,21 @@ def query_from(args) -> SearchQuery:
         raise ValueError(f"empty query: {what}give text, --image PATH or --like ID") from None
 
 
+# the flags spelled as the SearchQuery fields they set
+SAME_NAMES = (
+    "target",
+    "mode",
+    "diversity",
+    "like",
+    "unlike",
+    "group_by",
+    "rescore",
+    "oversampling",
+    "suggest",
+    "ranking",
+)
+
+
 def _query(args, photos: list[Path]) -> SearchQuery:
     search_filter = SearchFilter(
         labels=args.dish,
@@ -241,22 +256,14 @@ def _query(args, photos: list[Path]) -> SearchQuery:
         without_ingredients=args.without_ingredients,
         splits=args.split,
     )
+    options = {name: getattr(args, name) for name in SAME_NAMES}
     return SearchQuery(
         text=args.query or "",
         photos=photos,
-        target=args.target,
         k=args.limit,
         filter=search_filter,
-        mode=args.mode,
-        diversity=args.diversity,
-        like=args.like,
-        unlike=args.unlike,
-        group_by=args.group_by,
-        rescore=args.rescore,
-        oversampling=args.oversampling,
-        suggest=args.suggest,
-        ranking=args.ranking,
         allow_paths=True,
+        **options,
     )
 
 

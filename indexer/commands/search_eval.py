@@ -115,14 +115,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress = not args.no_progress
     with open_store_from_args(args) as store:
-        report = index_records(encoder, store, collection, indexed, batch_size, args.workers,
-                               args.max_pixels, progress=progress)  # fmt: skip
+        report = index_records(
+            encoder,
+            store,
+            collection,
+            indexed,
+            batch_size,
+            args.workers,
+            args.max_pixels,
+            progress=progress,
+        )
         print(report.summary())
         check_unseen(store, collection, args.query_split)
         searcher = Searcher(encoder, store, collection)
         started = time.perf_counter()
-        prepared = prepare_queries(encoder.with_tta(args.tta), queries, batch_size,
-                                   args.workers, args.max_pixels, progress)  # fmt: skip
+        prepared = prepare_queries(
+            encoder.with_tta(args.tta), queries, batch_size, args.workers, args.max_pixels, progress
+        )
         embedding = time.perf_counter() - started
         result = measure_search(searcher, prepared, args.diversity, progress)
     result["seconds"]["embedding_queries"] = round(embedding, 2)
@@ -187,8 +196,10 @@ def _ingredient_lines(ingredients: dict) -> list[str]:
     for ranking in RANKINGS:
         row = ingredients[ranking]
         if precision in row:
-            lines.append(f"  {ranking:<37}{row[precision]:>8.1f}{row[above]:>16.1f}"
-                         f"{row[recall]:>8.1f}{row[prevalence]:>8.1f}")  # fmt: skip
+            lines.append(
+                f"  {ranking:<37}{row[precision]:>8.1f}{row[above]:>16.1f}"
+                f"{row[recall]:>8.1f}{row[prevalence]:>8.1f}"
+            )
     return lines
 
 

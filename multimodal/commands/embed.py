@@ -179,11 +179,15 @@ def _embed_shards_ray(
     if not todo:
         return 0
     rows = [
-        {"shard": index, "row": row, "image": str(r.image) if r.image is not None else "",
-         "text": build_text(r) if r.has_text else ""}
+        {
+            "shard": index,
+            "row": row,
+            "image": str(r.image) if r.image is not None else "",
+            "text": build_text(r) if r.has_text else "",
+        }
         for index in todo
         for row, r in enumerate(shards[index])
-    ]  # fmt: skip
+    ]
     pending = {index: ShardVectors.empty(len(shards[index]), encoder.embed_dim) for index in todo}
     left = {index: len(shards[index]) for index in todo}
     rejected, out, fmt = 0, Path(args.out), args.metadata_format

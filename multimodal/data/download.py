@@ -33,8 +33,13 @@ def download(url: str, target: Path, sha256: str | None = None, progress: bool =
     try:
         with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {target.name}",
-                      disable=not progress) as bar:  # fmt: skip
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=f"downloading {target.name}",
+                disable=not progress,
+            ) as bar:
                 while block := response.read(1 << 16):
                     out.write(block)
                     digest.update(block)

@@ -171,15 +171,17 @@ def test_the_page_embeds_photo_queries_with_tta(tmp_path, monkeypatch, encoders)
     monkeypatch.setattr("signal.signal", lambda *_: None)  # serve's SIGTERM handler
     with EdgeStore(tmp_path / "store") as store:
         index_records(plain, store, "dishes", read_records(root), workers=0, progress=False)
-        args = serve_parser().parse_args(["--collection", "dishes", "--tta"])
+        args = serve_parser().parse_args(["--collection", "dishes", "--tta", "--no-compile"])
         assert serve(store, "dishes", None, args, encoder=plain) == 0  # as the demo calls it
         searcher = launched["app"].searcher
         assert searcher.encoder.tta and searcher.encoder.model is plain.model  # loaded once
         photo = lopsided_photo(64, 64)
         vector, _ = searcher.query_vector(photo)
         np.testing.assert_allclose(vector, tta.encode_images([photo])[0], atol=1e-5)
-    # on by default for query photos, --no-tta turns it off
+    # on by default for query photos, --no-tta turns it off; so is the compiled image tower
     assert demo_parser().parse_args([]).tta and not demo_parser().parse_args(["--no-tta"]).tta
+    assert demo_parser().parse_args([]).compile
+    assert not demo_parser().parse_args(["--no-compile"]).compile
 
 
 def _recorded(store: Path):

@@ -38,6 +38,19 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_tta_argument(parser, "a query photo", default=True)
     parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compile the image tower for query photos (torch.compile) in the background, "
+        "the page serving meanwhile: photo searches about 1.9x faster on a CPU once ready, "
+        "about 30 s of CPU at a first start (default: on)",
+    )
+    add_access_arguments(parser)
+
+
+def add_access_arguments(parser: argparse.ArgumentParser) -> None:
+    """Who may ask: credentials, host names, other web pages, proxies (docs/security.md)."""
+    parser.add_argument(
         "--auth",
         default=None,
         metavar="USER:PASSWORD",
@@ -100,6 +113,7 @@ def serve(store, collection: str, model: str | None, args, encoder=None, access=
     is the model already loaded, which keeps its weights and device; ``access``, when given,
     the credentials :func:`server_access` found)."""
     from indexer.search import Searcher
+    from multimodal.compiled import compile_image_tower
     from multimodal.encoder import load_encoder
     from ui.app import RecipeApp, example_photos, launch
 
@@ -110,6 +124,8 @@ def serve(store, collection: str, model: str | None, args, encoder=None, access=
         model = model or store.metadata(collection)["model"]["name"]
         encoder = load_encoder(model, args.device)
     searcher = Searcher(encoder.with_tta(args.tta), store, collection)
+    if args.compile:
+        compile_image_tower(searcher.encoder)
     app = RecipeApp(searcher, example_photos(store, collection))
     server = launch(
         app, args.host, args.port, args.concurrency, block=False, access=access, origins=origins

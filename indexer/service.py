@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from indexer.collapse import Collapser
 from indexer.point_ids import UnknownPoint, feedback, point_id
 from indexer.query import MAX_WEIGHT, Term, parse_query
 from indexer.search import MAX_RESULTS, TARGETS, Prepared, Searcher
@@ -45,6 +46,7 @@ DEFAULT_RANKING = "specific"  # best P@5 above chance; "share" has the best plai
 DEFAULT_K = 12  # the page's gallery
 MAX_TEXT = 1000  # characters of a query's words
 LOOKS_LIKE = 5  # dish types a photo is said to look like
+COLLAPSE_FETCH = (2, 8)  # hits fetched per hit shown when near-duplicates are folded
 
 __all__ = ["Answer", "EmptyQuery", "SearchQuery", "SearchService", "UnknownPoint"]
 
@@ -74,6 +76,7 @@ class SearchQuery:
     suggest: bool = False  # also what it looks like and the ingredients it suggests
     ranking: str = DEFAULT_RANKING  # of the suggested ingredients: share or specific
     suggestions: int = SUGGESTIONS  # suggested ingredients
+    collapse: bool = True  # photos that are one picture: the best shown, the rest its duplicates
     allow_paths: bool = False  # whether a term may name an image file on this machine
     terms: list[Term] = field(init=False, repr=False)  # the parsed terms
 
@@ -128,6 +131,8 @@ class Answer:
     looks_like: list[tuple[str, float]] = field(default_factory=list)  # (dish type, share)
     ingredients: list[tuple[str, float]] = field(default_factory=list)  # (name, share)
     recipes: list[StoredPoint] = field(default_factory=list)  # the voters
+    # photo hits that are one picture with a hit, by that hit's id (indexer.collapse)
+    duplicates: dict[str, list[StoredPoint]] = field(default_factory=dict)
 
 
 class SearchService:
@@ -137,6 +142,7 @@ class SearchService:
         self.searcher = searcher
         # a collection indexed before BM25 words can only be searched densely
         self.default_mode = DEFAULT_MODE if searcher.words is not None else "dense"
+        self.collapser = Collapser()
 
     def search(self, query: SearchQuery) -> Answer:
         """The ``query.k`` best items for ``query`` in its target space."""
@@ -152,12 +158,7 @@ class SearchService:
         else:
             prepared = searcher.feedback_only(query.like, query.unlike, targets[0])
         mode = searcher.mode_for(prepared, query.mode or self.default_mode)
-        answers = [
-            Answer(
-                self._nearest(prepared, query, target, query.k, mode), target, mode, prepared.vector
-            )
-            for target in targets
-        ]
+        answers = [self._answer(prepared, query, target, mode) for target in targets]
         if query.suggest:
             self._suggest(answers[0], prepared, query, mode)
         return answers
@@ -182,6 +183,21 @@ class SearchService:
             "model": searcher.metadata["model"].get("name", ""),
             "modes": list(MODES) if searcher.words is not None else ["dense"],
         }
+
+    def _answer(self, prepared: Prepared, query: SearchQuery, target: str, mode: str) -> Answer:
+        """The hits in ``target``; photos that are one picture folded into the best of them,
+        from twice as many hits, then eight times as many if that left fewer than ``k``
+        distinct pictures and the collection has more."""
+        if target != "image" or not query.collapse:
+            hits = self._nearest(prepared, query, target, query.k, mode)
+            return Answer(hits, target, mode, prepared.vector)
+        for factor in COLLAPSE_FETCH:
+            asked = min(factor * query.k, MAX_RESULTS)
+            more = self._nearest(prepared, query, target, asked, mode)
+            hits, folded = self.collapser.fold(more, query.k)
+            if len(hits) == query.k or len(more) < asked or asked == MAX_RESULTS:
+                break
+        return Answer(hits, target, mode, prepared.vector, duplicates=folded)
 
     def _nearest(
         self, prepared: Prepared, query: SearchQuery, target: str, k: int, mode: str

@@ -46,6 +46,9 @@ class PageObservations:
     suggested: str = ""
     similar_images: int = 0
     empty_query_message: str = ""
+    unfolded_captions: list[str] = field(default_factory=list)  # "One photo per picture" off
+    duplicates_summary: str = ""  # the Duplicates tab, its groups found
+    duplicates_photos: int = 0  # photos it drew
     map: MapObservations | None = None  # the Map tab, after the photo search
     screenshots: list[Path] = field(default_factory=list)
 
@@ -119,6 +122,7 @@ def drive(
         _type(driver, "#query textarea", "")
         driver.find_element(By.CSS_SELECTOR, "#search").click()
         seen.empty_query_message = _wait(driver, lambda d: _toast(d))
+        _duplicate_steps(driver, seen, query)
     finally:
         driver.quit()
     return seen
@@ -138,6 +142,24 @@ def _words_steps(driver, seen: PageObservations, query: str, screenshots: Path |
     driver.find_element(By.CSS_SELECTOR, "#more").click()
     before = seen.gallery_captions
     seen.more_captions = _wait(driver, lambda d: _settled(d, "#gallery", before))
+
+
+def _duplicate_steps(driver, seen: PageObservations, query: str) -> None:
+    """The words again with copies of one picture unfolded; the Duplicates tab's groups."""
+    from selenium.webdriver.common.by import By
+
+    _type(driver, "#query textarea", query)
+    _open_accordion(driver, "Filters")
+    driver.find_element(By.CSS_SELECTOR, "#collapse input").click()
+    driver.find_element(By.CSS_SELECTOR, "#search").click()
+    seen.unfolded_captions = _wait(driver, lambda d: _settled(d, "#gallery", []))
+    driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'Duplicates')]").click()
+    driver.find_element(By.CSS_SELECTOR, "#find-duplicates").click()
+    seen.duplicates_summary = _wait(driver, lambda d: _showing(d, "#duplicates", "groups"))
+    drawn = len(driver.find_elements(By.CSS_SELECTOR, "#duplicates img"))
+    seen.duplicates_photos = _wait(
+        driver, lambda d: drawn if drawn and _photos_shown(d, "#duplicates") == drawn else None
+    )
 
 
 def _in_mode(driver, mode: str, before: list[str]) -> list[str]:

@@ -101,6 +101,7 @@ def test_text_search_is_the_searchers(api):
         ({"text": "blue", "mode": "sparse", "target": "text"}, "sparse"),
     ]
     for body, mode in cases:
+        body["collapse"] = False  # every photo, as the searcher lists them
         answer = client.post("/api/search", json=body)
         assert answer.status_code == 200, answer.text
         found = answer.json()
@@ -125,6 +126,7 @@ def test_filters_modes_and_marks(api):
     plain = client.post("/api/search", json={"text": "red square cake", "mode": "dense"}).json()
     first, third = plain["hits"][0]["id"], plain["hits"][2]["id"]
     marked = {"text": "red square cake", "mode": "dense", "like": [third], "unlike": [first]}
+    marked["collapse"] = False  # every photo, as the searcher lists them
     steered = client.post("/api/search", json=marked).json()
     expected = page.searcher.search(
         "red square cake", "image", 12, SearchFilter(), mode="dense", like=[third], unlike=[first]
@@ -135,7 +137,8 @@ def test_filters_modes_and_marks(api):
     assert len(liked_only["hits"]) == 3 and third not in [h["id"] for h in liked_only["hits"]]
     mixed = client.post("/api/search", json={"text": '"2:red square" - blue', "k": 4})
     assert mixed.status_code == 200 and len(mixed.json()["hits"]) == 4
-    diverse = client.post("/api/search", json={"text": "cake", "mode": "dense", "diversity": 0.9})
+    diverse = {"text": "cake", "mode": "dense", "diversity": 0.9, "collapse": False}
+    diverse = client.post("/api/search", json=diverse)
     expected = page.searcher.search("cake", "image", 12, mode="dense", diversity=0.9)
     assert [h["payload"]["title"] for h in diverse.json()["hits"]] == [
         h.payload["title"] for h in expected
@@ -152,14 +155,16 @@ def test_stored_points_items_and_similar(api):
         "score": None,
         "photo": hit["photo"],
         "payload": public_payload(stored.payload),
+        "duplicates": [],
     }
     photo = client.get(item["photo"])
     assert photo.status_code == 200 and photo.content == stored.image_path.read_bytes()
-    similar = client.get(f"/api/similar/{hit['id']}", params={"k": 5}).json()
+    every = {"k": 5, "collapse": False}  # every photo, as the searcher lists them
+    similar = client.get(f"/api/similar/{hit['id']}", params=every).json()
     expected = page.searcher.search(("id", hit["id"]), "image", 5)
     assert _seen(similar["hits"]) == _seen(expected) and similar["mode"] == "dense"
     assert hit["id"] not in [h["id"] for h in similar["hits"]]
-    by_body = client.post("/api/search", json={"point_id": hit["id"], "k": 5}).json()
+    by_body = client.post("/api/search", json={"point_id": hit["id"], **every}).json()
     assert by_body["hits"] == similar["hits"]
     as_text = client.get(f"/api/similar/{hit['id']}", params={"target": "text", "k": 2})
     assert as_text.json()["target"] == "text" and len(as_text.json()["hits"]) == 2
@@ -169,7 +174,8 @@ def test_photo_search_and_suggest(api):
     client, page, root = api
     data = _photo(root, "triangle")
     image = Image.open(io.BytesIO(data)).convert("RGB")
-    answer = client.post("/api/search/photo", files={"photo": ("dish.jpg", data)})
+    every = {"query": json.dumps({"collapse": False})}  # every photo, as the searcher lists
+    answer = client.post("/api/search/photo", files={"photo": ("dish.jpg", data)}, data=every)
     assert answer.status_code == 200, answer.text
     assert _seen(answer.json()["hits"]) == _seen(page.searcher.search(image, "image", 12))
     query = json.dumps({"text": "blue cake", "photo_weight": 2, "target": "text", "k": 4})
@@ -354,7 +360,8 @@ def test_the_page_and_the_api_share_the_towers_locks(api, monkeypatch):
 
     def search():
         try:
-            answers.append(client.post("/api/search", json={"text": "blue circle cake"}).json())
+            body = {"text": "blue circle cake", "collapse": False}
+            answers.append(client.post("/api/search", json=body).json())
         except Exception as err:  # noqa: BLE001 - counted below
             errors.append(err)
 

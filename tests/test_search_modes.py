@@ -334,7 +334,10 @@ def test_search_command_modes_feedback_and_suggestions(indexed, capsys):
 
     root, folder = indexed
     common = ["--collection", "dishes", "--store", str(folder), "--model", "tiny-random"]
-    assert cli(["search", "red circle", "--mode", "sparse", "-k", "2", "--json", *common]) == 0
+    every = ["--no-collapse"]  # the train and val copies of one drawing: both listed
+    assert (
+        cli(["search", "red circle", "--mode", "sparse", "-k", "2", "--json", *every, *common]) == 0
+    )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["title"] for row in rows] == ["Red Circle Cake"] * 2
     liked, disliked = rows[0]["id"], rows[1]["id"]
@@ -411,7 +414,10 @@ def test_index_gives_an_old_collection_its_words_without_embedding(indexed, tmp_
     assert cli(index_args(root, tmp_path / "old", collection="dishes")) == 0
     out = capsys.readouterr().out
     assert "indexed 0, unchanged 18" in out and "added BM25 words to 18 points" in out
-    assert cli(["search", "red circle", "--mode", "sparse", "-k", "2", "--json", *common]) == 0
+    every = ["--no-collapse"]  # the train and val copies of one drawing: both listed
+    assert (
+        cli(["search", "red circle", "--mode", "sparse", "-k", "2", "--json", *every, *common]) == 0
+    )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["title"] for row in rows] == ["Red Circle Cake"] * 2
 

@@ -18,6 +18,7 @@ from browser import drive, find_chromium
 from conftest import draw_image, write_recipes5k
 from PIL import Image
 
+from indexer.duplicates import find_duplicates
 from indexer.edge import EdgeStore
 from indexer.pipeline import index_records
 from indexer.search import Searcher, parse_query
@@ -60,7 +61,9 @@ def served(recipe_app):
 
 def test_handlers(recipe_app):
     app, root = recipe_app
-    gallery, hits, marks = app.text_to_image("blue circle cake", None, 1.0, [], "", "")
+    gallery, hits, marks = app.text_to_image(
+        "blue circle cake", None, 1.0, [], "", "", collapse=False
+    )
     assert len(gallery) == len(hits) == 12  # RESULTS, out of 18 items
     assert all(" · " in caption for _, caption in gallery)
     assert [url for url, _ in gallery] == [f"/photo/{h['id']}" for h in hits]  # by point id
@@ -75,15 +78,17 @@ def test_handlers(recipe_app):
     assert len(app.map) == 18 and set(marks["positions"]) == {"pca", "tsne"}
     pca = (vector - app.map.sample.vectors.mean(0)) @ app.map.axes.T
     np.testing.assert_allclose(marks["positions"]["pca"], pca, atol=1e-3)
-    only_blue = app.text_to_image("cake", None, 1.0, [], "blue", "")[1]
+    only_blue = app.text_to_image("cake", None, 1.0, [], "blue", "", collapse=False)[1]
     assert only_blue and all("Blue" in h["payload"]["title"] for h in only_blue)
-    no_red = app.text_to_image("cake", None, 1.0, [], "", "red, green")[1]
+    no_red = app.text_to_image("cake", None, 1.0, [], "", "red, green", collapse=False)[1]
     assert no_red and all("Blue" in h["payload"]["title"] for h in no_red)
-    one_dish = app.text_to_image("cake", None, 1.0, [app.labels[0]], "", "")[1]
+    one_dish = app.text_to_image("cake", None, 1.0, [app.labels[0]], "", "", collapse=False)[1]
     assert {h["payload"]["label"] for h in one_dish} == {app.labels[0]}
 
     photo = Image.open(next(root.glob("images/*/*.jpg")))
-    rows, suggested, similar, marks, looks_like = app.image_to_text(photo, [], "", "")
+    rows, suggested, similar, marks, looks_like = app.image_to_text(
+        photo, [], "", "", collapse=False
+    )
     assert [row[0] for row in rows] == list(range(1, len(rows) + 1)) and len(rows) == 12
     assert set(suggested) >= {"flour", "sugar"} and max(suggested.values()) == pytest.approx(1.0)
     assert len(similar) == 12 and looks_like
@@ -92,7 +97,7 @@ def test_handlers(recipe_app):
     ]
 
     chosen = hits[0]["id"]
-    more = app.more_like_this(chosen, [], "", "")[1]
+    more = app.more_like_this(chosen, [], "", "", collapse=False)[1]
     assert chosen not in [h["id"] for h in more]
     card = recipe_markdown(hits[0])
     assert hits[0]["payload"]["title"] in card and "flour" in card
@@ -101,16 +106,16 @@ def test_handlers(recipe_app):
 def test_bad_input_is_a_readable_message(recipe_app):
     app, _ = recipe_app
     with pytest.raises(gr.Error, match="Type a dish"):
-        app.text_to_image("   ", None, 1.0, [], "", "")
+        app.text_to_image("   ", None, 1.0, [], "", "", collapse=False)
     with pytest.raises(gr.Error, match="Upload, paste or drop"):
-        app.image_to_text(None, [], "", "")
+        app.image_to_text(None, [], "", "", collapse=False)
     huge = Image.new("1", (9000, 9000))  # 81 million pixels in 10 MB: over the 64M limit
     with pytest.raises(gr.Error, match="pixel limit"):
-        app.image_to_text(huge, [], "", "")
+        app.image_to_text(huge, [], "", "", collapse=False)
     with pytest.raises(gr.Error, match="Click a photo"):
-        app.more_like_this("", [], "", "")
+        app.more_like_this("", [], "", "", collapse=False)
     with pytest.raises(gr.Error, match="positive term"):
-        app.text_to_image("- chocolate", None, 1.0, [], "", "")
+        app.text_to_image("- chocolate", None, 1.0, [], "", "", collapse=False)
 
 
 def _titles(hits: list[dict]) -> list[str]:
@@ -159,26 +164,28 @@ def asked(recipe_app, monkeypatch):
 def test_search_modes_on_the_page(recipe_app, asked):
     app, root = recipe_app
     assert app.mode == DEFAULT_MODE  # the collection has its BM25 words
-    app.text_to_image("blue cake", None, 1.0, [], "", "")
+    app.text_to_image("blue cake", None, 1.0, [], "", "", collapse=False)
     assert asked[-1] == {"mode": DEFAULT_MODE, "diversity": DEFAULT_DIVERSITY}
     for mode in ("dense", "hybrid", "sparse"):
-        hits = app.text_to_image("blue cake", None, 1.0, [], "", "", mode, 0.25)[1]
+        hits = app.text_to_image("blue cake", None, 1.0, [], "", "", mode, 0.25, collapse=False)[1]
         assert asked[-1] == {"mode": mode, "diversity": 0.25} and len(hits) == RESULTS
     # sparse: exactly the recipes with a word of the query (6 of 18 say "blue")
-    sparse = app.text_to_image("blue", None, 1.0, [], "", "", "sparse")[1]
+    sparse = app.text_to_image("blue", None, 1.0, [], "", "", "sparse", collapse=False)[1]
     found = app.searcher.store.scroll("dishes", None, ["title", "ingredients"])
     words = {p.id: f"{p.payload['title']} {' '.join(p.payload['ingredients'])}" for p in found}
     blue = [i for i, text in words.items() if "blue" in text.lower()]
     assert sorted(_ids(sparse)) == sorted(blue) and len(blue) == 6
     # hybrid: the two rankings fused by reciprocal rank (scores 1/(60 + rank) each at most)
-    hybrid = app.text_to_image("blue cake", None, 1.0, [], "", "", "hybrid")[1]
+    hybrid = app.text_to_image("blue cake", None, 1.0, [], "", "", "hybrid", collapse=False)[1]
     assert all(0 < hit["score"] <= 2 / 60 for hit in hybrid)
     # a photo alone has no words: matched densely whatever the mode
     photo = Image.open(next(root.glob("images/*/*.jpg")))
-    as_sparse = app.text_to_image("", photo, 1.0, [], "", "", "sparse")[1]
-    assert _seen(as_sparse) == _seen(app.text_to_image("", photo, 1.0, [], "", "", "dense")[1])
+    as_sparse = app.text_to_image("", photo, 1.0, [], "", "", "sparse", collapse=False)[1]
+    assert _seen(as_sparse) == _seen(
+        app.text_to_image("", photo, 1.0, [], "", "", "dense", collapse=False)[1]
+    )
     with pytest.raises(gr.Error, match="unknown mode 'fuzzy'"):
-        app.text_to_image("blue cake", None, 1.0, [], "", "", "fuzzy")
+        app.text_to_image("blue cake", None, 1.0, [], "", "", "fuzzy", collapse=False)
 
 
 def test_a_collection_without_words_is_searched_densely(recipe_app):
@@ -187,17 +194,23 @@ def test_a_collection_without_words_is_searched_densely(recipe_app):
     old.words = None  # as a collection indexed before BM25 words opens
     page = RecipeApp(old, map_folder=app.maps.folder)
     assert page.mode == "dense"
-    dense = app.text_to_image("blue cake", None, 1.0, [], "", "", "dense")[1]
-    assert _seen(page.text_to_image("blue cake", None, 1.0, [], "", "")[1]) == _seen(dense)
+    dense = app.text_to_image("blue cake", None, 1.0, [], "", "", "dense", collapse=False)[1]
+    assert _seen(
+        page.text_to_image("blue cake", None, 1.0, [], "", "", collapse=False)[1]
+    ) == _seen(dense)
     with pytest.raises(gr.Error, match="no BM25 words.*multimodal index"):
-        page.text_to_image("blue cake", None, 1.0, [], "", "", "hybrid")
+        page.text_to_image("blue cake", None, 1.0, [], "", "", "hybrid", collapse=False)
 
 
 def test_diversity_spreads_the_gallery(recipe_app):
     app, _ = recipe_app
     assert DEFAULT_DIVERSITY == 0.0 or 0 < DEFAULT_DIVERSITY <= 1
-    plain = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense", 0.0)[1]
-    diverse = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense", 0.9)[1]
+    plain = app.text_to_image(
+        "red square cake", None, 1.0, [], "", "", "dense", 0.0, collapse=False
+    )[1]
+    diverse = app.text_to_image(
+        "red square cake", None, 1.0, [], "", "", "dense", 0.9, collapse=False
+    )[1]
     expected = app.searcher.search(
         "red square cake", "image", RESULTS, SearchFilter(), mode="dense", diversity=0.9
     )
@@ -206,11 +219,11 @@ def test_diversity_spreads_the_gallery(recipe_app):
     assert _titles(diverse) == [hit.payload["title"] for hit in expected]
     assert len(set(_titles(plain[:6]))) < len(set(_titles(diverse[:6]))) == 6
     chosen = plain[0]["id"]
-    more = app.more_like_this(chosen, [], "", "", 0.9)[1]
+    more = app.more_like_this(chosen, [], "", "", 0.9, collapse=False)[1]
     expected = app.searcher.search(("id", chosen), "image", RESULTS, diversity=0.9)
     assert _titles(more) == [hit.payload["title"] for hit in expected]
     with pytest.raises(gr.Error, match="diversity must be from 0 to 1"):
-        app.text_to_image("cake", None, 1.0, [], "", "", "dense", 1.5)
+        app.text_to_image("cake", None, 1.0, [], "", "", "dense", 1.5, collapse=False)
 
 
 def test_example_photos_look_at_a_bounded_number_of_points(recipe_app):
@@ -244,13 +257,13 @@ def test_marks():
 def test_search_again_with_marks(recipe_app):
     app, _ = recipe_app
     query = "red square cake"
-    plain = app.text_to_image(query, None, 1.0, [], "", "", "dense")[1]
+    plain = app.text_to_image(query, None, 1.0, [], "", "", "dense", collapse=False)[1]
     liked = plain[5]
     twin = _twin(app, liked)
     assert _ids(plain).index(twin) < 6
     marks = app.like(liked["id"], [], [])
     assert marks[0] == [liked["id"]] and "liked 1" in marks[2]
-    again = app.feedback(query, None, 1.0, [], "", "", "dense", 0.0, *marks[:2])[1]
+    again = app.feedback(query, None, 1.0, [], "", "", "dense", 0.0, *marks[:2], collapse=False)[1]
     # as the Searcher answers it, the query staying a positive example
     expected = app.searcher.search(
         query, "image", RESULTS, SearchFilter(), mode="dense", like=[liked["id"]]
@@ -275,7 +288,7 @@ def test_search_again_with_marks(recipe_app):
     # a disliked photo goes, and its twin goes away or down
     disliked = plain[0]
     _, unlike, _ = app.dislike(disliked["id"], [], [])
-    fewer = app.feedback(query, None, 1.0, [], "", "", "dense", 0.0, [], unlike)[1]
+    fewer = app.feedback(query, None, 1.0, [], "", "", "dense", 0.0, [], unlike, collapse=False)[1]
     assert disliked["id"] not in _ids(fewer)
     twin = _twin(app, disliked)
     assert twin not in _ids(fewer) or _ids(fewer).index(twin) > _ids(plain).index(twin)
@@ -283,10 +296,12 @@ def test_search_again_with_marks(recipe_app):
 
 def test_search_again_keeps_the_words(recipe_app, asked):
     app, _ = recipe_app
-    green = app.text_to_image("green", None, 1.0, [], "", "", "sparse")[1][0]
+    green = app.text_to_image("green", None, 1.0, [], "", "", "sparse", collapse=False)[1][0]
     liked = [green["id"]]
-    alone = app.feedback("", None, 1.0, [], "", "", "hybrid", 0.0, liked, [])[1]
-    with_words = app.feedback("blue", None, 1.0, [], "", "", "hybrid", 0.0, liked, [])[1]
+    alone = app.feedback("", None, 1.0, [], "", "", "hybrid", 0.0, liked, [], collapse=False)[1]
+    with_words = app.feedback(
+        "blue", None, 1.0, [], "", "", "hybrid", 0.0, liked, [], collapse=False
+    )[1]
     assert asked[-1] == {"mode": "hybrid", "diversity": 0.0, "like": liked, "unlike": []}
     # the words still count: more blue cakes come first than for the liked photo alone
     blue_first = sum("Blue" in title for title in _titles(with_words[:6]))
@@ -296,19 +311,21 @@ def test_search_again_keeps_the_words(recipe_app, asked):
 
 def test_feedback_refusals(recipe_app):
     app, _ = recipe_app
-    some = app.text_to_image("cake", None, 1.0, [], "", "")[1][0]["id"]
+    some = app.text_to_image("cake", None, 1.0, [], "", "", collapse=False)[1][0]["id"]
     with pytest.raises(gr.Error, match="Nothing to search again"):
-        app.feedback("  ", None, 1.0, [], "", "", "dense", 0.0, [], [])
+        app.feedback("  ", None, 1.0, [], "", "", "dense", 0.0, [], [], collapse=False)
     with pytest.raises(gr.Error, match="Nothing to search again"):
-        app.feedback("", None, 1.0, [], "", "", "dense", 0.0, [], [some])  # dislikes alone
+        app.feedback(
+            "", None, 1.0, [], "", "", "dense", 0.0, [], [some], collapse=False
+        )  # dislikes alone
     missing = str(uuid.uuid4())
     for liked in ([missing], ["not-an-id"]):
         with pytest.raises(gr.Error, match="no point "):
-            app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, liked, [])
+            app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, liked, [], collapse=False)
     with pytest.raises(gr.Error, match="both liked and disliked"):
-        app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, [some], [some])
+        app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, [some], [some], collapse=False)
     with pytest.raises(gr.Error, match="liked must be a list of point ids"):
-        app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, {"id": some}, [])
+        app.feedback("cake", None, 1.0, [], "", "", "dense", 0.0, {"id": some}, [], collapse=False)
     with pytest.raises(gr.Error, match="Click a photo"):
         app.like("", [], [])
 
@@ -316,7 +333,7 @@ def test_feedback_refusals(recipe_app):
 def test_looks_like_and_specific_suggestions(recipe_app):
     app, root = recipe_app
     photo = Image.open(next(root.glob("images/triangle/*.jpg")))
-    rows, suggested, _, _, looks_like = app.image_to_text(photo, [], "", "")
+    rows, suggested, _, _, looks_like = app.image_to_text(photo, [], "", "", collapse=False)
     recipes = app.searcher.search(photo, "text", RESULTS)
     assert [row[2] for row in rows] == [r.payload["title"] for r in recipes]
     # naive: each of the voting recipes adds its score (floored at 0) to its dish type
@@ -365,8 +382,15 @@ def test_named_endpoints_through_gradio_client(served):
     assert {"/text_to_image", "/image_to_text", "/more_like_this", "/feedback"} <= set(named)
     gallery, hits, marks = client.predict(
         "red square cake", None, 1, [], "", "", api_name="/text_to_image"
-    )  # the arguments added since (mode, diversity) have defaults: the page's
-    assert len(gallery) == 12 and hits[0]["payload"]["title"]
+    )  # the arguments added since (mode, diversity, collapse) have defaults: the page's
+    # copies of one picture folded by default (each drawing is in the data twice), as the
+    # handler folds them; unfolded, all 12
+    folded = app.text_to_image("red square cake", None, 1, [], "", "")[0]
+    assert [g["caption"] for g in gallery] == [caption for _, caption in folded]
+    assert len(gallery) < 12 and all("similar · " in g["caption"] for g in gallery)
+    assert sum(len(h["duplicates"]) + 1 for h in hits) >= 12 and hits[0]["payload"]["title"]
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert len(params["/text_to_image"]["parameters"]) == 8  # no input added: old clients work
     # the map gets the query's place and the results' ids, not the collection's 18 points
     assert marks["hits"] == _ids(hits) and set(marks["positions"]) == {"pca", "tsne"}
     assert len(json.dumps(marks)) < 1000
@@ -377,12 +401,11 @@ def test_named_endpoints_through_gradio_client(served):
     assert _seen(dense) == _seen(
         app.text_to_image("red square cake", None, 1, [], "", "", "dense")[1]
     )
-    sparse = client.predict("blue", None, 1, [], "", "", "sparse", 0.5, api_name="/text_to_image")
-    assert sorted(_ids(sparse[1])) == sorted(
-        _ids(app.text_to_image("blue", None, 1, [], "", "", "sparse")[1])
-    )
+    sparse = client.predict("blue", None, 1, [], "", "", "sparse", 0.0, api_name="/text_to_image")
+    assert _ids(sparse[1]) == _ids(app.text_to_image("blue", None, 1, [], "", "", "sparse")[1])
     more = client.predict(hits[0]["id"], [], "", "", api_name="/more_like_this")[1]
-    assert len(more) == 12 and hits[0]["id"] not in [hit["id"] for hit in more]
+    expected = app.more_like_this(hits[0]["id"], [], "", "")[1]
+    assert _ids(more) == _ids(expected) and hits[0]["id"] not in _ids(more)
     liked, disliked = [hits[3]["id"]], [hits[0]["id"]]
     again = client.predict(
         "red square cake", None, 1, [], "", "", "dense", 0.0, liked, disliked, api_name="/feedback"
@@ -474,13 +497,13 @@ def test_page_in_headless_chromium(served, tmp_path):
     assert any(cell.endswith("Cake") for cell in seen.recipe_rows)
     assert "flour" in seen.suggested and "%" in seen.suggested
     _, _, similar, marks, _ = app.image_to_text(Image.open(photo), [], "", "")
-    assert seen.similar_images == len(similar) == 12
+    assert seen.similar_images == len(similar) < 12  # copies of one picture folded
     # the map: every photo drawn (t-SNE first), the star where the photo fell in each layout,
     # its similar dishes ringed; a point hovered shows its title and dish type, and clicked,
     # its card
     shown = seen.map
     assert shown.layout == "tsne" and shown.points == len(app.map) == 18
-    assert set(shown.star) == {"tsne", "pca"} and shown.ringed == len(marks["hits"]) == 12
+    assert set(shown.star) == {"tsne", "pca"} and shown.ringed == len(marks["hits"])
     for layout, star in shown.star.items():
         np.testing.assert_allclose(star, marks["positions"][layout], atol=1e-3)
     (point,) = app.searcher.store.retrieve("dishes", [shown.hovered_id], fields=["title", "label"])
@@ -488,6 +511,15 @@ def test_page_in_headless_chromium(served, tmp_path):
     assert title in shown.hover and dish in shown.hover
     assert shown.card.startswith(f"{title}\ndish type {dish}") and "flour" in shown.card
     assert "Type a dish" in seen.empty_query_message
+    # copies of one picture: folded by default ("+N similar"), every photo once unfolded
+    assert any("similar · " in caption for caption in seen.gallery_captions)
+    every = app.text_to_image("red square cake", None, 1.0, [], "", "", collapse=False)[0]
+    assert seen.unfolded_captions == [caption for _, caption in every] and len(every) == 12
+    # the Duplicates tab: the groups multimodal duplicates finds, their photos drawn
+    groups = find_duplicates(app.searcher.store, "dishes")
+    photos = sum(len(group.ids) for group in groups)
+    assert seen.duplicates_summary.startswith(f"{len(groups)} groups, {photos} photos")
+    assert seen.duplicates_photos == photos > 0
     assert all(p.stat().st_size > 10_000 for p in seen.screenshots)
 
 

@@ -101,6 +101,11 @@ class SearchBody(Strict):
     diversity: float = Field(0.0, description="MMR re-ranking, 0 to 1")
     like: list[PointId] = Field([], description="point ids to steer to")
     unlike: list[PointId] = Field([], description="point ids to avoid")
+    collapse: bool = Field(
+        True,
+        description="photos that are one picture (resized, recompressed, cropped, mirrored): "
+        "the best as a hit, the others in its duplicates; false: every photo a hit",
+    )
 
     def query(self, photo=None) -> SearchQuery:
         """The search as the service takes it, checked there (its refusals are 422s)."""
@@ -109,10 +114,19 @@ class SearchBody(Strict):
         return SearchQuery(**fields, photos=photos, filter=self.filters.spec())
 
 
+class Duplicate(BaseModel):
+    id: str
+    score: float | None
+    photo: str | None
+
+
 class HitOut(BaseModel):
     id: str = Field(description="the point id")
     score: float | None = Field(description="similarity (a fused rank score in hybrid mode)")
     photo: str | None = Field(description="the photo's URL on this server")
+    duplicates: list[Duplicate] = Field(
+        [], description="photos that are the same picture, folded into this hit (collapse)"
+    )
     payload: dict[str, Any] = Field(description="title, label, ingredients, image, ...")
 
 
@@ -226,10 +240,14 @@ def similar(
     target: Target = "image",
     k: Annotated[int, Query(ge=1, le=MAX_K)] = DEFAULT_K,
     diversity: float = 0.0,
+    collapse: bool = True,
 ) -> SearchOut:
-    """Items like a stored one (itself left out), matched by its vectors."""
+    """Items like a stored one (itself left out), matched by its vectors; photos that are
+    one picture folded into the best of them unless ``collapse`` is false."""
     with refusals():
-        query = SearchQuery(point_id=point_id, target=target, k=k, diversity=diversity)
+        query = SearchQuery(
+            point_id=point_id, target=target, k=k, diversity=diversity, collapse=collapse
+        )
         return _search_out(searches.search(query), _root_url(request))
 
 
@@ -271,12 +289,12 @@ def _upload_bytes(photo: UploadFile) -> bytes:
 
 
 def _search_out(answer: Answer, root_url: str) -> SearchOut:
-    hits = [_hit_out(hit, root_url) for hit in answer.hits]
+    hits = [_hit_out(hit, root_url, answer.duplicates.get(hit.id, [])) for hit in answer.hits]
     return SearchOut(hits=hits, target=answer.target, mode=answer.mode)
 
 
-def _hit_out(hit: StoredPoint, root_url: str) -> HitOut:
-    return HitOut(**hit_json(hit, root_url))
+def _hit_out(hit: StoredPoint, root_url: str, duplicates=()) -> HitOut:
+    return HitOut(**hit_json(hit, root_url, duplicates))
 
 
 def _root_url(request: Request) -> str:

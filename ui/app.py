@@ -117,13 +117,15 @@ class RecipeApp:
         without_text,
         mode=None,
         diversity=DEFAULT_DIVERSITY,
+        collapse=True,
         request: gr.Request | None = None,
     ):
         """Photos for a text query, optionally mixed with a photo; gallery, hits, map marks.
         ``mode``: how the words are matched (None: the collection's default); ``diversity``:
-        MMR, 0 to 1. The query is text: a term naming a file is refused (photos come as
-        uploads)."""
+        MMR, 0 to 1; ``collapse``: one photo per picture, "+N similar" in its caption. The
+        query is text: a term naming a file is refused (photos come as uploads)."""
         how = {"mode": mode, "diversity": diversity, "request": request, "what": "text query"}
+        how["collapse"] = collapse
         return self.feedback(query, image, image_weight, dishes, with_text, without_text, **how)
 
     def feedback(
@@ -138,6 +140,7 @@ class RecipeApp:
         diversity=DEFAULT_DIVERSITY,
         liked=None,
         disliked=None,
+        collapse=True,
         request: gr.Request | None = None,
         what: str = "search",
     ):
@@ -156,6 +159,7 @@ class RecipeApp:
                 diversity=diversity,
                 like=point_ids(liked, "liked"),
                 unlike=point_ids(disliked, "disliked"),
+                collapse=bool(collapse),
             )
             answer = self.service.search(asked)
         return self._shown_with_marks(answer, what, request)
@@ -169,7 +173,13 @@ class RecipeApp:
         return self._mark(point_id, liked, disliked, good=False)
 
     def image_to_text(
-        self, image, dishes, with_text, without_text, request: gr.Request | None = None
+        self,
+        image,
+        dishes,
+        with_text,
+        without_text,
+        collapse=True,
+        request: gr.Request | None = None,
     ):
         """Recipes, suggested ingredients, similar dishes, the map marks and what the dish
         looks like (the dish types the nearest recipes vote for) for an uploaded photo."""
@@ -184,9 +194,10 @@ class RecipeApp:
                 mode="dense",
                 suggest=True,
                 ranking=DEFAULT_RANKING,
+                collapse=bool(collapse),
             )
             recipes, similar = self.service.search_in(asked, ["text", "image"])
-        gallery, shown = _shown(similar.hits, page_root_url(request))
+        gallery, shown = _shown(similar, page_root_url(request))
         return (
             _recipe_rows(recipes.hits),
             dict(recipes.ingredients),
@@ -202,6 +213,7 @@ class RecipeApp:
         with_text,
         without_text,
         diversity=DEFAULT_DIVERSITY,
+        collapse=True,
         request: gr.Request | None = None,
     ):
         """Image -> image from a stored point (the one clicked in the gallery)."""
@@ -213,6 +225,7 @@ class RecipeApp:
                 k=RESULTS,
                 diversity=diversity,
                 filter=_filter(dishes, with_text, without_text),
+                collapse=bool(collapse),
             )
             answer = self.service.search(asked)
         return self._shown_with_marks(answer, "more like this", request)
@@ -253,7 +266,7 @@ class RecipeApp:
 
     def _shown_with_marks(self, answer: Answer, what: str, request) -> tuple[list, list, dict]:
         """The gallery, the hits as the browser keeps them, and their marks for the map."""
-        gallery, shown = _shown(answer.hits, page_root_url(request))
+        gallery, shown = _shown(answer, page_root_url(request))
         return gallery, shown, self.map_view.marks(answer.vector, shown, what)
 
 
@@ -292,18 +305,25 @@ def _words(text: str | None) -> list[str]:
     return [w.strip() for w in (text or "").split(",") if w.strip()]
 
 
-def _shown(hits: list[StoredPoint], root_url: str) -> tuple[list, list[dict]]:
-    """The gallery (each photo's URL and caption) and, in the same order, the hits as the
-    browser keeps them: every hit, as the API and the command line list them (a photo whose
-    file is gone shows as a broken picture with its caption, not as a silent gap)."""
-    state = [hit_json(hit, root_url) for hit in hits]
-    gallery = [(shown["photo"], _caption(hit)) for hit, shown in zip(hits, state, strict=True)]
+def _shown(answer: Answer, root_url: str) -> tuple[list, list[dict]]:
+    """The gallery (each photo's URL and caption, "+N similar" where photos that are the same
+    picture were folded into it) and, in the same order, the hits as the browser keeps them:
+    every hit, as the API and the command line list them (a photo whose file is gone shows as
+    a broken picture with its caption, not as a silent gap)."""
+    hits = answer.hits
+    state = [hit_json(hit, root_url, answer.duplicates.get(hit.id, [])) for hit in hits]
+    gallery = [
+        (shown["photo"], _caption(hit, len(shown["duplicates"])))
+        for hit, shown in zip(hits, state, strict=True)
+    ]
     return gallery, state
 
 
-def _caption(hit: StoredPoint) -> str:
+def _caption(hit: StoredPoint, similar: int = 0) -> str:
     names = hit.payload.get("base_ingredients") or hit.payload.get("ingredients") or []
     caption = f"{hit.score:.3f} · {hit.payload.get('title') or '-'}"
+    if similar:
+        caption += f" · +{similar} similar"
     if names:
         more = ", …" if len(names) > 4 else ""
         caption += f" · {', '.join(names[:4])}{more}"

@@ -51,10 +51,11 @@ def marks_text(liked, disliked) -> str:
     )
 
 
-def feedback_controls(app, chosen, search_inputs: list, outputs: list) -> None:
+def feedback_controls(app, chosen, search_inputs: list, outputs: list, collapse) -> None:
     """The like / dislike buttons, the marks, "Clear marks" and "Search again with my
     marks", wired to ``app`` (a :class:`ui.app.RecipeApp`). ``chosen`` holds the clicked
-    result's id; ``search_inputs`` are the words search's inputs, ``outputs`` its outputs."""
+    result's id; ``search_inputs`` are the words search's inputs, ``outputs`` its outputs,
+    ``collapse`` the switch that folds copies of one picture."""
     with gr.Row():
         like = gr.Button("👍 Good", elem_id="like", size="sm")
         dislike = gr.Button("👎 Not this", elem_id="dislike", size="sm")
@@ -67,4 +68,7 @@ def feedback_controls(app, chosen, search_inputs: list, outputs: list) -> None:
     like.click(app.like, [chosen, liked, disliked], marked, api_visibility="private")
     dislike.click(app.dislike, [chosen, liked, disliked], marked, api_visibility="private")
     clear.click(lambda: ([], [], NO_MARKS), None, marked, api_visibility="private")
-    again.click(app.feedback, [*search_inputs, liked, disliked], outputs, api_name="feedback")
+    asked = [*search_inputs, liked, disliked, collapse]
+    again.click(app.feedback, asked, outputs, api_name="page_feedback", api_visibility="private")
+    named = gr.Button(visible=False)  # the endpoint's inputs as they have always been
+    named.click(app.feedback, [*search_inputs, liked, disliked], outputs, api_name="feedback")

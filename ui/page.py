@@ -10,6 +10,7 @@ from gradio.components.label import LabelConfidence, LabelData
 
 from indexer.store import MODES
 from multimodal.suggestions import SUGGESTIONS
+from ui.duplicates_view import duplicates_tab
 from ui.feedback import feedback_controls
 from ui.map_view import map_tab
 
@@ -69,20 +70,72 @@ def build_blocks(app) -> gr.Blocks:
             with gr.Row():
                 with_text = gr.Textbox(label="Must contain (comma-separated)", elem_id="with")
                 without_text = gr.Textbox(label="Must not contain", elem_id="without")
+            collapse = gr.Checkbox(
+                True,
+                label="One photo per picture (copies folded: +N similar)",
+                elem_id="collapse",
+            )
         filters = [dishes, with_text, without_text]
         marks = gr.JSON(visible=False)  # each search's place on the map (the Map tab's star)
         with gr.Tab("Find dishes from words", id="words"):
-            _words_tab(app, filters, marks)
+            _words_tab(app, filters, collapse, marks)
         with gr.Tab("What's this dish?", id="photo"):
-            _photo_tab(app, filters, marks)
+            _photo_tab(app, filters, collapse, marks)
         with gr.Tab("Map", id="map"):
             map_tab(blocks, app.map_view, marks)
+        with gr.Tab("Duplicates", id="duplicates"):
+            duplicates_tab(app)
     return blocks
 
 
-def _words_tab(app, filters: list, marks: gr.JSON) -> None:
+def _words_tab(app, filters: list, collapse: gr.Checkbox, marks: gr.JSON) -> None:
     """Words -> photos in a search mode, with an optional weighted photo, the clicked recipe,
     "more like this" and like / dislike."""
+    query, search, mode, diversity = _words_controls(app)
+    with gr.Accordion("Mix in a photo (weighted)", open=False), gr.Row():
+        mix_image = photo_input(label="Photo", sources=["upload", "clipboard"], height=180)
+        mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
+    gallery = gr.Gallery(
+        label="Dishes (score · title · ingredients)", columns=4, height=430, elem_id="gallery"
+    )
+    hits = gr.JSON(visible=False)  # the results with payloads, for "more like this" and the API
+    chosen = gr.Textbox(visible=False)  # the clicked point's id; the API passes one
+    inputs = [query, mix_image, mix_weight, *filters, mode, diversity]
+    outputs = [gallery, hits, marks]
+    with gr.Row():
+        recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
+        with gr.Column():
+            more = gr.Button("More like this", elem_id="more")
+            feedback_controls(app, chosen, inputs, outputs, collapse)
+    gr.Examples(
+        [
+            ["chocolate cake with strawberries"],
+            ["tortillas, beef, salsa, cheese"],
+            ["spaghetti, tomato, basil"],
+            ['"2:apple pie" - cinnamon'],
+        ],
+        [query],
+        label="Example queries",
+    )
+    asked = [*inputs, collapse]
+    page = {"api_visibility": "private"}
+    search.click(app.text_to_image, asked, outputs, api_name="page_text_to_image", **page)
+    query.submit(app.text_to_image, asked, outputs, api_name="page_submit", **page)
+    named_endpoint(app.text_to_image, inputs, outputs, "text_to_image")
+    gallery.select(app.select, [hits], [recipe, chosen], api_visibility="private")
+    more_inputs = [chosen, *filters, diversity]
+    more.click(
+        app.more_like_this,
+        [*more_inputs, collapse],
+        outputs,
+        api_name="page_more_like_this",
+        **page,
+    )
+    named_endpoint(app.more_like_this, more_inputs, outputs, "more_like_this")
+
+
+def _words_controls(app):
+    """The words, the Search button, how the words are matched and the diversity."""
     with gr.Row():
         query = gr.Textbox(
             label="Ingredients, a dish name or a description",
@@ -104,40 +157,10 @@ def _words_tab(app, filters: list, marks: gr.JSON) -> None:
             elem_id="diversity",
             label="Diversity (0: by score alone; more: fewer look-alikes)",
         )
-    with gr.Accordion("Mix in a photo (weighted)", open=False), gr.Row():
-        mix_image = photo_input(label="Photo", sources=["upload", "clipboard"], height=180)
-        mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
-    gallery = gr.Gallery(
-        label="Dishes (score · title · ingredients)", columns=4, height=430, elem_id="gallery"
-    )
-    hits = gr.JSON(visible=False)  # the results with payloads, for "more like this" and the API
-    chosen = gr.Textbox(visible=False)  # the clicked point's id; the API passes one
-    inputs = [query, mix_image, mix_weight, *filters, mode, diversity]
-    outputs = [gallery, hits, marks]
-    with gr.Row():
-        recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
-        with gr.Column():
-            more = gr.Button("More like this", elem_id="more")
-            feedback_controls(app, chosen, inputs, outputs)
-    gr.Examples(
-        [
-            ["chocolate cake with strawberries"],
-            ["tortillas, beef, salsa, cheese"],
-            ["spaghetti, tomato, basil"],
-            ['"2:apple pie" - cinnamon'],
-        ],
-        [query],
-        label="Example queries",
-    )
-    search.click(app.text_to_image, inputs, outputs, api_name="text_to_image")
-    query.submit(app.text_to_image, inputs, outputs, api_visibility="private")
-    gallery.select(app.select, [hits], [recipe, chosen], api_visibility="private")
-    more.click(
-        app.more_like_this, [chosen, *filters, diversity], outputs, api_name="more_like_this"
-    )
+    return query, search, mode, diversity
 
 
-def _photo_tab(app, filters: list, marks: gr.JSON) -> None:
+def _photo_tab(app, filters: list, collapse: gr.Checkbox, marks: gr.JSON) -> None:
     """A photo -> what it looks like, the nearest recipes, suggested ingredients and similar
     dishes."""
     with gr.Row():
@@ -166,9 +189,22 @@ def _photo_tab(app, filters: list, marks: gr.JSON) -> None:
     similar = gr.Gallery(label="Similar dishes", columns=6, height=240, elem_id="similar")
     if app.examples:
         gr.Examples([[str(p)] for p in app.examples], [photo], label="Example photos")
+    found = [recipes, suggested, similar, marks, looks_like]
     identify.click(
         app.image_to_text,
-        [photo, *filters],
-        [recipes, suggested, similar, marks, looks_like],
-        api_name="image_to_text",
+        [photo, *filters, collapse],
+        found,
+        api_name="page_image_to_text",
+        api_visibility="private",
     )
+    named_endpoint(app.image_to_text, [photo, *filters], found, "image_to_text")
+
+
+def named_endpoint(handler, inputs: list, outputs: list, name: str) -> None:
+    """``handler`` as the named endpoint ``name`` with the inputs it has always taken, on a
+    hidden trigger: the page's own event also sends the "One photo per picture" switch, and
+    a client of Gradio's HTTP protocol must send every input an event has (so a new one
+    would break it). Through the endpoint, copies of one picture are folded, as the page
+    does by default; the JSON API's ``collapse`` turns that off."""
+    trigger = gr.Button(visible=False)
+    trigger.click(handler, inputs, outputs, api_name=name)

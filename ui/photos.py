@@ -175,14 +175,21 @@ def page_root_url(request: gr.Request | None) -> str:
     return route_utils.get_root_url(raw, route_utils.get_api_call_path(raw), root_path)
 
 
-def hit_json(hit: StoredPoint, root_url: str = "") -> dict:
+def hit_json(hit: StoredPoint, root_url: str = "", duplicates=()) -> dict:
     """A hit as a browser or an API client sees it: its id, score, photo URL (None for an
-    item without a photo) and public payload. The page and the JSON API both render hits
-    with it."""
-    photo = photo_url(hit.id, root_url) if hit.payload.get("image") else None
+    item without a photo), public payload and the photos folded into it as one picture
+    (``duplicates``: their id, score and photo URL). The page and the JSON API both render
+    hits with it."""
     return {
         "id": hit.id,
         "score": hit.score,
-        "photo": photo,
+        "photo": _photo(hit, root_url),
         "payload": public_payload(hit.payload),
+        "duplicates": [
+            {"id": d.id, "score": d.score, "photo": _photo(d, root_url)} for d in duplicates
+        ],
     }
+
+
+def _photo(hit: StoredPoint, root_url: str) -> str | None:
+    return photo_url(hit.id, root_url) if hit.payload.get("image") else None

@@ -8,6 +8,10 @@ COMMANDS = {
         "indexer.commands.search_eval",
         "measure search modes and suggestions on queries never indexed",
     ),
+    "duplicates": (
+        "indexer.commands.duplicates",
+        "find the photos in a collection that are one picture",
+    ),
     "collections": (
         "indexer.commands.collections",
         "list, describe or drop a store's collections",

@@ -186,6 +186,13 @@ def oversampling(text: str) -> float:
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """What is printed, and the model that encodes the query."""
     parser.add_argument(
+        "--collapse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="photos that are one picture (resized, recompressed, cropped, mirrored): the best "
+        "listed, '+N similar' beside it (default: on; --no-collapse lists every photo)",
+    )
+    parser.add_argument(
         "--suggest",
         action="store_true",
         help=f"also show what the query looks like (dish types) and suggest ingredients, "
@@ -246,6 +253,7 @@ SAME_NAMES = (
     "oversampling",
     "suggest",
     "ranking",
+    "collapse",
 )
 
 
@@ -287,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         looks = answer.looks_like
         print("looks like: " + ", ".join(f"{_dish(label)} {share:.0%}" for label, share in looks))
         print()
-    print(format_hits(answer.hits))
+    print(format_hits(answer.hits, answer.duplicates))
     if args.suggest:
         print(format_suggestions(answer.ingredients, args.ranking))
     return 0
@@ -310,6 +318,10 @@ def print_json(answer: Answer) -> None:
         path = hit.image_path
         row = {"rank": rank, "score": hit.score, "id": hit.id, **hit.payload}
         row["path"] = str(path) if path else None
+        row["duplicates"] = [
+            {"id": d.id, "score": d.score, "path": str(d.image_path) if d.image_path else None}
+            for d in answer.duplicates.get(hit.id, [])
+        ]
         print(json.dumps(row))
     if answer.looks_like or answer.ingredients:
         found = {"looks_like": answer.looks_like, "suggested_ingredients": answer.ingredients}
@@ -331,7 +343,7 @@ def _dish(label: str) -> str:
     return label.replace("_", " ")
 
 
-def format_hits(hits) -> str:
+def format_hits(hits, duplicates=None) -> str:
     if not hits:
         return "no results (check the filters)"
     width = shutil.get_terminal_size((120, 20)).columns
@@ -344,7 +356,9 @@ def format_hits(hits) -> str:
         head = f"{rank:>4}  {hit.score:6.3f}  {title:<32}  {label:<16}  "
         rest = _clip(ingredients or "-", max(20, width - len(head) - 2))
         lines.append(head + rest)
-        lines.append(" " * len(head) + (p.get("image") or "(text only)"))
+        where = p.get("image") or "(text only)"
+        more = len((duplicates or {}).get(hit.id, []))
+        lines.append(" " * len(head) + where + (f"  (+{more} similar)" if more else ""))
     return "\n".join(lines)
 
 

@@ -36,7 +36,8 @@ from indexer.edge_folders import (
     restore_set_aside,
 )
 from indexer.edge_query import EDGE_FILTERS, shard_query
-from indexer.qdrant_base import QdrantStore, plain_vectors
+from indexer.qdrant_base import QdrantStore
+from indexer.qdrant_records import plain_vectors
 from indexer.store import (
     SPARSE_VECTOR,
     Point,
@@ -279,6 +280,12 @@ class EdgeStore(QdrantStore):
     def _set_payload(self, name: str, payload: dict[str, Any], filter: Any) -> None:
         """One payload update by filter through the shard's write-ahead log."""
         self._shard(name).update(qe.UpdateOperation.set_payload_by_filter(filter, payload))
+
+    def _set_point_payloads(self, name: str, payloads: dict[str, dict[str, Any]]) -> None:
+        """One payload update per point through the shard's write-ahead log."""
+        shard = self._shard(name)
+        for point_id, payload in payloads.items():
+            shard.update(qe.UpdateOperation.set_payload([uuid.UUID(point_id)], payload))
 
     def _delete(self, name: str, ids: list[str]) -> None:
         """Delete through the shard's write-ahead log."""

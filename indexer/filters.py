@@ -42,6 +42,7 @@ def build_filter(spec: SearchFilter | None, make: FilterConstructors) -> Any:
             must.append(make.has_ids([uuid.UUID(i) for i in spec.ids]))
         if spec.has_vector:
             must.append(make.has_vector(spec.has_vector))
+        must += [make.any_of(key, list(values)) for key, values in spec.fields.items() if values]
         must += [_ingredient_match(i, make) for i in spec.with_ingredients]
         must_not += [_ingredient_match(i, make) for i in spec.without_ingredients]
     if not must and not must_not:

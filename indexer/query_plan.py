@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.qdrant_base import dense
+from indexer.qdrant_records import dense
 from indexer.store import RRF_K, SPARSE_VECTOR, SearchRequest, SparseVector
 
 

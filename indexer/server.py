@@ -20,7 +20,8 @@ from qdrant_client import models as qm
 
 from indexer.collection_settings import CollectionSettings
 from indexer.filters import FilterConstructors
-from indexer.qdrant_base import QdrantStore, plain_vectors
+from indexer.qdrant_base import QdrantStore
+from indexer.qdrant_records import plain_vectors
 from indexer.query_plan import QueryConstructors, plan_query
 from indexer.store import (
     SPARSE_VECTOR,
@@ -273,6 +274,14 @@ class ServerStore(QdrantStore):
     def _set_payload(self, name: str, payload: dict[str, Any], filter: Any) -> None:
         """One payload update by filter on the server, and wait until it is applied."""
         self.client.set_payload(name, payload=payload, points=filter, wait=True)
+
+    def _set_point_payloads(self, name: str, payloads: dict[str, dict[str, Any]]) -> None:
+        """One batch of payload updates on the server, and wait until it is applied."""
+        operations = [
+            qm.SetPayloadOperation(set_payload=qm.SetPayload(payload=payload, points=[point_id]))
+            for point_id, payload in payloads.items()
+        ]
+        self.client.batch_update_points(name, operations, wait=True)
 
     def _delete(self, name: str, ids: list[str]) -> None:
         """Delete and wait until it is applied."""

@@ -102,6 +102,7 @@ class SearchFilter:
     root: str | None = None
     ids: list[str] = field(default_factory=list)  # restrict to these points
     has_vector: str | None = None  # only points that have this named vector
+    fields: dict[str, list[str]] = field(default_factory=dict)  # payload field: any of values
 
     def __bool__(self) -> bool:
         """Whether the filter restricts anything."""
@@ -113,6 +114,7 @@ class SearchFilter:
             or self.root
             or self.ids
             or self.has_vector
+            or any(self.fields.values())
         )
 
 
@@ -318,6 +320,11 @@ class Store(ABC):
         """Merge ``payload`` into the payload of every point ``filter`` selects, in one
         update; vectors and other fields stay as they are. A filter that restricts nothing is
         refused (ValueError)."""
+
+    @abstractmethod
+    def set_point_payloads(self, name: str, payloads: dict[str, dict[str, Any]]) -> None:
+        """Merge each point's own ``payloads[id]`` into its payload, in one update; other
+        fields and the vectors stay as they are."""
 
     @abstractmethod
     def delete(self, name: str, ids: Sequence[str]) -> None:

@@ -375,3 +375,18 @@ def test_the_page_and_the_api_share_the_towers_locks(api, monkeypatch):
     assert not errors and len(answers) == 8
     assert all(_seen(a["hits"]) == expected for a in answers)
     assert max(overlaps) == 1 and len(overlaps) >= 12
+
+
+def test_tag_fields_filter_and_the_indexers_own_fields_are_refused(api):
+    client, page, _ = api
+    store = page.searcher.store
+    first = client.post("/api/search", json={"text": "red square cake", "k": 3}).json()["hits"]
+    store.set_point_payloads("dishes", {first[0]["id"]: {"course": ["dessert"]}})
+    body = {"text": "cake", "filters": {"fields": {"course": ["dessert", "starter"]}}}
+    tagged = client.post("/api/search", json=body).json()["hits"]
+    assert [hit["id"] for hit in tagged] == [first[0]["id"]]
+    assert tagged[0]["payload"]["course"] == ["dessert"]
+    for field in ("root", "image", "no spaces"):
+        probe = {"text": "cake", "filters": {"fields": {field: ["/home"]}}}
+        answer = client.post("/api/search", json=probe)
+        assert answer.status_code == 422, field

@@ -45,6 +45,7 @@ from pydantic import (
 
 from indexer.service import DEFAULT_K, Answer, SearchQuery, SearchService, UnknownPoint
 from indexer.store import SearchFilter, StoredPoint, StoreError
+from indexer.tags import check_field
 from multimodal.data.decoding import BudgetExhausted
 from multimodal.data.images import ImageLoadError
 from multimodal.suggestions import SUGGESTIONS, VOTERS
@@ -57,6 +58,9 @@ PREFIX = "/api"
 MAX_K = 100  # hits in one answer: the API's page size (the query itself allows more)
 MAX_NAMES = 100  # dish types or ingredients in one filter
 Name = Annotated[str, StringConstraints(max_length=200)]
+# a field multimodal tag wrote; never one the indexer writes (a "root" filter would tell a
+# client which folders of the server hold photos)
+FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 PointId = Annotated[str, StringConstraints(max_length=64)]
 Target = Literal["image", "text"]
 Mode = Literal["dense", "hybrid", "sparse"]
@@ -72,10 +76,21 @@ class Filters(Strict):
     labels: list[Name] = Field([], max_length=MAX_NAMES, description="dish types, any of")
     with_ingredients: list[Name] = Field([], max_length=MAX_NAMES, description="each must appear")
     without_ingredients: list[Name] = Field([], max_length=MAX_NAMES, description="none may")
+    fields: dict[FieldName, list[Name]] = Field(
+        {},
+        max_length=MAX_NAMES,
+        description="payload field -> values, any of (e.g. a multimodal tag field: "
+        '{"course": ["dessert"]}); every field given must match',
+    )
 
     def spec(self) -> SearchFilter:
+        for key in self.fields:
+            check_field(key)  # a ValueError: 422
         return SearchFilter(
-            list(self.labels), list(self.with_ingredients), list(self.without_ingredients)
+            list(self.labels),
+            list(self.with_ingredients),
+            list(self.without_ingredients),
+            fields={key: list(values) for key, values in self.fields.items()},
         )
 
 

@@ -12,6 +12,7 @@ COMMANDS = {
         "indexer.commands.duplicates",
         "find the photos in a collection that are one picture",
     ),
+    "tag": ("indexer.commands.tag", "label a collection's photos with your own words"),
     "collections": (
         "indexer.commands.collections",
         "list, describe or drop a store's collections",

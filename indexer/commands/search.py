@@ -120,6 +120,15 @@ def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
         "--split", action="append", default=[], help="only items of this split (repeatable)"
     )
     parser.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="only items whose payload FIELD is (or lists) VALUE, e.g. a tag field that "
+        "multimodal tag wrote: course=dessert (repeatable: values of one field, any of them; "
+        "of different fields, all)",
+    )
+    parser.add_argument(
         "--group-by",
         default=None,
         help="a payload field, e.g. label or recipe_id: at most one result per value",
@@ -257,12 +266,24 @@ SAME_NAMES = (
 )
 
 
+def where_fields(conditions: list[str]) -> dict[str, list[str]]:
+    """``FIELD=VALUE`` conditions as {field: [values]}; one without ``=`` is a ValueError."""
+    fields: dict[str, list[str]] = {}
+    for condition in conditions:
+        key, equals, value = condition.partition("=")
+        if not equals or not key.strip() or not value.strip():
+            raise ValueError(f"--where takes FIELD=VALUE, e.g. course=dessert, not {condition!r}")
+        fields.setdefault(key.strip(), []).append(value.strip())
+    return fields
+
+
 def _query(args, photos: list[Path]) -> SearchQuery:
     search_filter = SearchFilter(
         labels=args.dish,
         with_ingredients=args.with_ingredients,
         without_ingredients=args.without_ingredients,
         splits=args.split,
+        fields=where_fields(args.where),
     )
     options = {name: getattr(args, name) for name in SAME_NAMES}
     return SearchQuery(

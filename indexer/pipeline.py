@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,10 @@ from tqdm.auto import tqdm
 
 from indexer.bm25 import Bm25Settings, Bm25Words, add_words
 from indexer.collection_settings import CollectionSettings
+from indexer.index_report import IndexReport
 from indexer.roots import link_roots, point_id, stored_hashes
 from indexer.store import SPARSE_VECTOR, CollectionSpec, Point, SearchFilter, Store
+from indexer.tags import Tagger
 from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.loading import Reject, check_records, iter_image_batches
 from multimodal.data.records import Record, printable
@@ -62,43 +64,6 @@ class EncodedBatch:
     image: np.ndarray | None  # (n, D), row i for items[i]; None when no item has an image
     text: np.ndarray | None
     rejects: list[Reject]
-
-
-@dataclass
-class IndexReport:
-    collection: str
-    indexed: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    pruned: int = 0
-    relinked: dict[str, str] = field(default_factory=dict)  # moved data roots: old -> new path
-    relinked_points: int = 0  # points of moved roots that now name the new path (not embedded)
-    worded: int = 0  # points of a collection made before hybrid search given their BM25 words
-    resumed_bulk: bool = False  # an earlier run's bulk load, left in progress, was finished
-    total: int = 0  # points in the collection afterwards
-    seconds: float = 0.0
-    stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    rejects: list[Reject] = field(default_factory=list)
-
-    @property
-    def items_per_second(self) -> float:
-        return self.indexed / self.seconds if self.seconds else 0.0
-
-    def summary(self) -> str:
-        stages = ", ".join(f"{name} {sec:.1f}s" for name, sec in self.stages.items())
-        line = (
-            f"{self.collection}: indexed {self.indexed}, unchanged {self.unchanged}, "
-            f"rejected {self.rejected}, pruned {self.pruned}; {self.total} points; "
-            f"{self.seconds:.1f}s, {self.items_per_second:.1f} items/s ({stages})"
-        )
-        if self.relinked:
-            moves = ", ".join(f"{old} to {new}" for old, new in self.relinked.items())
-            line += f"; re-linked {self.relinked_points} points moved from {moves}"
-        if self.worded:
-            line += f"; added BM25 words to {self.worded} points (not embedded again)"
-        if self.resumed_bulk:
-            line += "; finished the bulk load an earlier run left in progress"
-        return line
 
 
 def root_path(record: Record) -> str | None:
@@ -231,9 +196,12 @@ def payload(item: Item) -> dict:
     return data
 
 
-def to_points(batch: EncodedBatch, words: Bm25Words | None = None) -> list[Point]:
+def to_points(
+    batch: EncodedBatch, words: Bm25Words | None = None, tagger: Tagger | None = None
+) -> list[Point]:
     """Whole points: every vector an item has, its BM25 ``words`` when the collection has
-    them, plus its payload (with the content hash)."""
+    them, plus its payload (with the content hash, and the collection's tag fields for a
+    photo when ``tagger`` has them)."""
     points, text_row = [], 0
     for row, item in enumerate(batch.items):
         vectors = {}
@@ -244,6 +212,8 @@ def to_points(batch: EncodedBatch, words: Bm25Words | None = None) -> list[Point
             text_row += 1
         if vectors:
             data = payload(item)
+            if tagger is not None and "image" in vectors:
+                data.update(tagger.payload(vectors["image"]))
             if words is not None:
                 vectors[SPARSE_VECTOR] = words.document(data)
             points.append(Point(item.id, vectors, data))
@@ -259,6 +229,7 @@ class IndexRun:
     todo: list[Item]  # the planned items: new or changed, hashed, with their ids
     recorded: dict  # the collection's model record, for record_tta
     empty: bool  # the collection held nothing before this run
+    tagger: Tagger | None = None  # the collection's tag fields, for to_points
 
 
 def start_index(
@@ -293,7 +264,8 @@ def start_index(
         link_items(store, collection, items, report)  # records the roots, re-links moved ones
         work = plan(store, collection, items)
     report.unchanged, report.rejects = work.unchanged, unusable + list(unreadable)
-    return IndexRun(report, words, work.todo, recorded, empty)
+    tagger = Tagger.for_collection(encoder, store.metadata(collection)) if work.todo else None
+    return IndexRun(report, words, work.todo, recorded, empty, tagger)
 
 
 def finish_index(
@@ -334,7 +306,22 @@ def index_records(
     left in progress) defers index building until the load ends (:meth:`Store.begin_bulk`)."""
     started = time.perf_counter()
     run = start_index(encoder, store, collection, records, settings, progress)
+    write_todo(encoder, store, run, batch_size, workers, max_pixels, progress)
+    return finish_index(store, collection, records, run.report, prune, started)
+
+
+def write_todo(
+    encoder: DualEncoder,
+    store: Store,
+    run: IndexRun,
+    batch_size: int = 16,
+    workers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = True,
+) -> None:
+    """Embed and write the planned items of ``run``, batch by batch (the local engine)."""
     report, recorded, clock = run.report, run.recorded, run.report.stages
+    collection = report.collection
     with tqdm(
         total=len(run.todo),
         unit="item",
@@ -342,7 +329,7 @@ def index_records(
         disable=not progress or not run.todo,
     ) as bar:
         for batch in encode_batches(encoder, run.todo, batch_size, workers, max_pixels, clock):
-            points = to_points(batch, run.words)
+            points = to_points(batch, run.words, run.tagger)
             with _timed(clock, "upsert"):
                 store.upsert(collection, points)
             if batch.image is not None and len(batch.image):
@@ -350,7 +337,6 @@ def index_records(
             report.indexed += len(points)
             report.rejects += batch.rejects
             bar.update(len(batch.items) + len(batch.rejects))
-    return finish_index(store, collection, records, report, prune, started)
 
 
 def record_tta(store: Store, collection: str, recorded: dict, tta: bool, empty: bool) -> dict:

@@ -43,6 +43,7 @@ from indexer.pipeline import (
 )
 from indexer.server import ServerStore
 from indexer.store import Store
+from indexer.tags import Tagger
 from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.loading import Reject
 from multimodal.data.records import Record
@@ -109,6 +110,7 @@ def _write_all(ray, encoder, store, run: IndexRun, plan, target, max_pixels, pro
                 "target": target,
                 "collection": collection,
                 "bm25": run.words.settings,
+                "tagger": run.tagger,
             },
             compute=ray.data.ActorPoolStrategy(size=max(1, min(plan.actors, len(rows)))),
             batch_size=None,
@@ -130,7 +132,7 @@ def _write_all(ray, encoder, store, run: IndexRun, plan, target, max_pixels, pro
             if target is None:
                 items = [run.todo[row] for row in batch["row"]]
                 upserting = time.perf_counter()
-                batch = write_batch(store, collection, run.words, items, batch)
+                batch = write_batch(store, collection, run.words, items, batch, run.tagger)
                 clock["upsert"] += time.perf_counter() - upserting
             if batch["imaged"].any():
                 recorded = record_tta(store, collection, recorded, encoder.tta, run.empty)
@@ -160,12 +162,13 @@ def write_batch(
     words: Bm25Words,
     items: Sequence[Item],
     batch: dict[str, np.ndarray],
+    tagger: Tagger | None = None,
 ) -> dict[str, np.ndarray]:
     """Upsert the whole points of one embedded batch (``items[i]`` is row ``i``); returns per
     row its ``row``, ``reject`` reason, whether a point was ``written`` and whether it has a
     photo vector (``imaged``)."""
     encoded = encoded_batch(items, batch)
-    points = to_points(encoded, words)
+    points = to_points(encoded, words, tagger)
     store.upsert(collection, points)
     written = {point.id for point in points}
     return {
@@ -205,12 +208,19 @@ class PointWriter:
     """A writer stage on the workers: its own client of the Qdrant server, one batch of
     embedded rows at a time (their items travel with them, pickled by the driver)."""
 
-    def __init__(self, target: ServerTarget, collection: str, bm25: Bm25Settings):
+    def __init__(
+        self,
+        target: ServerTarget,
+        collection: str,
+        bm25: Bm25Settings,
+        tagger: Tagger | None = None,
+    ):
         key = os.environ.get(target.api_key_env) or None
         self.store = ServerStore(target.url, api_key=key, grpc=target.grpc)
         self.collection = collection
         self.words = Bm25Words(bm25)
+        self.tagger = tagger
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [pickle.loads(blob) for blob in batch["item"]]
-        return write_batch(self.store, self.collection, self.words, items, batch)
+        return write_batch(self.store, self.collection, self.words, items, batch, self.tagger)

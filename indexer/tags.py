@@ -8,6 +8,10 @@ description is what the text tower reads; the label is what is written). Each ph
 best label and any other whose similarity is within ``margin`` of the best, written to the
 payload field ``FIELD`` (a list, best first, so ``--where FIELD=VALUE`` filters on any of
 them) and ``FIELD_scores`` (label -> cosine). A rerun replaces both fields.
+
+The collection records each field's labels and margin (metadata ``tags``), so photos indexed
+later, by a rerun of ``multimodal index`` or a watched folder, are tagged as they are written
+(:class:`Tagger`), and the page offers the labels as filters.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ RESERVED |= {"recipe_id", "source", "content_hash"}
 DEFAULT_MARGIN = 0.02  # cosine below the best label at which another label is also given
 MAX_LABELS = 1000
 PAGE = 256  # points tagged per store update
+TAGS = "tags"  # collection metadata: field -> {"labels": [[name, text], ...], "margin": m}
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,52 @@ def tag_points(
             page = {}
     if page and not dry_run:
         _write(store, collection, page)
+    if not dry_run:
+        record_field(store, collection, field, labels, margin)
     return tagged
+
+
+def record_field(
+    store: Store, collection: str, field: str, labels: list[Label], margin: float
+) -> None:
+    """Note ``field`` as one of the collection's tag fields, with its labels and margin."""
+    recorded = dict(store.metadata(collection).get(TAGS) or {})
+    recorded[field] = {"labels": [[lb.name, lb.text] for lb in labels], "margin": margin}
+    store.update_metadata(collection, {TAGS: recorded})
+
+
+def tag_choices(metadata: dict) -> dict[str, list[str]]:
+    """The collection's tag fields and their labels, as ``multimodal tag`` recorded them."""
+    return {
+        field: [name for name, _ in spec["labels"]]
+        for field, spec in sorted((metadata.get(TAGS) or {}).items())
+    }
+
+
+@dataclass
+class Tagger:
+    """The recorded tag fields of a collection, ready to tag a photo vector as it is indexed
+    (plain arrays: it travels to Ray's writers pickled)."""
+
+    fields: dict[str, tuple[list[str], np.ndarray, float]]  # field -> (names, vectors, margin)
+
+    @classmethod
+    def for_collection(cls, encoder, metadata: dict) -> Tagger | None:
+        """None when the collection has no tag fields."""
+        fields = {}
+        for field, spec in (metadata.get(TAGS) or {}).items():
+            names = [name for name, _ in spec["labels"]]
+            vectors = encoder.encode_texts([text for _, text in spec["labels"]])
+            fields[field] = (names, np.asarray(vectors, np.float32), float(spec["margin"]))
+        return cls(fields) if fields else None
+
+    def payload(self, image_vector) -> dict:
+        """Every tag field (and its scores) for one photo vector."""
+        found = {}
+        for field, (names, vectors, margin) in self.fields.items():
+            chosen, every = choose(vectors @ np.asarray(image_vector, np.float32), names, margin)
+            found.update({field: chosen, f"{field}_scores": every})
+        return found
 
 
 def _write(store: Store, collection: str, payloads: dict[str, dict]) -> None:

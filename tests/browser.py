@@ -49,6 +49,8 @@ class PageObservations:
     unfolded_captions: list[str] = field(default_factory=list)  # "One photo per picture" off
     duplicates_summary: str = ""  # the Duplicates tab, its groups found
     duplicates_photos: int = 0  # photos it drew
+    tagged_captions: list[str] = field(default_factory=list)  # the words, one label chosen
+    tagged_card: str = ""  # the card of the first of those photos
     map: MapObservations | None = None  # the Map tab, after the photo search
     screenshots: list[Path] = field(default_factory=list)
 
@@ -91,12 +93,14 @@ def drive(
     query: str,
     with_ingredient: str,
     screenshots: Path | None = None,
+    tag: str | None = None,
 ) -> PageObservations:
     """Text query -> photos; the first photo clicked -> its recipe, "more like this"; the
     words matched dense, the clicked photo marked good and searched again, the marks cleared;
     the words matched hybrid; a filter -> other photos; an uploaded photo -> what it looks
     like, recipes and suggested ingredients; the Map tab -> the photo's star, a point hovered
-    and clicked, the other layout; an empty query -> a readable message."""
+    and clicked, the other layout; an empty query -> a readable message; copies unfolded, the
+    Duplicates tab; with ``tag`` ("field: label"), that label chosen in the filter."""
     from selenium.webdriver.common.by import By
 
     seen = PageObservations()
@@ -123,6 +127,8 @@ def drive(
         driver.find_element(By.CSS_SELECTOR, "#search").click()
         seen.empty_query_message = _wait(driver, lambda d: _toast(d))
         _duplicate_steps(driver, seen, query)
+        if tag:
+            _tag_steps(driver, seen, tag)
     finally:
         driver.quit()
     return seen
@@ -160,6 +166,28 @@ def _duplicate_steps(driver, seen: PageObservations, query: str) -> None:
     seen.duplicates_photos = _wait(
         driver, lambda d: drawn if drawn and _photos_shown(d, "#duplicates") == drawn else None
     )
+
+
+def _tag_steps(driver, seen: PageObservations, tag: str) -> None:
+    """A label of the collection's tags chosen in the filter (the page's words as they are),
+    the search run again, the first photo's card."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'from words')]").click()
+    _open_accordion(driver, "Filters")
+    box = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#dish input"))[0]
+    box.click()
+    box.send_keys(tag)
+    option = f"li[role='option'][aria-label='{tag}']"
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, option))[0].click()
+    box.send_keys(Keys.ESCAPE)
+    driver.find_element(By.CSS_SELECTOR, "#search").click()
+    before = seen.unfolded_captions
+    seen.tagged_captions = _wait(driver, lambda d: _settled(d, "#gallery", before))
+    driver.find_elements(By.CSS_SELECTOR, "#gallery img")[0].click()
+    field = tag.split(":")[0]
+    seen.tagged_card = _wait(driver, lambda d: _showing(d, "#recipe", field))
 
 
 def _in_mode(driver, mode: str, before: list[str]) -> list[str]:

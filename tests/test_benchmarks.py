@@ -3,6 +3,7 @@ tests never time anything), and what they compute besides time is checked."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -115,3 +116,17 @@ def test_upload_memory_runs_both_servers():
     for way in ("bounded", "unbounded"):
         assert re.search(rf"^{way}\s+before\s+\d+ MB .* answers \[200\]$", out, re.M), out
     assert re.search(r"bounded / unbounded peak growth: [\d.]+x", out), out
+
+
+@pytest.mark.slow
+def test_watch_latency_times_both_ways(tmp_path):
+    from conftest import write_recipes5k
+
+    root = write_recipes5k(tmp_path / "r5k", per_split=6)
+    command = [sys.executable, "benchmarks/watch_latency.py", "--data", str(root)]
+    command += ["--model", "tiny-random", "--photos", "3", "--trials", "1"]
+    env = {**os.environ, "MULTIMODAL_HOME": str(tmp_path / "home")}
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, env=env)
+    assert re.search(r"^rerun multimodal index: [\d.]+s$", out.stdout, re.M), out.stdout
+    assert re.search(r"^--watch: [\d.]+s$", out.stdout, re.M), out.stdout
+    assert re.search(r"^ratio: [\d.]+x sooner$", out.stdout, re.M), out.stdout

@@ -8,7 +8,7 @@ import os
 import struct
 import uuid
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import gradio as gr
@@ -24,16 +24,11 @@ from indexer.pipeline import index_records
 from indexer.search import Searcher, parse_query
 from indexer.service import DEFAULT_DIVERSITY, DEFAULT_MODE, DEFAULT_RANKING
 from indexer.store import SearchFilter, StoredPoint
+from indexer.tags import Label, record_field, tag_points
 from multimodal.data.readers import read_records
 from multimodal.suggestions import SUGGESTIONS, VOTERS
-from ui.app import (
-    RESULTS,
-    RecipeApp,
-    example_photos,
-    launch,
-    recipe_markdown,
-)
-from ui.app import _looks_like as looks_like
+from ui.app import RESULTS, RecipeApp, example_photos, launch
+from ui.cards import filter_choices, looks_like, page_filter, recipe_markdown
 from ui.feedback import NO_MARKS, mark
 from ui.page import ranked_label
 
@@ -101,6 +96,32 @@ def test_handlers(recipe_app):
     assert chosen not in [h["id"] for h in more]
     card = recipe_markdown(hits[0])
     assert hits[0]["payload"]["title"] in card and "flour" in card
+
+
+def test_tags_are_filters_and_show_on_the_card(tmp_path, tiny_encoder):
+    root = write_recipes5k(tmp_path / "r5k")
+    store = EdgeStore(tmp_path / "store")
+    index_records(tiny_encoder, store, "d", read_records(root), workers=0, progress=False)
+    app = RecipeApp(Searcher(tiny_encoder, store, "d"), map_folder=tmp_path / "maps")
+    assert app.tags == {} and filter_choices(app.labels, app.tags) == app.labels
+    labels = [Label("sweet", "a cake"), Label("savoury", "a pie"), Label("odd", "a shape")]
+    tagged = tag_points(tiny_encoder, store, "d", "taste", labels)
+    app.refresh()
+    assert app.tags == {"taste": ["sweet", "savoury", "odd"]} and app.changes == 1
+    choices = app.filter_choices().constructor_args["choices"]
+    assert choices[: len(app.labels)] == app.labels and "taste: savoury" in choices
+    wanted = {point_id for point_id, chosen, _ in tagged if "savoury" in chosen}
+    # a tag and a dish type in one filter: both apply
+    dish = app.labels[0]
+    both = page_filter([dish, "taste: savoury"], "", "", app.tags)
+    assert both.labels == [dish] and both.fields == {"taste": ["savoury"]}
+    hits = app.text_to_image("cake", None, 1.0, ["taste: savoury"], "", "", collapse=False)[1]
+    assert hits and {hit["id"] for hit in hits} <= wanted
+    card = recipe_markdown(hits[0])
+    assert "taste **" in card and "savoury" in card.split("taste **")[1]
+    # a choice that is no tag of the collection is a dish type (none has that name: no hits)
+    assert page_filter(["taste: bitter"], "", "", app.tags).labels == ["taste: bitter"]
+    store.close()
 
 
 def test_bad_input_is_a_readable_message(recipe_app):
@@ -459,7 +480,21 @@ def test_page_in_headless_chromium(served, tmp_path):
         pytest.skip("no Chromium: apt-get install chromium chromium-driver")
     url, app, root = served
     photo = next(root.glob("images/square/*.jpg"))
-    seen = drive(url, photo, "red square cake", "blue", screenshots=tmp_path)
+    # the squares labelled "party", the other dishes "weekday" (as multimodal tag writes
+    # labels; the random model's own choice would not split them)
+    store = app.searcher.store
+    dishes = {p.id: p.payload["label"] for p in store.scroll("dishes", fields=["label"])}
+    occasion = {i: "party" if label == "square" else "weekday" for i, label in dishes.items()}
+    store.set_point_payloads(
+        "dishes",
+        {i: {"occasion": [name], "occasion_scores": {name: 0.3}} for i, name in occasion.items()},
+    )
+    record_field(store, "dishes", "occasion", [Label("party", "a"), Label("weekday", "b")], 0)
+    app.refresh()  # the filter's choices at the next page load
+    counts = Counter(occasion.values())
+    rarer = "party"
+    tag = f"occasion: {rarer}"
+    seen = drive(url, photo, "red square cake", "blue", screenshots=tmp_path, tag=tag)
     # words -> photos: the page shows what the search gives, in order, with scores
     words, hits, _ = app.text_to_image("red square cake", None, 1.0, [], "", "")
     assert _alike(seen.gallery_captions, words)
@@ -520,6 +555,21 @@ def test_page_in_headless_chromium(served, tmp_path):
     photos = sum(len(group.ids) for group in groups)
     assert seen.duplicates_summary.startswith(f"{len(groups)} groups, {photos} photos")
     assert seen.duplicates_photos == photos > 0
+    # a label of the collection's tags chosen in the filter: only photos that have it, the
+    # card says it
+    tagged, kept, _ = app.text_to_image(
+        "red square cake",
+        None,
+        1.0,
+        [tag],
+        "",
+        "",
+        collapse=False,  # unfolded, as left
+    )
+    assert seen.tagged_captions == [caption for _, caption in tagged]
+    assert kept and all(hit["payload"]["occasion"] == [rarer] for hit in kept)
+    assert len(kept) == min(counts[rarer], 12)
+    assert f"occasion {rarer}" in seen.tagged_card.replace("\n", " ")
     assert all(p.stat().st_size > 10_000 for p in seen.screenshots)
 
 

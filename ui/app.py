@@ -27,23 +27,34 @@ from indexer.service import (
     SearchQuery,
     SearchService,
 )
-from indexer.store import SearchFilter, Store, StoredPoint, StoreError
+from indexer.store import SearchFilter, Store, StoreError
+from indexer.tags import tag_choices
 from multimodal.data.decoding import BudgetExhausted
 from multimodal.data.images import ImageLoadError
 from multimodal.suggestions import VOTERS
+from ui.cards import (
+    filter_choices,
+    gallery_and_hits,
+    looks_like,
+    page_filter,
+    recipe_markdown,
+    recipe_rows,
+)
 from ui.feedback import mark, point_ids
 from ui.guard import Access
 from ui.map import MapCache
 from ui.map_view import MapView
 from ui.origins import Origins
-from ui.photos import hit_json, page_root_url
+from ui.photos import page_root_url
 from ui.server import Server, start
+from ui.throttle import Throttle
 from ui.uploads import read_upload_file
 
 log = logging.getLogger(__name__)
 
 RESULTS = max(12, VOTERS)  # hits per list; the recipes shown include every one that votes
 EXAMPLE_READS = 2048  # points looked at for the example photos, at most
+MAP_REFRESH_SECONDS = 60.0  # a changing collection's map is fitted again at most this often
 
 
 EMPTY_TEXT = "Type a dish or some ingredients (or add a photo) to search."
@@ -96,6 +107,8 @@ class RecipeApp:
         self.searcher = searcher
         self.service = SearchService(searcher)  # the JSON API's too (ui.server)
         self.labels = searcher.labels()
+        self.tags = tag_choices(searcher.metadata)  # multimodal tag's fields and labels
+        self.changes = 0  # collection changes this process made (serve --watch); see refresh
         # fitted once per collection and model (t-SNE in the background), kept in map_folder
         # (default $MULTIMODAL_HOME/maps); each search sends only its marks (ui.map_view)
         self.maps = MapCache(map_folder)
@@ -104,6 +117,29 @@ class RecipeApp:
         self.examples = examples or []
         self.mode = self.service.default_mode  # dense in a collection without BM25 words
         self.diversity = DEFAULT_DIVERSITY
+        self._map_refresh = Throttle(self._refit_map, MAP_REFRESH_SECONDS)
+
+    def refresh(self) -> None:
+        """After the collection changed (a watched folder): the filter's dish types and
+        labels, the Duplicates tab's groups (found again when next asked) and, at most once
+        a minute, the map (t-SNE refitted in the background) follow it."""
+        self.searcher.metadata = self.searcher.store.metadata(self.searcher.collection)
+        self.labels = self.searcher.labels()
+        self.tags = tag_choices(self.searcher.metadata)
+        self.changes += 1
+        self._map_refresh.request()
+
+    def _refit_map(self) -> None:
+        collection_map = self.maps.get(
+            self.searcher.store, self.searcher.collection, self.searcher.metadata["model"]
+        )
+        self.map = collection_map
+        self.map_view.replace(collection_map)
+
+    def filter_choices(self) -> gr.Dropdown:
+        """The "Dish type or label" filter's choices as the collection now has them (each
+        page load asks)."""
+        return gr.Dropdown(choices=filter_choices(self.labels, self.tags))
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -154,7 +190,7 @@ class RecipeApp:
                 photos=photos,
                 photo_weight=float(image_weight),
                 k=RESULTS,
-                filter=_filter(dishes, with_text, without_text),
+                filter=page_filter(dishes, with_text, without_text, self.tags),
                 mode=mode,
                 diversity=diversity,
                 like=point_ids(liked, "liked"),
@@ -190,20 +226,20 @@ class RecipeApp:
                 photos=[self._checked(image)],
                 target="text",
                 k=RESULTS,
-                filter=_filter(dishes, with_text, without_text),
+                filter=page_filter(dishes, with_text, without_text, self.tags),
                 mode="dense",
                 suggest=True,
                 ranking=DEFAULT_RANKING,
                 collapse=bool(collapse),
             )
             recipes, similar = self.service.search_in(asked, ["text", "image"])
-        gallery, shown = _shown(similar, page_root_url(request))
+        gallery, shown = gallery_and_hits(similar, page_root_url(request))
         return (
-            _recipe_rows(recipes.hits),
+            recipe_rows(recipes.hits),
             dict(recipes.ingredients),
             gallery,
             self.map_view.marks(similar.vector, shown, "photo"),
-            _looks_like(recipes.looks_like),
+            looks_like(recipes.looks_like),
         )
 
     def more_like_this(
@@ -224,7 +260,7 @@ class RecipeApp:
                 point_id=point_id,
                 k=RESULTS,
                 diversity=diversity,
-                filter=_filter(dishes, with_text, without_text),
+                filter=page_filter(dishes, with_text, without_text, self.tags),
                 collapse=bool(collapse),
             )
             answer = self.service.search(asked)
@@ -266,7 +302,7 @@ class RecipeApp:
 
     def _shown_with_marks(self, answer: Answer, what: str, request) -> tuple[list, list, dict]:
         """The gallery, the hits as the browser keeps them, and their marks for the map."""
-        gallery, shown = _shown(answer, page_root_url(request))
+        gallery, shown = gallery_and_hits(answer, page_root_url(request))
         return gallery, shown, self.map_view.marks(answer.vector, shown, what)
 
 
@@ -282,76 +318,6 @@ def refusals(empty: str):
         raise refused(empty) from None
     except (ValueError, ImageLoadError, StoreError, BudgetExhausted) as err:
         raise refused(str(err)) from None
-
-
-def _looks_like(shares: list[tuple[str, float]]) -> dict[str, float]:
-    """The dish types a photo looks like, as the page shows them ("crab cakes": 0.18)."""
-    shown: dict[str, float] = {}
-    for label, share in shares:
-        name = label.replace("_", " ")
-        shown[name] = shown.get(name, 0.0) + share
-    return shown
-
-
-def _filter(dishes, with_text, without_text) -> SearchFilter:
-    return SearchFilter(
-        labels=list(dishes or []),
-        with_ingredients=_words(with_text),
-        without_ingredients=_words(without_text),
-    )
-
-
-def _words(text: str | None) -> list[str]:
-    return [w.strip() for w in (text or "").split(",") if w.strip()]
-
-
-def _shown(answer: Answer, root_url: str) -> tuple[list, list[dict]]:
-    """The gallery (each photo's URL and caption, "+N similar" where photos that are the same
-    picture were folded into it) and, in the same order, the hits as the browser keeps them:
-    every hit, as the API and the command line list them (a photo whose file is gone shows as
-    a broken picture with its caption, not as a silent gap)."""
-    hits = answer.hits
-    state = [hit_json(hit, root_url, answer.duplicates.get(hit.id, [])) for hit in hits]
-    gallery = [
-        (shown["photo"], _caption(hit, len(shown["duplicates"])))
-        for hit, shown in zip(hits, state, strict=True)
-    ]
-    return gallery, state
-
-
-def _caption(hit: StoredPoint, similar: int = 0) -> str:
-    names = hit.payload.get("base_ingredients") or hit.payload.get("ingredients") or []
-    caption = f"{hit.score:.3f} · {hit.payload.get('title') or '-'}"
-    if similar:
-        caption += f" · +{similar} similar"
-    if names:
-        more = ", …" if len(names) > 4 else ""
-        caption += f" · {', '.join(names[:4])}{more}"
-    return caption
-
-
-def _recipe_rows(hits: list[StoredPoint]) -> list[list]:
-    rows = []
-    for rank, hit in enumerate(hits, 1):
-        p = hit.payload
-        ingredients = ", ".join(p.get("ingredients") or p.get("base_ingredients") or [])
-        rows.append(
-            [rank, round(hit.score, 3), p.get("title") or "-", p.get("label") or "-", ingredients]
-        )
-    return rows
-
-
-def recipe_markdown(hit: dict) -> str:
-    p = hit["payload"]
-    lines = [f"### {p.get('title') or 'Untitled'}", f"score **{hit['score']:.3f}**"]
-    if p.get("label"):
-        lines[-1] += f" · dish type **{p['label'].replace('_', ' ')}**"
-    ingredients = p.get("ingredients") or []
-    if ingredients:
-        lines.append("\n".join(f"- {i}" for i in ingredients))
-    if p.get("image"):
-        lines.append(f"`{p['image']}`")
-    return "\n\n".join(lines)
 
 
 def launch(

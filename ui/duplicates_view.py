@@ -21,22 +21,25 @@ def duplicates_tab(app) -> None:
     groups = gr.HTML(elem_id="duplicates")
 
     def found(request: gr.Request):
-        return duplicate_groups(app.searcher, request)
+        return duplicate_groups(app.searcher, request, app.changes)
 
     find.click(found, None, groups, api_name="duplicates")
 
 
-_found: dict[tuple[int, str, int], list] = {}  # (searcher, collection, points) -> groups
+_found: dict[tuple, list] = {}  # (searcher, collection, points, changes) -> groups
 _finding = threading.Lock()  # one search of the whole collection at a time, whoever asks
 
 
-def duplicate_groups(searcher, request: gr.Request | None = None) -> str:
+def duplicate_groups(searcher, request: gr.Request | None = None, changes: int = 0) -> str:
     """The groups as HTML: a line saying how many, then per group its kind and its photos.
-    The groups are found once per collection size (a second click, or another visitor's,
-    reuses them) and by one request at a time: the search reads every photo."""
+    The groups are found once per collection size and ``changes`` (the page's count of the
+    changes a watched folder made, as a photo replaced keeps the size): a second click, or
+    another visitor's, reuses them; and by one request at a time: the search reads every
+    photo."""
     try:
         with _finding:
-            key = (id(searcher), searcher.collection, searcher.store.count(searcher.collection))
+            size = searcher.store.count(searcher.collection)
+            key = (id(searcher), searcher.collection, size, changes)
             if key not in _found:
                 _found.clear()
                 _found[key] = find_duplicates(searcher.store, searcher.collection)

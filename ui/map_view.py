@@ -79,6 +79,11 @@ class MapView:
         self._figures: dict[str, PlotData] = {}
         self._ids = set(collection_map.sample.ids) if collection_map else set()
 
+    def replace(self, collection_map: CollectionMap | None) -> None:
+        """Show ``collection_map`` from the next page load on (the collection changed)."""
+        self._figures, self.map = {}, collection_map
+        self._ids = set(collection_map.sample.ids) if collection_map else set()
+
     def choices(self) -> list[tuple[str, str]]:
         return [(name, key) for key, name in LAYOUTS.items()]
 

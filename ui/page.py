@@ -10,6 +10,7 @@ from gradio.components.label import LabelConfidence, LabelData
 
 from indexer.store import MODES
 from multimodal.suggestions import SUGGESTIONS
+from ui.cards import filter_choices
 from ui.duplicates_view import duplicates_tab
 from ui.feedback import feedback_controls
 from ui.map_view import map_tab
@@ -66,7 +67,12 @@ def build_blocks(app) -> gr.Blocks:
             f"dishes. Collection **{searcher.collection}**, model `{Path(model).name}`{views}."
         )
         with gr.Accordion("Filters", open=False):
-            dishes = gr.Dropdown(app.labels, multiselect=True, label="Dish type", elem_id="dish")
+            dishes = gr.Dropdown(
+                filter_choices(app.labels, app.tags),
+                multiselect=True,
+                label="Dish type or label (labels: multimodal tag's fields, as field: label)",
+                elem_id="dish",
+            )
             with gr.Row():
                 with_text = gr.Textbox(label="Must contain (comma-separated)", elem_id="with")
                 without_text = gr.Textbox(label="Must not contain", elem_id="without")
@@ -85,6 +91,8 @@ def build_blocks(app) -> gr.Blocks:
             map_tab(blocks, app.map_view, marks)
         with gr.Tab("Duplicates", id="duplicates"):
             duplicates_tab(app)
+        # a watched folder's new dish types and labels, at each page load
+        blocks.load(app.filter_choices, None, dishes, api_visibility="private")
     return blocks
 
 

@@ -9,12 +9,16 @@ changed, and (``--prune``) removes points whose files are gone; killed at any mo
 rerun finishes the job. The collection is opened before the model loads, so a store another
 process holds is said at once. Every file of the data set that is not indexed is in the
 rejects file with its reason; links that leave the data folder are read only with
-``--follow-links``.
+``--follow-links``. ``--watch`` keeps it running after that pass: each change in the data
+folder is in the collection within seconds (:mod:`indexer.watch`), until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
 from pathlib import Path
 
 from indexer.commands.common import (
@@ -27,6 +31,7 @@ from indexer.commands.common import (
 from indexer.pipeline import IndexReport, index_records, write_rejects
 from indexer.ray_index import index_records_ray, worker_target
 from indexer.store import default_store_path
+from indexer.watch import RESCAN_SECONDS, WatchedData
 from multimodal.commands.common import (
     add_data_arguments,
     add_engine_arguments,
@@ -69,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the JSONL of skipped files and why (default: "
         "COLLECTION.rejects.jsonl in the store folder, or here with --qdrant-url)",
     )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep running: a photo or caption added, changed, moved or deleted in the data "
+        "folder is in the collection within seconds (moved files keep their point, deleted "
+        "ones are removed, half-copied ones retried); Ctrl-C stops (local engine only)",
+    )
+    parser.add_argument(
+        "--rescan",
+        type=float,
+        default=RESCAN_SECONDS,
+        metavar="SECONDS",
+        help="with --watch: a full pass this often, for changes the system did not report "
+        f"(default: {RESCAN_SECONDS:.0f})",
+    )
     add_collection_arguments(parser)
     return parser
 
@@ -78,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = collection_settings(args)  # refused before the store, the data and the model
     options = ray_options(args)  # None: the local engine
+    if args.watch and options:
+        raise ValueError("--watch runs the local engine: leave out --engine ray")
+    if args.rescan <= 0:
+        raise ValueError(f"--rescan must be a positive number of seconds, not {args.rescan}")
     parse_model_spec(args.model)  # a bad spec: one line before anything is opened
     with open_store_from_args(args) as store:
         claim_collection(store, args.collection, settings)  # a busy store: said at once
@@ -87,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         device = "cpu" if options else args.device  # with Ray, the driver's model only plans
         precision = "fp32" if options else args.precision
         encoder = load_encoder(args.model, device, precision, tta=args.tta)
+        if args.watch:
+            return _watch(args, encoder, store, settings)
         report = _index(args, encoder, store, records, settings, options)
     print(report.summary())
     if report.rejects:
@@ -112,6 +138,45 @@ def _index(args, encoder, store, records, settings, options) -> IndexReport:
     return index_records(
         encoder, store, args.collection, records, batch_size, args.workers, **common
     )
+
+
+def _watch(args, encoder, store, settings) -> int:
+    """A full pass, then each change, until Ctrl-C or SIGTERM (a service manager's stop):
+    one line per pass that changed something, the rejects file after each full pass."""
+    rejects = _rejects_path(args)
+    store_folder = None if args.qdrant_url else (args.store or default_store_path())
+    watched = WatchedData(
+        encoder,
+        store,
+        args.collection,
+        args.data,
+        read=lambda: load_data(args, follow_links=args.follow_links),
+        settings=settings,
+        batch_size=image_batch_size(args.batch_size, encoder.device),
+        workers=args.workers,
+        max_pixels=args.max_pixels,
+        ignore=[path for path in (store_folder, rejects) if path],
+    )
+
+    def said(report) -> None:
+        print(report.summary(), flush=True)
+        if report.full:
+            if report.rejects:
+                print(f"{len(report.rejects)} files skipped; reasons in {rejects}", flush=True)
+            write_rejects(rejects, report.rejects)
+        for reject in () if report.full else report.rejects:
+            print(f"skipped {reject.path}: {reject.reason}", flush=True)
+
+    print(f"watching {watched.folder} for {args.collection} (Ctrl-C stops)", flush=True)
+    signal.signal(signal.SIGTERM, _stop)
+    with contextlib.suppress(KeyboardInterrupt):
+        watched.watch(threading.Event(), args.rescan, said, progress=not args.no_progress)
+    print(f"stopped; {args.collection} holds {store.count(args.collection)} points", flush=True)
+    return 0
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _rejects_path(args) -> Path:

@@ -15,11 +15,15 @@ import ipaddress
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
 
 from indexer.commands.common import add_store_arguments, open_store_from_args
 from multimodal.commands.common import add_tta_argument, command
 
 DEFAULT_KEY_ENV = "MULTIMODAL_API_KEY"
+WATCH_STOP_TIMEOUT = 60.0  # seconds a pass under way gets to finish when the server stops
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model", default=None, help="model spec for queries (default: the collection's model)"
     )
+    parser.add_argument(
+        "--watch",
+        default=None,
+        metavar="DATA",
+        help="keep the collection in step with this data folder (or manifest) while serving: "
+        "added, changed, moved and deleted photos are searchable within seconds, the filters "
+        "and the map follow (what multimodal index --watch does, in this process: an "
+        "embedded store admits one)",
+    )
     add_server_arguments(parser)
     return parser
 
@@ -120,6 +133,8 @@ def serve(store, collection: str, model: str | None, args, encoder=None, access=
     if access is None:
         access = server_access(args)  # before the model loads: a refusal comes at once
     origins = server_origins(args)
+    if getattr(args, "watch", None) and not Path(args.watch).expanduser().exists():
+        raise ValueError(f"--watch {args.watch}: no such folder or manifest")
     if encoder is None:
         model = model or store.metadata(collection)["model"]["name"]
         encoder = load_encoder(model, args.device)
@@ -133,13 +148,55 @@ def serve(store, collection: str, model: str | None, args, encoder=None, access=
     url = server.local_url
     print(f"search page: {url}  JSON API: {url}api/  (docs: {url}docs; Ctrl-C stops)", flush=True)
     signal.signal(signal.SIGTERM, _stop)  # a service manager's stop: close the store cleanly
+    stop_watching = watch_in_background(args, store, collection, encoder, app)
     try:
         server.block_thread()
     except KeyboardInterrupt:
         pass
     finally:
+        stop_watching()
         server.close()
     return 0
+
+
+def watch_in_background(args, store, collection: str, encoder, app) -> Callable[[], None]:
+    """With ``--watch DATA``: a thread that keeps ``collection`` in step with DATA (its own
+    full pass first, the page serving meanwhile) and refreshes the page after each change;
+    returns what stops it (a pass under way finishes first: every write is whole)."""
+    if not getattr(args, "watch", None):
+        return lambda: None
+    from indexer.store import default_store_path
+    from indexer.watch import WatchedData
+
+    data = Path(args.watch).expanduser()
+    tta = store.metadata(collection)["model"].get("tta") is True  # photos as indexed before
+    ignored = None if args.qdrant_url else (args.store or default_store_path())
+    watched = WatchedData(
+        encoder.with_tta(tta), store, collection, data, ignore=[ignored] if ignored else []
+    )
+    stop = threading.Event()
+
+    def said(report) -> None:
+        print(report.summary(), flush=True)
+        for reject in () if report.full else report.rejects:
+            print(f"skipped {reject.path}: {reject.reason}", flush=True)
+        app.refresh()
+
+    def run() -> None:
+        try:
+            watched.watch(stop, said=said)
+        except Exception as err:  # the store or the folder gone: serving goes on
+            print(f"stopped watching {data}: {err}", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=run, name=f"watch {data}", daemon=True)
+    thread.start()
+    print(f"watching {watched.folder} for {collection}", flush=True)
+
+    def stop_watching() -> None:
+        stop.set()
+        thread.join(timeout=WATCH_STOP_TIMEOUT)
+
+    return stop_watching
 
 
 def server_access(args):

@@ -12,7 +12,9 @@ batch of events). Events are gathered for a moment (:data:`DEBOUNCE_MS`) so a bu
 batch. A photo that cannot be read yet (half copied) while it was modified within
 :data:`RETRY_SECONDS` is retried every tick, not rejected; one still unreadable after that is
 a reject, said once. A full rescan every ``rescan`` seconds is the safety net for events the
-system dropped (an overflowing queue, a network folder).
+system dropped (an overflowing queue, a network folder). Files that changed while the first
+pass ran, before the system's watch was up, are caught up once it is (by their change time,
+with every point whose file went meanwhile).
 
 Every write is a whole point (:mod:`indexer.pipeline`) and a move writes the new point before
 it deletes the old one, so a watcher stopped at any moment, ``kill -9`` included, leaves
@@ -108,9 +110,12 @@ class WatchedData:
 
     # -- passes -----------------------------------------------------------------------------
 
-    def sync(self, changed: set[str] | None = None, progress: bool = False) -> SyncReport:
+    def sync(
+        self, changed: set[str] | None = None, progress: bool = False, prune: bool = False
+    ) -> SyncReport:
         """Bring the collection in step with the data: everything (``changed`` None: a full
-        pass), or what the ``changed`` paths touch."""
+        pass), or what the ``changed`` paths touch (and, with ``prune``, every point whose
+        file is gone)."""
         started = time.perf_counter()
         with self.lock:
             records = self.read()
@@ -118,7 +123,7 @@ class WatchedData:
             run = start_index(
                 self.encoder, self.store, self.collection, touched, self.settings, progress
             )
-            gone = self._gone(records, changed)
+            gone = self._gone(records, changed, prune)
             report = SyncReport(self.collection, full=changed is None)
             report.moved = self._move(run, gone)
             write_todo(self.encoder, self.store, run, progress=progress, **self.batch)
@@ -138,8 +143,9 @@ class WatchedData:
     ) -> None:
         """A full pass, then every change until ``stop`` is set; ``said`` gets each pass that
         changed something. Ctrl-C in the main thread raises KeyboardInterrupt out of here."""
+        started = time.time()
         said(self.sync(None, progress))
-        scanned = time.monotonic()
+        scanned, caught_up = time.monotonic(), False
         events = watchfiles.watch(
             self.folder,
             watch_filter=self.wanted,
@@ -150,9 +156,11 @@ class WatchedData:
             yield_on_timeout=True,
             raise_interrupt=threading.current_thread() is threading.main_thread(),
         )
-        for changes in events:
+        for changes in events:  # the system's watch starts at the first
             paths = {path for _, path in changes} | set(self.pending)
-            if time.monotonic() - scanned >= rescan:
+            if not caught_up:  # what changed during the first pass, before events were seen
+                report, caught_up = self.sync(paths | self._since(started), prune=True), True
+            elif time.monotonic() - scanned >= rescan:
                 report, scanned = self.sync(None), time.monotonic()
             elif paths:
                 report = self.sync(paths)
@@ -161,7 +169,7 @@ class WatchedData:
             if report.changed:
                 said(report)
 
-    def wanted(self, change: watchfiles.Change, path: str) -> bool:
+    def wanted(self, change: watchfiles.Change | None, path: str) -> bool:
         """Whether a change can matter: a photo, a caption, a manifest, or a folder (no
         suffix); never a hidden name, a partial download's suffix or the ignored folders."""
         target = Path(path)
@@ -183,14 +191,29 @@ class WatchedData:
 
     # -- the steps of a pass -----------------------------------------------------------------
 
-    def _gone(self, records: list[Record], changed: set[str] | None) -> dict[str, str]:
+    def _since(self, started: float) -> set[str]:
+        """The files of the folder changed, created or renamed (their ctime) since
+        ``started``: a walk, no file read."""
+        found = set()
+        for folder, dirs, files in os.walk(self.folder):
+            dirs[:] = [name for name in dirs if not name.startswith(".")]
+            for name in files:
+                path = os.path.join(folder, name)
+                try:
+                    if os.stat(path).st_ctime >= started - 1 and self.wanted(None, path):
+                        found.add(path)
+                except OSError:
+                    continue
+        return found
+
+    def _gone(self, records: list[Record], changed: set[str] | None, prune: bool) -> dict:
         """The points whose photo file is gone (id -> content hash): of the deleted paths
         among ``changed``, or, on a full pass or when a folder went, under the data's roots."""
         roots = {root_path(r) for r in records if r.root} | {str(self.folder)}
         ids = recorded_root_ids(self.store.metadata(self.collection))
         candidates: list[str] = []
         missing = [Path(p) for p in changed or () if not os.path.lexists(p)]
-        whole = changed is None or any(not path.suffix for path in missing)  # a folder went
+        whole = prune or changed is None or any(not path.suffix for path in missing)
         for root in sorted(roots):
             if root not in ids:
                 continue

@@ -178,6 +178,33 @@ def test_the_watcher_follows_the_systems_events(folder):
     assert store.count("c") == 7 and ".hidden.png" not in _ids_by_path(store)
 
 
+def test_a_photo_added_during_the_first_pass_is_caught_up(tmp_path, tiny_encoder):
+    data = tmp_path / "photos"
+    draw_image(data / "a.png", "red", "square")
+    calls = []
+
+    def read():  # the first pass's listing; a photo arrives before the watch is up
+        calls.append(1)
+        records = read_records(data)
+        if len(calls) == 1:
+            draw_image(data / "during.png", "blue", "circle")
+        return records
+
+    with EdgeStore(tmp_path / "store") as store:
+        watched = WatchedData(tiny_encoder, store, "c", data, read=read)
+        stop, passes = threading.Event(), []
+        said = {"said": passes.append}
+        thread = threading.Thread(target=watched.watch, args=(stop,), kwargs=said)
+        thread.start()
+        try:
+            _until(lambda: passes)
+            _until(lambda: "during.png" in _ids_by_path(store))
+        finally:
+            stop.set()
+            thread.join(WAIT)
+        assert passes[0].total == 1 and store.count("c") == 2
+
+
 def test_index_watch_stops_cleanly_on_ctrl_c(tmp_path):
     data = tmp_path / "photos"
     for i in range(3):

@@ -9,11 +9,16 @@ or, where the caller allows paths (the command line does, the page never), an im
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.point_ids import point_id
+from indexer.store import MODES, StoredPoint
 from multimodal.data.images import IMAGE_SUFFIXES
+
+TARGETS = ("image", "text")
+MAX_RESULTS = 10_000  # results one search may ask for: more is a typo, not a page of hits
 
 MAX_WEIGHT = 1000.0  # a term's weight; the sum is normalised, so only ratios matter
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*:\s*(.*)$", re.S)
@@ -113,3 +118,27 @@ def _split_terms(expression: str) -> list[tuple[int, str]]:
         i += 1
     parts.append((sign, "".join(current)))
     return parts
+
+
+def check_request(target: str, limit: int, mode: str = "dense", diversity: float = 0.0) -> None:
+    if target not in TARGETS:
+        raise ValueError(f"target must be image or text, not {target!r}")
+    if not 1 <= limit <= MAX_RESULTS:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_RESULTS}, not {limit}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: use {', '.join(MODES)}")
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must be from 0 to 1, not {diversity}")
+
+
+def grouped(hits: list[StoredPoint], field: str, size: int) -> list[StoredPoint]:
+    counts: dict[object, int] = defaultdict(int)
+    kept = []
+    for hit in hits:
+        key = hit.payload.get(field)
+        key = tuple(key) if isinstance(key, list) else key
+        if key is not None and counts[key] >= size:
+            continue
+        counts[key] += 1
+        kept.append(hit)
+    return kept

@@ -19,8 +19,7 @@ is matched densely whatever the mode.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,14 @@ from PIL import Image
 
 from indexer.bm25 import Bm25Settings, Bm25Words
 from indexer.point_ids import MAX_FEEDBACK, UnknownPoint, feedback, point_id
-from indexer.query import MAX_WEIGHT, Term, parse_query
+from indexer.query import (
+    MAX_WEIGHT,
+    Term,
+    check_request,
+    grouped,
+    parse_query,
+)
 from indexer.store import (
-    MODES,
     NoWords,
     SearchFilter,
     SearchRequest,
@@ -51,8 +55,6 @@ from multimodal.encoder import DualEncoder, model_stamp
 from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS, item_ingredients
 from multimodal.tower_locks import photo_queue, tower_locks
 
-TARGETS = ("image", "text")
-MAX_RESULTS = 10_000  # results one search may ask for: more is a typo, not a page of hits
 MAX_FACETS = 100_000  # distinct values counted for the dish list and ingredient prevalence
 CANDIDATES = 100  # what hybrid search fuses from each ranking, and what MMR re-ranks
 # Hits fetched past the last one kept, so that ties at the cut (fused rank scores tie often,
@@ -64,11 +66,15 @@ TIE_ROOM = 8
 @dataclass
 class Prepared:
     """A query made ready to search: its unit vector, the stored points it was made from
-    (left out of results) and its words (the positive text terms, for BM25)."""
+    (left out of results), its words (the positive text terms, for BM25) and what each
+    positive encoded term looked like (kind, unit vector, length before normalisation), which
+    :mod:`indexer.trust` reads."""
 
     vector: np.ndarray
     sources: set[str]
     text: str = ""
+    encoded: list[tuple[str, np.ndarray, float]] = field(default_factory=list)
+    kind: str = "image"  # "text" when words weigh most in it
 
 
 class Searcher:
@@ -99,12 +105,27 @@ class Searcher:
     # -- query vectors -------------------------------------------------------------------
 
     def prepare(self, query) -> Prepared:
-        """The query made ready: its vector, source points and words (see
+        """The query made ready: its vector, source points, words and encoded terms (see
         :meth:`query_vector` for what ``query`` may be)."""
         terms = self._terms(query)
-        vector, sources = self.query_vector(terms)
-        words = " ".join(t.value for t in terms if t.kind == "text" and t.weight > 0)
-        return Prepared(vector, sources, words)
+        total = np.zeros(self.encoder.embed_dim, np.float32)
+        prepared = Prepared(total, set())
+        heaviest = 0.0
+        for term, vector, length in self._encoded(terms):
+            total += term.weight * vector
+            if term.kind == "point":
+                prepared.sources.add(term.value)
+            elif term.weight > 0:
+                prepared.encoded.append((term.kind, vector, length))
+            if abs(term.weight) > heaviest:
+                heaviest = abs(term.weight)
+                prepared.kind = "text" if term.kind == "text" else "image"
+        norm = float(np.linalg.norm(total))
+        if norm < 1e-6:
+            raise ValueError("the query terms cancel out; change their weights")
+        prepared.vector = total / norm
+        prepared.text = " ".join(t.value for t in terms if t.kind == "text" and t.weight > 0)
+        return prepared
 
     def query_vector(self, query) -> tuple[np.ndarray, set[str]]:
         """The unit query vector and the stored points it was made from (left out of results).
@@ -112,27 +133,28 @@ class Searcher:
         ``query``: text or a mixed expression (str; path terms only with ``allow_paths``), an
         image (a PIL image or a Path), a list of :class:`Term`, or ``("id", point_id)``.
         """
-        terms = self._terms(query)
-        total = np.zeros(self.encoder.embed_dim, np.float32)
-        sources = set()
+        prepared = self.prepare(query)
+        return prepared.vector, prepared.sources
+
+    def _encoded(self, terms: list[Term]):
+        """Each term with its unit vector and its length before normalisation (1 for a stored
+        point)."""
         locks = tower_locks(self.encoder)  # one pass per tower at a time, whoever searches
         texts = [t for t in terms if t.kind == "text"]
         if texts:
             with locks.text:
-                vectors = self.encoder.encode_texts([t.value for t in texts])
-            for term, vector in zip(texts, vectors, strict=True):
-                total += term.weight * vector
+                raw = self.encoder.encode_texts([t.value for t in texts], raw=True)
+            for term, vector in zip(texts, raw, strict=True):
+                length = float(np.linalg.norm(vector))
+                yield term, vector / length, length
         for term in terms:
             if term.kind == "image":
                 image = self._image(term.value)  # decoded before the tower is waited for
-                total += term.weight * photo_queue(self.encoder).encode(image)
+                vector = photo_queue(self.encoder).encode(image, raw=True)
+                length = float(np.linalg.norm(vector))
+                yield term, vector / length, length
             elif term.kind == "point":
-                total += term.weight * self.point_vector(term.value)
-                sources.add(term.value)
-        norm = float(np.linalg.norm(total))
-        if norm < 1e-6:
-            raise ValueError("the query terms cancel out; change their weights")
-        return total / norm, sources
+                yield term, self.point_vector(term.value), 1.0
 
     def point_vector(self, point_id: str, space: str = "image") -> np.ndarray:
         """The unit vector of a stored point in ``space`` (its other one if it has only that:
@@ -198,7 +220,7 @@ class Searcher:
         ``mode``, ``diversity``, ``like`` and ``unlike`` as the module says; ``rescore`` and
         ``oversampling`` as :class:`SearchRequest` says (a quantized collection only).
         ``query`` may be None when something is liked: then the liked points are the query."""
-        _check_request(target, limit, mode, diversity)  # before the query is encoded
+        check_request(target, limit, mode, diversity)  # before the query is encoded
         like, unlike = feedback(like, unlike, self.collection)
         if query is None or (isinstance(query, str) and not query.strip() and like):
             prepared = self.feedback_only(like, unlike, target)
@@ -267,7 +289,7 @@ class Searcher:
         if not diversity:  # equal scores (copies of a photo, fused ranks) in one stable order
             hits.sort(key=lambda hit: (-(hit.score or 0.0), hit.id))
         if group_by:
-            hits = _grouped(hits, group_by, group_size)
+            hits = grouped(hits, group_by, group_size)
         return hits[:limit]
 
     def mode_for(self, query: Prepared, mode: str) -> str:
@@ -344,17 +366,6 @@ class Searcher:
         return sorted(str(label) for label, _ in found if label)
 
 
-def _check_request(target: str, limit: int, mode: str = "dense", diversity: float = 0.0) -> None:
-    if target not in TARGETS:
-        raise ValueError(f"target must be image or text, not {target!r}")
-    if not 1 <= limit <= MAX_RESULTS:
-        raise ValueError(f"limit must be a whole number from 1 to {MAX_RESULTS}, not {limit}")
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: use {', '.join(MODES)}")
-    if not 0.0 <= diversity <= 1.0:
-        raise ValueError(f"diversity must be from 0 to 1, not {diversity}")
-
-
 def vote_ingredients(hits: list[StoredPoint], top: int = SUGGESTIONS) -> list[tuple[str, float]]:
     """:func:`multimodal.suggestions.vote_ingredients` over stored hits: each votes with its
     score for its base ingredients (or else its ingredient phrases)."""
@@ -365,19 +376,6 @@ def vote_ingredients(hits: list[StoredPoint], top: int = SUGGESTIONS) -> list[tu
 def hit_ingredients(hit: StoredPoint) -> set[str]:
     """The ingredient names a stored item votes for (see :func:`item_ingredients`)."""
     return item_ingredients(hit.payload.get("base_ingredients"), hit.payload.get("ingredients"))
-
-
-def _grouped(hits: list[StoredPoint], field: str, size: int) -> list[StoredPoint]:
-    counts: dict[object, int] = defaultdict(int)
-    kept = []
-    for hit in hits:
-        key = hit.payload.get(field)
-        key = tuple(key) if isinstance(key, list) else key
-        if key is not None and counts[key] >= size:
-            continue
-        counts[key] += 1
-        kept.append(hit)
-    return kept
 
 
 __all__ = [

@@ -34,9 +34,10 @@ from PIL import Image
 
 from indexer.collapse import Collapser
 from indexer.point_ids import UnknownPoint, feedback, point_id
-from indexer.query import MAX_WEIGHT, Term, parse_query
-from indexer.search import MAX_RESULTS, TARGETS, Prepared, Searcher
+from indexer.query import MAX_RESULTS, MAX_WEIGHT, TARGETS, Term, parse_query
+from indexer.search import Prepared, Searcher
 from indexer.store import MODES, SearchFilter, StoredPoint
+from indexer.trust import DEFAULT_MIN_SCORE, Judge, cut
 from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS
 
 # Measured with multimodal search-eval (docs/indexing-and-search.md#how-search-is-asked-measured)
@@ -77,6 +78,7 @@ class SearchQuery:
     ranking: str = DEFAULT_RANKING  # of the suggested ingredients: share or specific
     suggestions: int = SUGGESTIONS  # suggested ingredients
     collapse: bool = True  # photos that are one picture: the best shown, the rest its duplicates
+    min_score: float | None = None  # the least match probability shown; None: the default
     allow_paths: bool = False  # whether a term may name an image file on this machine
     terms: list[Term] = field(init=False, repr=False)  # the parsed terms
 
@@ -114,6 +116,8 @@ class SearchQuery:
             raise ValueError(f"oversampling must be at least 1, not {self.oversampling}")
         if self.ranking not in RANKINGS:
             raise ValueError(f"unknown ranking {self.ranking!r}: use {', '.join(RANKINGS)}")
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be from 0 to 1, not {self.min_score}")
         if not 1 <= self.suggestions <= MAX_RESULTS:
             raise ValueError(f"suggestions must be from 1 to {MAX_RESULTS}, not {self.suggestions}")
 
@@ -133,6 +137,15 @@ class Answer:
     recipes: list[StoredPoint] = field(default_factory=list)  # the voters
     # photo hits that are one picture with a hit, by that hit's id (indexer.collapse)
     duplicates: dict[str, list[StoredPoint]] = field(default_factory=dict)
+    # how usual the query is for the calibrated domain (0-1; None: the model is not calibrated)
+    domain: float | None = None
+    min_score: float | None = None  # the cut applied (None: none, not calibrated)
+    near_miss: StoredPoint | None = None  # when nothing passed the cut: the best of the rest
+
+    @property
+    def no_match(self) -> bool:
+        """Whether nothing passed the cut ("no good match")."""
+        return self.near_miss is not None
 
 
 class SearchService:
@@ -143,6 +156,7 @@ class SearchService:
         # a collection indexed before BM25 words can only be searched densely
         self.default_mode = DEFAULT_MODE if searcher.words is not None else "dense"
         self.collapser = Collapser()
+        self.judge = Judge(searcher)
 
     def search(self, query: SearchQuery) -> Answer:
         """The ``query.k`` best items for ``query`` in its target space."""
@@ -158,10 +172,21 @@ class SearchService:
         else:
             prepared = searcher.feedback_only(query.like, query.unlike, targets[0])
         mode = searcher.mode_for(prepared, query.mode or self.default_mode)
+        domain = self.judge.domain(prepared)
         answers = [self._answer(prepared, query, target, mode) for target in targets]
-        if query.suggest:
+        for answer in answers:
+            self._judge(answer, prepared, query, domain)
+        if query.suggest and not answers[0].no_match:
             self._suggest(answers[0], prepared, query, mode)
         return answers
+
+    def _judge(self, answer: Answer, prepared: Prepared, query: SearchQuery, domain) -> None:
+        """Each hit's match probability, and the cut (see :mod:`indexer.trust`)."""
+        answer.domain = domain
+        self.judge.annotate(answer.hits, prepared, answer.target, answer.mode, domain)
+        if self.judge.calibrated:
+            answer.min_score = DEFAULT_MIN_SCORE if query.min_score is None else query.min_score
+        answer.hits, answer.near_miss = cut(answer.hits, answer.min_score)
 
     def item(self, value: str) -> StoredPoint:
         """The stored point ``value`` names, with its payload; :class:`UnknownPoint` if the

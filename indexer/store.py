@@ -80,6 +80,7 @@ class StoredPoint:
     payload: dict[str, Any] = field(default_factory=dict)  # only the fields asked for
     vectors: dict[str, list[float]] = field(default_factory=dict)  # empty unless with_vectors
     score: float | None = None  # similarity to the query; None outside query results
+    probability: float | None = None  # a calibrated match probability (indexer.trust)
 
     @property
     def image_path(self) -> Path | None:

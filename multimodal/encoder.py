@@ -88,20 +88,24 @@ class DualEncoder:
         size = self.info.preprocess_cfg["size"]
         return int(size if isinstance(size, int) else size[0])
 
-    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
-        """PIL images -> float32 (N, D), L2-normalised."""
+    def encode_images(
+        self, images: Sequence[Image.Image], batch_size: int = 64, raw: bool = False
+    ) -> np.ndarray:
+        """PIL images -> float32 (N, D), L2-normalised (``raw``: before)."""
         batches = (
             torch.stack([self.preprocess(image) for image in images[start : start + batch_size]])
             for start in range(0, len(images), batch_size)
         )
-        return self._collect(self.encode_pixels(pixels) for pixels in batches)
+        return self._collect(self.encode_pixels(pixels, raw) for pixels in batches)
 
-    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        """One batch of preprocessed photos -> float32 (B, D), L2-normalised.
+    def encode_pixels(self, pixels: torch.Tensor, raw: bool = False) -> np.ndarray:
+        """One batch of preprocessed photos -> float32 (B, D), L2-normalised (``raw``: before
+        normalisation; its length is what :mod:`multimodal.calibration` reads).
 
         ``pixels``: (B, 3, H, W), or (B, V, 3, H, W) for V views of each photo (what
         ``preprocess`` makes with ``tta``): the tower runs once on all B * V views and a
-        photo's embedding is the mean of its views' unit vectors, renormalised.
+        photo's embedding is the mean of its views' unit vectors, renormalised (``raw``: that
+        direction, as long as the views' mean length).
         """
         views = pixels.shape[1] if pixels.dim() == 5 else 0
         if views:
@@ -110,13 +114,16 @@ class DualEncoder:
         if self.channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with self._inference():
-            features = self.model.encode_image(pixels)
+            features = self.model.encode_image(pixels).float()
         if views:
-            features = unit(features.float()).unflatten(0, (-1, views)).mean(dim=1)
-        return _normalised(features)
+            lengths = features.norm(dim=-1).unflatten(0, (-1, views)).mean(dim=1, keepdim=True)
+            features = unit(unit(features).unflatten(0, (-1, views)).mean(dim=1)) * lengths
+        return _raw(features) if raw else _normalised(features)
 
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
-        """Strings -> float32 (N, D), L2-normalised, in input order."""
+    def encode_texts(
+        self, texts: Sequence[str], batch_size: int = 128, raw: bool = False
+    ) -> np.ndarray:
+        """Strings -> float32 (N, D), L2-normalised (``raw``: before), in input order."""
         if len(texts) == 0:
             return self._collect([])
         tokens = self.tokenizer(list(texts))
@@ -131,7 +138,8 @@ class DualEncoder:
             if self.trim_padding:
                 batch = trim_padding(batch, self.model.text.config.pad_token_id)
             with self._inference():
-                parts.append(_normalised(self.model.encode_text(batch.to(self.device))))
+                features = self.model.encode_text(batch.to(self.device))
+            parts.append(_raw(features) if raw else _normalised(features))
         embeddings = np.empty((len(texts), self.embed_dim), dtype=np.float32)
         embeddings[order.numpy()] = np.concatenate(parts)
         return embeddings
@@ -162,6 +170,10 @@ def _is_convolutional(visual: torch.nn.Module) -> bool:
 
 def unit(features: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(features, dim=-1)
+
+
+def _raw(features: torch.Tensor) -> np.ndarray:
+    return features.float().cpu().numpy().astype(np.float32, copy=False)
 
 
 def _normalised(features: torch.Tensor) -> np.ndarray:

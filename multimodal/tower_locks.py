@@ -22,6 +22,7 @@ import threading
 import weakref
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -79,10 +80,11 @@ class PhotoQueue:
         self._guard = threading.Lock()
         self.passes = 0  # forward passes run, for the curious (tests, benchmarks)
 
-    def encode(self, image):
-        """``image``'s unit vector (a float32 array), computed in a shared pass. The photo is
-        preprocessed (resized, cropped into its views) by its caller before it waits: a pass
-        holds the tower's lock for the tower alone."""
+    def encode(self, image, raw: bool = False):
+        """``image``'s unit vector (a float32 array; ``raw``: before normalisation, see
+        :meth:`multimodal.encoder.DualEncoder.encode_pixels`), computed in a shared pass. The
+        photo is preprocessed (resized, cropped into its views) by its caller before it
+        waits: a pass holds the tower's lock for the tower alone."""
         mine = _Waiting(self.encoder.preprocess(image))
         with self._guard:
             self._waiting.append(mine)
@@ -93,11 +95,13 @@ class PhotoQueue:
                 with self._guard:
                     batch = self._waiting[: self.max_shared]
                     del self._waiting[: len(batch)]
-                vectors = self.encoder.encode_pixels(torch.stack([w.pixels for w in batch]))
+                vectors = self.encoder.encode_pixels(
+                    torch.stack([w.pixels for w in batch]), raw=True
+                )
                 self.passes += 1
                 for waiting, vector in zip(batch, vectors, strict=True):
                     waiting.vector = vector
-        return mine.vector
+        return mine.vector if raw else mine.vector / np.linalg.norm(mine.vector)
 
 
 _queues: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

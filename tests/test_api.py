@@ -153,6 +153,7 @@ def test_stored_points_items_and_similar(api):
     assert item == {
         "id": hit["id"],
         "score": None,
+        "probability": None,
         "photo": hit["photo"],
         "payload": public_payload(stored.payload),
         "duplicates": [],
@@ -345,12 +346,12 @@ def test_the_page_and_the_api_share_the_towers_locks(api, monkeypatch):
     running, overlaps = [0], []
     encode_texts = encoder.encode_texts
 
-    def watched(texts):
+    def watched(texts, **options):
         running[0] += 1
         overlaps.append(running[0])
         time.sleep(0.01)
         try:
-            return encode_texts(texts)
+            return encode_texts(texts, **options)
         finally:
             running[0] -= 1
 

@@ -130,3 +130,19 @@ def test_watch_latency_times_both_ways(tmp_path):
     assert re.search(r"^rerun multimodal index: [\d.]+s$", out.stdout, re.M), out.stdout
     assert re.search(r"^--watch: [\d.]+s$", out.stdout, re.M), out.stdout
     assert re.search(r"^ratio: [\d.]+x sooner$", out.stdout, re.M), out.stdout
+
+
+@pytest.mark.slow
+def test_calibration_benchmark_measures_both_halves(tmp_path):
+    from conftest import write_recipes5k
+
+    root = write_recipes5k(tmp_path / "r5k", per_split=8)
+    plot = tmp_path / "reliability.png"
+    command = [sys.executable, "benchmarks/calibration.py", "--data", str(root)]
+    command += ["--model", "tiny-random", "--seeds", "1", "--ood", "8", "--plot", str(plot)]
+    env = {**os.environ, "MULTIMODAL_HOME": str(tmp_path / "home")}
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, env=env)
+    assert re.search(r"^ECE, all held-out hits pooled: +[\d.]+$", out.stdout, re.M), out.stdout
+    assert re.search(r"^val queries still answered: +[\d.]+$", out.stdout, re.M), out.stdout
+    assert re.search(r"^ratio: [\d.]+x$", out.stdout, re.M), out.stdout
+    assert plot.stat().st_size > 10_000  # a PNG was drawn

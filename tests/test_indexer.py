@@ -318,7 +318,8 @@ def test_cli_index_then_search(trained, tmp_path, capsys):
         cli(["search", "--image", image, "--target", "text", "-k", "3", "--suggest", *common]) == 0
     )
     table = capsys.readouterr().out
-    assert table.splitlines()[1].split()[2:5] == ["a", "blue", "square"]
+    # rank, score, probability ("-": the tiny model is not calibrated), then the title
+    assert table.splitlines()[1].split()[2:6] == ["-", "a", "blue", "square"]
     assert "suggested ingredients" in table and "blue paint" in table
     assert cli(["search", "", *common]) == 2
     assert "empty query" in capsys.readouterr().err

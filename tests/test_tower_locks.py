@@ -72,9 +72,9 @@ class _Recording:
     def __init__(self, encoder):
         self.encoder, self.preprocess, self.passes = encoder, encoder.preprocess, []
 
-    def encode_pixels(self, pixels):
+    def encode_pixels(self, pixels, raw=False):
         self.passes.append(pixels)
-        return self.encoder.encode_pixels(pixels)
+        return self.encoder.encode_pixels(pixels, raw)
 
 
 def test_on_a_cpu_photos_queue_in_arrival_order_one_pass_each(tiny_encoder):

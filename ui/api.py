@@ -46,6 +46,7 @@ from pydantic import (
 from indexer.service import DEFAULT_K, Answer, SearchQuery, SearchService, UnknownPoint
 from indexer.store import SearchFilter, StoredPoint, StoreError
 from indexer.tags import check_field
+from indexer.trust import DEFAULT_MIN_SCORE
 from multimodal.data.decoding import BudgetExhausted
 from multimodal.data.images import ImageLoadError
 from multimodal.suggestions import SUGGESTIONS, VOTERS
@@ -121,6 +122,13 @@ class SearchBody(Strict):
         description="photos that are one picture (resized, recompressed, cropped, mirrored): "
         "the best as a hit, the others in its duplicates; false: every photo a hit",
     )
+    min_score: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description=f"the least match probability a hit needs (default {DEFAULT_MIN_SCORE} "
+        "where the model is calibrated; 0: every hit)",
+    )
 
     def query(self, photo=None) -> SearchQuery:
         """The search as the service takes it, checked there (its refusals are 422s)."""
@@ -138,6 +146,9 @@ class Duplicate(BaseModel):
 class HitOut(BaseModel):
     id: str = Field(description="the point id")
     score: float | None = Field(description="similarity (a fused rank score in hybrid mode)")
+    probability: float | None = Field(
+        None, description="the chance the hit is relevant (calibrated; null: model not calibrated)"
+    )
     photo: str | None = Field(description="the photo's URL on this server")
     duplicates: list[Duplicate] = Field(
         [], description="photos that are the same picture, folded into this hit (collapse)"
@@ -149,6 +160,16 @@ class SearchOut(BaseModel):
     hits: list[HitOut]
     target: Target
     mode: Mode = Field(description="how the words were matched (dense for a query without words)")
+    no_good_match: bool = Field(
+        False, description="true when no hit reached min_score: hits is empty, see near_miss"
+    )
+    near_miss: HitOut | None = Field(None, description="the best hit below min_score")
+    min_score: float | None = Field(None, description="the cut applied (null: none)")
+    in_domain: float | None = Field(
+        None,
+        description="how usual the query is for the model's calibration data, 0 to 1 "
+        "(the share of its own queries as unusual); null: not calibrated",
+    )
 
 
 class Share(BaseModel):
@@ -305,7 +326,16 @@ def _upload_bytes(photo: UploadFile) -> bytes:
 
 def _search_out(answer: Answer, root_url: str) -> SearchOut:
     hits = [_hit_out(hit, root_url, answer.duplicates.get(hit.id, [])) for hit in answer.hits]
-    return SearchOut(hits=hits, target=answer.target, mode=answer.mode)
+    near = answer.near_miss
+    return SearchOut(
+        hits=hits,
+        target=answer.target,
+        mode=answer.mode,
+        no_good_match=answer.no_match,
+        near_miss=_hit_out(near, root_url, answer.duplicates.get(near.id, [])) if near else None,
+        min_score=answer.min_score,
+        in_domain=None if answer.domain is None else round(answer.domain, 4),
+    )
 
 
 def _hit_out(hit: StoredPoint, root_url: str, duplicates=()) -> HitOut:

@@ -183,6 +183,7 @@ def hit_json(hit: StoredPoint, root_url: str = "", duplicates=()) -> dict:
     return {
         "id": hit.id,
         "score": hit.score,
+        "probability": hit.probability,
         "photo": _photo(hit, root_url),
         "payload": public_payload(hit.payload),
         "duplicates": [

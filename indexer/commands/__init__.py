@@ -13,6 +13,10 @@ COMMANDS = {
         "find the photos in a collection that are one picture",
     ),
     "tag": ("indexer.commands.tag", "label a collection's photos with your own words"),
+    "calibrate": (
+        "indexer.commands.calibrate",
+        "fit match probabilities and 'no good match' on a labelled collection",
+    ),
     "collections": (
         "indexer.commands.collections",
         "list, describe or drop a store's collections",

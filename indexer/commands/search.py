@@ -11,24 +11,29 @@ The model defaults to the one the collection was indexed with.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
 from indexer.collection_settings import DEFAULT_OVERSAMPLING
 from indexer.commands.common import add_store_arguments, open_store_from_args
-from indexer.search import MAX_RESULTS, Searcher
+from indexer.commands.search_output import (
+    dish_name,
+    format_answer,
+    format_suggestions,
+    print_json,
+)
+from indexer.query import MAX_RESULTS
+from indexer.search import Searcher
 from indexer.service import (
     DEFAULT_DIVERSITY,
     DEFAULT_MODE,
     DEFAULT_RANKING,
-    Answer,
     EmptyQuery,
     SearchQuery,
     SearchService,
 )
 from indexer.store import MODES, SearchFilter
+from indexer.trust import DEFAULT_MIN_SCORE
 from multimodal.commands.common import add_tta_argument, command
 from multimodal.encoder import load_encoder
 from multimodal.suggestions import RANKINGS, VOTERS
@@ -161,6 +166,11 @@ def diversity(text: str) -> float:
     return value
 
 
+def min_score(text: str) -> float:
+    """``--min-score``: a probability from 0 to 1."""
+    return diversity(text)
+
+
 def _add_quantization_arguments(parser: argparse.ArgumentParser) -> None:
     """How a quantized collection is searched (a collection without quantization ignores
     them): docs/scaling-out.md#qdrant-cluster-collections."""
@@ -200,6 +210,15 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="photos that are one picture (resized, recompressed, cropped, mirrored): the best "
         "listed, '+N similar' beside it (default: on; --no-collapse lists every photo)",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=min_score,
+        default=None,
+        metavar="P",
+        help=f"show only hits whose match probability reaches P, else 'no good match' and the "
+        f"nearest miss (default: {DEFAULT_MIN_SCORE} where the model is calibrated, see "
+        "multimodal calibrate; 0: every hit)",
     )
     parser.add_argument(
         "--suggest",
@@ -263,6 +282,7 @@ SAME_NAMES = (
     "suggest",
     "ranking",
     "collapse",
+    "min_score",
 )
 
 
@@ -314,9 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(a query without words is matched as {answer.mode}, not {args.mode})")
     if answer.looks_like:
         looks = answer.looks_like
-        print("looks like: " + ", ".join(f"{_dish(label)} {share:.0%}" for label, share in looks))
+        print(
+            "looks like: " + ", ".join(f"{dish_name(label)} {share:.0%}" for label, share in looks)
+        )
         print()
-    print(format_hits(answer.hits, answer.duplicates))
+    print(format_answer(answer))
     if args.suggest:
         print(format_suggestions(answer.ingredients, args.ranking))
     return 0
@@ -331,57 +353,3 @@ def note_default_mode(service: SearchService) -> None:
             f"matched dense, not {DEFAULT_MODE}; run multimodal index on it again to add them",
             file=sys.stderr,
         )
-
-
-def print_json(answer: Answer) -> None:
-    """One JSON line per result, then one for the dish types and suggestions if asked."""
-    for rank, hit in enumerate(answer.hits, 1):
-        path = hit.image_path
-        row = {"rank": rank, "score": hit.score, "id": hit.id, **hit.payload}
-        row["path"] = str(path) if path else None
-        row["duplicates"] = [
-            {"id": d.id, "score": d.score, "path": str(d.image_path) if d.image_path else None}
-            for d in answer.duplicates.get(hit.id, [])
-        ]
-        print(json.dumps(row))
-    if answer.looks_like or answer.ingredients:
-        found = {"looks_like": answer.looks_like, "suggested_ingredients": answer.ingredients}
-        print(json.dumps(found))
-
-
-def format_suggestions(suggested: list[tuple[str, float]], ranking: str) -> str:
-    """The suggested ingredients with their shares, in ``ranking`` order."""
-    if not suggested:
-        return "\nno ingredients to suggest: the nearest items list none"
-    order = "most specific first" if ranking == "specific" else "most votes first"
-    lines = [f"\nsuggested ingredients (share of neighbour votes, {order}):"]
-    for name, share in suggested:
-        lines.append(f"  {share:5.2f}  {'#' * round(share * 20):<20}  {name}")
-    return "\n".join(lines)
-
-
-def _dish(label: str) -> str:
-    return label.replace("_", " ")
-
-
-def format_hits(hits, duplicates=None) -> str:
-    if not hits:
-        return "no results (check the filters)"
-    width = shutil.get_terminal_size((120, 20)).columns
-    lines = [f"{'rank':>4}  {'score':>6}  {'title':<32}  {'dish':<16}  ingredients | path"]
-    for rank, hit in enumerate(hits, 1):
-        p = hit.payload
-        ingredients = ", ".join(p.get("base_ingredients") or p.get("ingredients") or [])
-        title = _clip(p.get("title") or "-", 32)
-        label = _clip(p.get("label") or "-", 16)
-        head = f"{rank:>4}  {hit.score:6.3f}  {title:<32}  {label:<16}  "
-        rest = _clip(ingredients or "-", max(20, width - len(head) - 2))
-        lines.append(head + rest)
-        where = p.get("image") or "(text only)"
-        more = len((duplicates or {}).get(hit.id, []))
-        lines.append(" " * len(head) + where + (f"  (+{more} similar)" if more else ""))
-    return "\n".join(lines)
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."

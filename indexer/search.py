@@ -149,7 +149,7 @@ class Searcher:
                 yield term, vector / length, length
         for term in terms:
             if term.kind == "image":
-                image = self._image(term.value)  # decoded before the tower is waited for
+                image = self.photo(term.value)  # decoded before the tower is waited for
                 vector = photo_queue(self.encoder).encode(image, raw=True)
                 length = float(np.linalg.norm(vector))
                 yield term, vector / length, length
@@ -176,7 +176,7 @@ class Searcher:
             vectors.append(vector / np.linalg.norm(vector))
         return vectors
 
-    def _image(self, image) -> Image.Image:
+    def photo(self, image) -> Image.Image:
         """A query photo as an RGB image: a PIL image checked by its size alone (the pixel
         and aspect limits protect the model's resize; arithmetic, no decoding), a file read
         and checked."""

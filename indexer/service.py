@@ -38,6 +38,7 @@ from indexer.query import MAX_RESULTS, MAX_WEIGHT, TARGETS, Term, parse_query
 from indexer.search import Prepared, Searcher
 from indexer.store import MODES, SearchFilter, StoredPoint
 from indexer.trust import DEFAULT_MIN_SCORE, Judge, cut
+from multimodal.data.regions import crop_box, parse_box
 from multimodal.suggestions import RANKINGS, SUGGESTIONS, VOTERS
 
 # Measured with multimodal search-eval (docs/indexing-and-search.md#how-search-is-asked-measured)
@@ -79,6 +80,7 @@ class SearchQuery:
     suggestions: int = SUGGESTIONS  # suggested ingredients
     collapse: bool = True  # photos that are one picture: the best shown, the rest its duplicates
     min_score: float | None = None  # the least match probability shown; None: the default
+    box: Sequence[float] | str | None = None  # the photos' region searched (see parse_box)
     allow_paths: bool = False  # whether a term may name an image file on this machine
     terms: list[Term] = field(init=False, repr=False)  # the parsed terms
 
@@ -89,6 +91,10 @@ class SearchQuery:
             raise ValueError(f"the query is {len(self.text):,} characters; at most {MAX_TEXT:,}")
         if not abs(self.photo_weight) <= MAX_WEIGHT:
             raise ValueError(f"photo_weight must be from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}")
+        if self.box is not None:
+            self.box = parse_box(self.box)
+            if not self.photos:
+                raise ValueError("a box is a region of a photo: give the photo too")
         terms = parse_query(self.text, self.allow_paths) if self.text.strip() else []
         terms += [Term("image", photo, float(self.photo_weight)) for photo in self.photos]
         if self.point_id is not None:
@@ -168,7 +174,7 @@ class SearchService:
         first."""
         searcher = self.searcher
         if query.terms:
-            prepared = searcher.prepare(query.terms)
+            prepared = searcher.prepare(self._cropped(query))
         else:
             prepared = searcher.feedback_only(query.like, query.unlike, targets[0])
         mode = searcher.mode_for(prepared, query.mode or self.default_mode)
@@ -187,6 +193,17 @@ class SearchService:
         if self.judge.calibrated:
             answer.min_score = DEFAULT_MIN_SCORE if query.min_score is None else query.min_score
         answer.hits, answer.near_miss = cut(answer.hits, answer.min_score)
+
+    def _cropped(self, query: SearchQuery) -> list[Term]:
+        """The query's terms, its photos cut to its box (decoded and checked first)."""
+        if query.box is None:
+            return query.terms
+        return [
+            Term(t.kind, crop_box(self.searcher.photo(t.value), query.box), t.weight)
+            if t.kind == "image"
+            else t
+            for t in query.terms
+        ]
 
     def item(self, value: str) -> StoredPoint:
         """The stored point ``value`` names, with its payload; :class:`UnknownPoint` if the

@@ -190,6 +190,70 @@ def _tag_steps(driver, seen: PageObservations, tag: str) -> None:
     seen.tagged_card = _wait(driver, lambda d: _showing(d, "#recipe", field))
 
 
+def drive_min_score(url: str, query: str) -> dict:
+    """The least match probability set to 1 in the filters and ``query`` searched: the
+    verdict; then set to 0 and searched again: the gallery's captions."""
+    from selenium.webdriver.common.by import By
+
+    driver = open_browser()
+    try:
+        driver.get(url)
+        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#query textarea"))
+        _open_accordion(driver, "Filters")
+        _type(driver, "#min-score input[type='number']", "1")
+        _type(driver, "#query textarea", query)
+        driver.find_element(By.CSS_SELECTOR, "#search").click()
+        verdict = _wait(driver, lambda d: _showing(d, "#verdict", "No good match"))
+        shown_then = _captions(driver, "#gallery")
+        _type(driver, "#min-score input[type='number']", "0")
+        driver.find_element(By.CSS_SELECTOR, "#search").click()
+        captions = _wait(driver, lambda d: _captions(d, "#gallery"))
+        cleared = _element_text(driver, "#verdict")
+    finally:
+        driver.quit()
+    return {"verdict": verdict, "shown": shown_then, "captions": captions, "cleared": cleared}
+
+
+def drive_region(url: str, photo: Path) -> dict:
+    """A photo uploaded, a region drawn on it with two clicks (a tenth of the shown photo
+    up-left of its centre, then down-right), "Find recipes": the note, whether the region's
+    preview shows, the recipes; then "Whole photo": the note again."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    driver = open_browser()
+    try:
+        driver.get(url)
+        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#query textarea"))
+        driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'this dish')]").click()
+        upload = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input"))
+        upload[0].send_keys(str(Path(photo).resolve()))
+        shown = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo img"))[0]
+        width, height = shown.size["width"], shown.size["height"]
+        corner = ActionChains(driver).move_to_element_with_offset(
+            shown, -width // 10, -height // 10
+        )
+        for _ in range(3):  # a click while the upload still settles may not reach the photo
+            corner.click().perform()
+            try:
+                _wait(driver, lambda d: _showing(d, "#region-note", "First corner"), timeout=5)
+                break
+            except TimeoutError:
+                continue
+        ActionChains(driver).move_to_element_with_offset(
+            shown, width // 10, height // 10
+        ).click().perform()
+        note = _wait(driver, lambda d: _showing(d, "#region-note", "Region"))
+        preview = _photos_shown(driver, "#region")
+        driver.find_element(By.CSS_SELECTOR, "#identify").click()
+        rows = _wait(driver, lambda d: _rows(d))
+        driver.find_element(By.CSS_SELECTOR, "#whole-photo").click()
+        cleared = _wait(driver, lambda d: _showing(d, "#region-note", "Whole photo"))
+    finally:
+        driver.quit()
+    return {"note": note, "preview": preview, "rows": rows, "cleared": cleared}
+
+
 def _in_mode(driver, mode: str, before: list[str]) -> list[str]:
     """The words searched again with the search mode ``mode``: the gallery's captions."""
     from selenium.webdriver.common.by import By

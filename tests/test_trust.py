@@ -5,6 +5,7 @@ a calibrated collection searched from the CLI and the JSON API (match probabilit
 from __future__ import annotations
 
 import json
+import os
 
 import httpx
 import numpy as np
@@ -173,3 +174,44 @@ def test_the_api_gives_probabilities_and_the_default_cut(calibrated, tiny_encode
                 assert bad.status_code == 422 and "min_score" in bad.text
         finally:
             server.close()
+
+
+def test_the_page_shows_probabilities_and_no_good_match(calibrated, tiny_encoder):
+    base, _, _, _ = calibrated
+    with EdgeStore(base / "store") as store:
+        app = RecipeApp(Searcher(tiny_encoder, store, "dishes"), map_folder=base / "maps")
+        gallery, hits, _, said = app.text_to_image(
+            "red cake", None, 1.0, [], "", "", min_score=0, page=True
+        )
+        assert said == "" and all(caption.split(" · ")[0].endswith("%") for _, caption in gallery)
+        assert [f"{h['probability']:.0%}" for h in hits] == [c.split(" · ")[0] for _, c in gallery]
+        gallery, hits, _, said = app.text_to_image(
+            "red cake", None, 1.0, [], "", "", min_score=1, page=True
+        )
+        assert gallery == [] and hits == [] and said.startswith("### No good match")
+        assert len(app.text_to_image("red cake", None, 1.0, [], "", "")) == 3  # the endpoint's
+        photo = next(iter(sorted((base / "data" / "images").rglob("*.jpg"))))
+        found = app.image_to_text(str(photo), [], "", "", min_score=1, page=True)
+        assert found[0] == [] and "No good match" in found[-1]
+
+
+def test_the_min_score_control_in_chromium(calibrated, tiny_encoder):
+    from browser import drive_min_score, find_chromium
+
+    if find_chromium() is None:
+        if os.environ.get("MULTIMODAL_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is required here: apt-get install chromium chromium-driver")
+        pytest.skip("no Chromium: apt-get install chromium chromium-driver")
+    base, _, _, _ = calibrated
+    with EdgeStore(base / "store") as store:
+        app = RecipeApp(Searcher(tiny_encoder, store, "dishes"), map_folder=base / "maps")
+        server = launch(app, block=False)
+        try:
+            seen = drive_min_score(server.local_url, "red square cake")
+        finally:
+            server.close()
+    assert "No good match" in seen["verdict"] and "nearest miss" in seen["verdict"]
+    assert seen["shown"] == []
+    expected, _, _ = app.text_to_image("red square cake", None, 1.0, [], "", "", min_score=0)
+    assert seen["captions"] == [caption for _, caption in expected]
+    assert "No good match" not in seen["cleared"]

@@ -122,6 +122,13 @@ class SearchBody(Strict):
         description="photos that are one picture (resized, recompressed, cropped, mirrored): "
         "the best as a hit, the others in its duplicates; false: every photo a hit",
     )
+    box: list[float] | None = Field(
+        None,
+        min_length=4,
+        max_length=4,
+        description="the uploaded photo's region to search by, [x0, y0, x1, y1]: pixels, or "
+        "fractions of its width and height when every value is from 0 to 1 (photo route only)",
+    )
     min_score: float | None = Field(
         None,
         ge=0.0,

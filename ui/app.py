@@ -39,6 +39,7 @@ from ui.cards import (
     page_filter,
     recipe_markdown,
     recipe_rows,
+    verdict,
 )
 from ui.feedback import mark, point_ids
 from ui.guard import Access
@@ -46,6 +47,7 @@ from ui.map import MapCache
 from ui.map_view import MapView
 from ui.origins import Origins
 from ui.photos import page_root_url
+from ui.region import box_of
 from ui.server import Server, start
 from ui.throttle import Throttle
 from ui.uploads import read_upload_file
@@ -154,14 +156,18 @@ class RecipeApp:
         mode=None,
         diversity=DEFAULT_DIVERSITY,
         collapse=True,
+        min_score=None,
+        page=False,
         request: gr.Request | None = None,
     ):
         """Photos for a text query, optionally mixed with a photo; gallery, hits, map marks.
         ``mode``: how the words are matched (None: the collection's default); ``diversity``:
-        MMR, 0 to 1; ``collapse``: one photo per picture, "+N similar" in its caption. The
-        query is text: a term naming a file is refused (photos come as uploads)."""
+        MMR, 0 to 1; ``collapse``: one photo per picture, "+N similar" in its caption;
+        ``min_score``: the least match probability (None: the default); ``page``: the page's
+        own event, which also shows the verdict ("no good match"). The query is text: a term
+        naming a file is refused (photos come as uploads)."""
         how = {"mode": mode, "diversity": diversity, "request": request, "what": "text query"}
-        how["collapse"] = collapse
+        how.update(collapse=collapse, min_score=min_score, page=page)
         return self.feedback(query, image, image_weight, dishes, with_text, without_text, **how)
 
     def feedback(
@@ -177,6 +183,8 @@ class RecipeApp:
         liked=None,
         disliked=None,
         collapse=True,
+        min_score=None,
+        page=False,
         request: gr.Request | None = None,
         what: str = "search",
     ):
@@ -196,9 +204,10 @@ class RecipeApp:
                 like=point_ids(liked, "liked"),
                 unlike=point_ids(disliked, "disliked"),
                 collapse=bool(collapse),
+                min_score=min_score,
             )
             answer = self.service.search(asked)
-        return self._shown_with_marks(answer, what, request)
+        return self._shown_with_marks(answer, what, request, page)
 
     def like(self, point_id, liked, disliked):
         """The clicked result marked good: the liked ids, the disliked ids, their summary."""
@@ -215,10 +224,15 @@ class RecipeApp:
         with_text,
         without_text,
         collapse=True,
+        min_score=None,
+        page=False,
+        box=None,
         request: gr.Request | None = None,
     ):
         """Recipes, suggested ingredients, similar dishes, the map marks and what the dish
-        looks like (the dish types the nearest recipes vote for) for an uploaded photo."""
+        looks like (the dish types the nearest recipes vote for) for an uploaded photo, or
+        its region ``box`` (:mod:`ui.region`); the verdict too for the page's own event (see
+        :meth:`text_to_image`)."""
         if image is None:
             raise refused(EMPTY_PHOTO)
         with refusals(EMPTY_PHOTO):
@@ -231,16 +245,19 @@ class RecipeApp:
                 suggest=True,
                 ranking=DEFAULT_RANKING,
                 collapse=bool(collapse),
+                min_score=min_score,
+                box=box_of(box),
             )
             recipes, similar = self.service.search_in(asked, ["text", "image"])
         gallery, shown = gallery_and_hits(similar, page_root_url(request))
-        return (
+        found = (
             recipe_rows(recipes.hits),
             dict(recipes.ingredients),
             gallery,
             self.map_view.marks(similar.vector, shown, "photo"),
             looks_like(recipes.looks_like),
         )
+        return (*found, verdict(recipes, similar)) if page else found
 
     def more_like_this(
         self,
@@ -250,6 +267,8 @@ class RecipeApp:
         without_text,
         diversity=DEFAULT_DIVERSITY,
         collapse=True,
+        min_score=None,
+        page=False,
         request: gr.Request | None = None,
     ):
         """Image -> image from a stored point (the one clicked in the gallery)."""
@@ -262,9 +281,10 @@ class RecipeApp:
                 diversity=diversity,
                 filter=page_filter(dishes, with_text, without_text, self.tags),
                 collapse=bool(collapse),
+                min_score=min_score,
             )
             answer = self.service.search(asked)
-        return self._shown_with_marks(answer, "more like this", request)
+        return self._shown_with_marks(answer, "more like this", request, page)
 
     def select(self, hits: list[dict], event: gr.SelectData):
         """The full recipe of the clicked result, and its id for "more like this"."""
@@ -300,10 +320,12 @@ class RecipeApp:
         log.warning("refused an upload: %s", reason)
         raise refused(f"{reason[0].upper()}{reason[1:]}.")
 
-    def _shown_with_marks(self, answer: Answer, what: str, request) -> tuple[list, list, dict]:
-        """The gallery, the hits as the browser keeps them, and their marks for the map."""
+    def _shown_with_marks(self, answer: Answer, what: str, request, page=False) -> tuple:
+        """The gallery, the hits as the browser keeps them, and their marks for the map;
+        with ``page``, the verdict too."""
         gallery, shown = gallery_and_hits(answer, page_root_url(request))
-        return gallery, shown, self.map_view.marks(answer.vector, shown, what)
+        found = gallery, shown, self.map_view.marks(answer.vector, shown, what)
+        return (*found, verdict(answer)) if page else found
 
 
 @contextmanager

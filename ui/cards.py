@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from indexer.service import Answer
 from indexer.store import SearchFilter, StoredPoint
+from multimodal.calibration import DOMAIN_ALPHA
 from ui.photos import hit_json
 
 TAG_SEPARATOR = ": "  # a label in the page's filter: "course: dessert"
@@ -62,9 +63,33 @@ def gallery_and_hits(answer: Answer, root_url: str) -> tuple[list, list[dict]]:
     return gallery, state
 
 
+def verdict(answer, photos=None) -> str:
+    """What the page says above the results: nothing when hits passed the cut; else "no good
+    match" and the nearest miss, apart from the results (``photos``: the photo tab's similar
+    photos, judged beside its recipes)."""
+    answers = [a for a in (answer, photos) if a is not None]
+    missed = [a for a in answers if a.no_match]
+    if not missed:
+        return ""
+    near = missed[0].near_miss
+    title = near.payload.get("title") or near.payload.get("image") or near.id
+    lines = [
+        f"### No good match\nNothing reached a match probability of "
+        f"{missed[0].min_score:.0%}. The nearest miss: **{title}** ({near.probability:.0%})."
+    ]
+    if missed[0].domain is not None and missed[0].domain < DOMAIN_ALPHA:
+        lines.append("The query looks unlike anything this model was calibrated on.")
+    return "\n\n".join(lines)
+
+
+def match(hit: StoredPoint) -> str:
+    """A hit's match probability as a person reads it ("62%"), else its raw score."""
+    return f"{hit.score:.3f}" if hit.probability is None else f"{hit.probability:.0%}"
+
+
 def caption(hit: StoredPoint, similar: int = 0) -> str:
     names = hit.payload.get("base_ingredients") or hit.payload.get("ingredients") or []
-    caption = f"{hit.score:.3f} · {hit.payload.get('title') or '-'}"
+    caption = f"{match(hit)} · {hit.payload.get('title') or '-'}"
     if similar:
         caption += f" · +{similar} similar"
     if names:
@@ -87,6 +112,8 @@ def recipe_rows(hits: list[StoredPoint]) -> list[list]:
 def recipe_markdown(hit: dict) -> str:
     p = hit["payload"]
     lines = [f"### {p.get('title') or 'Untitled'}", f"score **{hit['score']:.3f}**"]
+    if hit.get("probability") is not None:
+        lines[-1] += f" · match probability **{hit['probability']:.0%}**"
     if p.get("label"):
         lines[-1] += f" · dish type **{p['label'].replace('_', ' ')}**"
     tags = [

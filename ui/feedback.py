@@ -51,11 +51,12 @@ def marks_text(liked, disliked) -> str:
     )
 
 
-def feedback_controls(app, chosen, search_inputs: list, outputs: list, collapse) -> None:
+def feedback_controls(app, chosen, search_inputs: list, outputs: list, extras, verdict) -> None:
     """The like / dislike buttons, the marks, "Clear marks" and "Search again with my
     marks", wired to ``app`` (a :class:`ui.app.RecipeApp`). ``chosen`` holds the clicked
     result's id; ``search_inputs`` are the words search's inputs, ``outputs`` its outputs,
-    ``collapse`` the switch that folds copies of one picture."""
+    ``extras`` what the page's own events add (the switch that folds copies of one picture,
+    the least match probability, the page's flag), ``verdict`` where "no good match" shows."""
     with gr.Row():
         like = gr.Button("👍 Good", elem_id="like", size="sm")
         dislike = gr.Button("👎 Not this", elem_id="dislike", size="sm")
@@ -68,7 +69,8 @@ def feedback_controls(app, chosen, search_inputs: list, outputs: list, collapse)
     like.click(app.like, [chosen, liked, disliked], marked, api_visibility="private")
     dislike.click(app.dislike, [chosen, liked, disliked], marked, api_visibility="private")
     clear.click(lambda: ([], [], NO_MARKS), None, marked, api_visibility="private")
-    asked = [*search_inputs, liked, disliked, collapse]
-    again.click(app.feedback, asked, outputs, api_name="page_feedback", api_visibility="private")
+    asked = [*search_inputs, liked, disliked, *extras]
+    shown = [*outputs, verdict]
+    again.click(app.feedback, asked, shown, api_name="page_feedback", api_visibility="private")
     named = gr.Button(visible=False)  # the endpoint's inputs as they have always been
     named.click(app.feedback, [*search_inputs, liked, disliked], outputs, api_name="feedback")

@@ -9,11 +9,13 @@ import gradio as gr
 from gradio.components.label import LabelConfidence, LabelData
 
 from indexer.store import MODES
+from indexer.trust import DEFAULT_MIN_SCORE
 from multimodal.suggestions import SUGGESTIONS
 from ui.cards import filter_choices
 from ui.duplicates_view import duplicates_tab
 from ui.feedback import feedback_controls
 from ui.map_view import map_tab
+from ui.region import NO_REGION, RegionPicker, clear_region
 
 CSS = """
 .recipe-card {min-height: 12rem}
@@ -81,12 +83,25 @@ def build_blocks(app) -> gr.Blocks:
                 label="One photo per picture (copies folded: +N similar)",
                 elem_id="collapse",
             )
+            calibrated = app.service.judge.calibrated
+            min_score = gr.Slider(
+                0,
+                1,
+                value=DEFAULT_MIN_SCORE if calibrated else 0,
+                step=0.05,
+                label="Least match probability (hits below it are not shown; 0: every hit)",
+                visible=calibrated,  # a model without a calibration gives no probability
+                elem_id="min-score",
+            )
         filters = [dishes, with_text, without_text]
+        # what the page's own events send after their inputs: the switch, the cut, and that
+        # they are the page's (their handlers then also return the verdict)
+        extras = [collapse, min_score, gr.State(True)]
         marks = gr.JSON(visible=False)  # each search's place on the map (the Map tab's star)
         with gr.Tab("Find dishes from words", id="words"):
-            _words_tab(app, filters, collapse, marks)
+            _words_tab(app, filters, extras, marks)
         with gr.Tab("What's this dish?", id="photo"):
-            _photo_tab(app, filters, collapse, marks)
+            _photo_tab(app, filters, extras, marks)
         with gr.Tab("Map", id="map"):
             map_tab(blocks, app.map_view, marks)
         with gr.Tab("Duplicates", id="duplicates"):
@@ -96,15 +111,19 @@ def build_blocks(app) -> gr.Blocks:
     return blocks
 
 
-def _words_tab(app, filters: list, collapse: gr.Checkbox, marks: gr.JSON) -> None:
+def _words_tab(app, filters: list, extras: list, marks: gr.JSON) -> None:
     """Words -> photos in a search mode, with an optional weighted photo, the clicked recipe,
     "more like this" and like / dislike."""
     query, search, mode, diversity = _words_controls(app)
     with gr.Accordion("Mix in a photo (weighted)", open=False), gr.Row():
         mix_image = photo_input(label="Photo", sources=["upload", "clipboard"], height=180)
         mix_weight = gr.Slider(-1, 2, value=1, step=0.1, label="Photo weight")
+    verdict = gr.Markdown(elem_id="verdict")  # "no good match" and the nearest miss
     gallery = gr.Gallery(
-        label="Dishes (score · title · ingredients)", columns=4, height=430, elem_id="gallery"
+        label="Dishes (match probability · title · ingredients)",
+        columns=4,
+        height=430,
+        elem_id="gallery",
     )
     hits = gr.JSON(visible=False)  # the results with payloads, for "more like this" and the API
     chosen = gr.Textbox(visible=False)  # the clicked point's id; the API passes one
@@ -114,7 +133,7 @@ def _words_tab(app, filters: list, collapse: gr.Checkbox, marks: gr.JSON) -> Non
         recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
         with gr.Column():
             more = gr.Button("More like this", elem_id="more")
-            feedback_controls(app, chosen, inputs, outputs, collapse)
+            feedback_controls(app, chosen, inputs, outputs, extras, verdict)
     gr.Examples(
         [
             ["chocolate cake with strawberries"],
@@ -125,17 +144,17 @@ def _words_tab(app, filters: list, collapse: gr.Checkbox, marks: gr.JSON) -> Non
         [query],
         label="Example queries",
     )
-    asked = [*inputs, collapse]
+    asked, shown = [*inputs, *extras], [*outputs, verdict]
     page = {"api_visibility": "private"}
-    search.click(app.text_to_image, asked, outputs, api_name="page_text_to_image", **page)
-    query.submit(app.text_to_image, asked, outputs, api_name="page_submit", **page)
+    search.click(app.text_to_image, asked, shown, api_name="page_text_to_image", **page)
+    query.submit(app.text_to_image, asked, shown, api_name="page_submit", **page)
     named_endpoint(app.text_to_image, inputs, outputs, "text_to_image")
     gallery.select(app.select, [hits], [recipe, chosen], api_visibility="private")
     more_inputs = [chosen, *filters, diversity]
     more.click(
         app.more_like_this,
-        [*more_inputs, collapse],
-        outputs,
+        [*more_inputs, *extras],
+        shown,
         api_name="page_more_like_this",
         **page,
     )
@@ -168,7 +187,7 @@ def _words_controls(app):
     return query, search, mode, diversity
 
 
-def _photo_tab(app, filters: list, collapse: gr.Checkbox, marks: gr.JSON) -> None:
+def _photo_tab(app, filters: list, extras: list, marks: gr.JSON) -> None:
     """A photo -> what it looks like, the nearest recipes, suggested ingredients and similar
     dishes."""
     with gr.Row():
@@ -187,7 +206,9 @@ def _photo_tab(app, filters: list, collapse: gr.Checkbox, marks: gr.JSON) -> Non
                 elem_id="suggested",
                 label="Suggested ingredients (most specific first; share of the votes)",
             )
+    box = _region_controls(app, photo)
     identify = gr.Button("Find recipes", variant="primary", elem_id="identify")
+    verdict = gr.Markdown(elem_id="photo-verdict")
     recipes = gr.Dataframe(
         headers=["rank", "score", "title", "dish type", "ingredients"],
         label="Nearest recipes",
@@ -200,12 +221,29 @@ def _photo_tab(app, filters: list, collapse: gr.Checkbox, marks: gr.JSON) -> Non
     found = [recipes, suggested, similar, marks, looks_like]
     identify.click(
         app.image_to_text,
-        [photo, *filters, collapse],
-        found,
+        [photo, *filters, *extras, box],
+        [*found, verdict],
         api_name="page_image_to_text",
         api_visibility="private",
     )
     named_endpoint(app.image_to_text, [photo, *filters], found, "image_to_text")
+
+
+def _region_controls(app, photo: gr.Image) -> gr.Textbox:
+    """Two clicks on the photo draw the region searched (:mod:`ui.region`); returns the
+    hidden box the search reads."""
+    picker = RegionPicker(app.searcher.max_pixels)
+    box = gr.Textbox(visible=False, elem_id="box")
+    with gr.Row():
+        note = gr.Markdown(NO_REGION, elem_id="region-note")
+        preview = gr.Image(label="Region searched", height=120, interactive=False, elem_id="region")
+        whole = gr.Button("Whole photo", size="sm", elem_id="whole-photo")
+    drawn = [box, preview, note]
+    page = {"api_visibility": "private"}
+    photo.select(picker.pick, [photo, box], drawn, **page)
+    photo.change(clear_region, None, drawn, **page)
+    whole.click(clear_region, None, drawn, **page)
+    return box
 
 
 def named_endpoint(handler, inputs: list, outputs: list, name: str) -> None:

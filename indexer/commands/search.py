@@ -64,6 +64,13 @@ def _add_query_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--image", action="append", default=[], help="a query photo (repeatable)")
     parser.add_argument(
+        "--box",
+        default=None,
+        metavar="X0,Y0,X1,Y1",
+        help="search by this region of the --image photo: pixels, or fractions of its width "
+        "and height when every value is from 0 to 1 (e.g. 0.5,0,1,0.5: the top-right quarter)",
+    )
+    parser.add_argument(
         "--like",
         action="append",
         default=[],
@@ -283,6 +290,7 @@ SAME_NAMES = (
     "ranking",
     "collapse",
     "min_score",
+    "box",
 )
 
 

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 
 from indexer.edge import EdgeStore
-from indexer.store import Store, default_store_path
+from indexer.store import Store
+from multimodal.paths import default_store_path
 
 
 def open_store(

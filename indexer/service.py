@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from indexer.collapse import Collapser
+from indexer.marks import MarkBook
 from indexer.point_ids import UnknownPoint, feedback, point_id
 from indexer.query import MAX_RESULTS, MAX_WEIGHT, TARGETS, Term, parse_query
 from indexer.search import Prepared, Searcher
@@ -163,6 +164,8 @@ class SearchService:
         self.default_mode = DEFAULT_MODE if searcher.words is not None else "dense"
         self.collapser = Collapser()
         self.judge = Judge(searcher)
+        # the person's Good / Not this marks, kept for multimodal train --marks
+        self.marks = MarkBook(searcher.store, searcher.collection)
 
     def search(self, query: SearchQuery) -> Answer:
         """The ``query.k`` best items for ``query`` in its target space."""

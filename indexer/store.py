@@ -22,7 +22,7 @@ from indexer.collection_settings import (
     CollectionSettings,
     check_settings,
 )
-from multimodal.paths import data_home
+from multimodal.paths import marks_path
 
 COLLECTION_FORMAT = "recipe-search-collection/1"
 VECTOR_NAMES = ("image", "text")
@@ -373,6 +373,12 @@ class Store(ABC):
         """Build indexes now (HNSW, quantization); a server does it in the background."""
         return None
 
+    def marks_path(self, name: str) -> Path:
+        """The file of collection ``name``'s Good / Not this marks
+        (:func:`multimodal.paths.marks_path`: beside an embedded store's collections, or under
+        ``$MULTIMODAL_HOME/marks`` for a server)."""
+        return marks_path(name, getattr(self, "root", None) or getattr(self, "url", None))
+
     def close(self) -> None:
         """Flush and release the store."""
         return None
@@ -384,8 +390,3 @@ class Store(ABC):
     def __exit__(self, *exc) -> None:
         """Close the store."""
         self.close()
-
-
-def default_store_path() -> Path:
-    """``$MULTIMODAL_HOME/qdrant``, else the XDG data directory (``~/.local/share``)."""
-    return data_home() / "qdrant"

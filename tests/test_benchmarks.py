@@ -146,3 +146,22 @@ def test_calibration_benchmark_measures_both_halves(tmp_path):
     assert re.search(r"^val queries still answered: +[\d.]+$", out.stdout, re.M), out.stdout
     assert re.search(r"^ratio: [\d.]+x$", out.stdout, re.M), out.stdout
     assert plot.stat().st_size > 10_000  # a PNG was drawn
+
+
+def test_marks_benchmark_trains_with_and_without_the_simulated_users_marks(tmp_path):
+    from conftest import write_recipes5k
+
+    root = write_recipes5k(tmp_path / "r5k", per_split=12)
+    command = [sys.executable, "benchmarks/marks.py", "--data", str(root), "--model"]
+    command += ["tiny-random", "--out", str(tmp_path / "runs"), "--queries", "6", "--top", "4"]
+    command += ["--seeds", "0", "--feature-cache", str(tmp_path / "cache"), "--train-args"]
+    command += ["--no-augment --epochs 1 --patience 0 --batch-size 4 --warmup-steps 1"]
+    env = {**os.environ, "MULTIMODAL_HOME": str(tmp_path / "home")}
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, env=env)
+    marked = re.search(r"marked (\d+) Good and (\d+) Not this on 6 queries", out.stdout)
+    assert marked and int(marked[1]) + int(marked[2]) == 6 * 4, out.stdout
+    for group in ("other", "marked"):
+        assert f"\n{group} val queries\n" in out.stdout
+    assert re.search(r"^fine-tuned, marks +[\d.]+", out.stdout, re.M), out.stdout
+    assert re.search(r"marks vs control, R@10 t->i: [-+][\d.]+ per seed \(x[\d.]+\)", out.stdout)
+    assert (tmp_path / "runs" / "marks-seed0" / "marks.jsonl").stat().st_size > 0

@@ -510,6 +510,10 @@ def test_page_in_headless_chromium(served, tmp_path):
     dense = app.text_to_image("red square cake", None, 1.0, [], "", "", "dense")[0]
     assert seen.dense_captions == [caption for _, caption in dense]
     assert "liked 1 · 👎 disliked 0" in seen.marks_after_like
+    # the mark is kept with the collection, with the words searched, for training
+    assert "saved for `multimodal train --marks`" in seen.marks_after_like
+    kept = [m for m in app.service.marks.marks() if m["query"] == {"text": "red square cake"}]
+    assert [(m["hit"]["id"], m["good"]) for m in kept] == [(first["id"], True)]
     again = app.feedback(
         "red square cake", None, 1.0, [], "", "", "dense", DEFAULT_DIVERSITY, [first["id"]], []
     )[0]

@@ -41,7 +41,7 @@ from ui.cards import (
     recipe_rows,
     verdict,
 )
-from ui.feedback import mark, point_ids
+from ui.feedback import mark, marks_text, point_ids
 from ui.guard import Access
 from ui.map import MapCache
 from ui.map_view import MapView
@@ -209,13 +209,15 @@ class RecipeApp:
             answer = self.service.search(asked)
         return self._shown_with_marks(answer, what, request, page)
 
-    def like(self, point_id, liked, disliked):
-        """The clicked result marked good: the liked ids, the disliked ids, their summary."""
-        return self._mark(point_id, liked, disliked, good=True)
+    def like(self, point_id, liked, disliked, searched=None):
+        """The clicked result marked good: the liked ids, the disliked ids, their summary.
+        With ``searched`` (what the results' search asked: ``{"text": ...}`` or
+        ``{"point": ...}``), the mark is also kept with the collection for training."""
+        return self._mark(point_id, liked, disliked, True, searched)
 
-    def dislike(self, point_id, liked, disliked):
+    def dislike(self, point_id, liked, disliked, searched=None):
         """The clicked result marked bad (see :meth:`like`)."""
-        return self._mark(point_id, liked, disliked, good=False)
+        return self._mark(point_id, liked, disliked, False, searched)
 
     def image_to_text(
         self,
@@ -295,13 +297,16 @@ class RecipeApp:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _mark(self, point_id, liked, disliked, good: bool):
+    def _mark(self, point_id, liked, disliked, good: bool, searched):
         if not point_id:
             raise refused("Click a photo in the results first, then mark it.")
         try:
-            return mark(point_id, liked, disliked, good)
-        except ValueError as err:
+            liked, disliked, _ = mark(point_id, liked, disliked, good)
+            if searched:  # a search by an uploaded photo alone has no words to learn
+                self.service.marks.record(searched, point_id, good)
+        except (ValueError, StoreError) as err:
             raise refused(str(err)) from None
+        return liked, disliked, marks_text(liked, disliked, kept=bool(searched))
 
     def _checked(self, image) -> Image.Image:
         """The upload (a file path from :func:`ui.page.photo_input`, or a PIL image when

@@ -41,22 +41,38 @@ def mark(point_id: str, liked, disliked, good: bool) -> tuple[list[str], list[st
     return liked, disliked, marks_text(liked, disliked)
 
 
-def marks_text(liked, disliked) -> str:
-    """The marks in a line: "👍 liked 2 · 👎 disliked 1"."""
+def marks_text(liked, disliked, kept: bool = False) -> str:
+    """The marks in a line: "👍 liked 2 · 👎 disliked 1"; ``kept``: the last one was saved
+    for training."""
     if not liked and not disliked:
         return NO_MARKS
     return (
         f"👍 liked {len(liked)} · 👎 disliked {len(disliked)} "
         "(marked photos are left out of the results)"
+        + (" · saved for `multimodal train --marks`" if kept else "")
     )
 
 
-def feedback_controls(app, chosen, search_inputs: list, outputs: list, extras, verdict) -> None:
+def searched_words(words) -> dict:
+    """What a words search asked, for the marks made on its results (:mod:`indexer.marks`)."""
+    return {"text": words.strip()} if isinstance(words, str) and words.strip() else {}
+
+
+def searched_point(point_id) -> dict:
+    """What "more like this" asked: the stored point it started from."""
+    return {"point": point_id} if point_id else {}
+
+
+def feedback_controls(
+    app, chosen, searched, search_inputs: list, outputs: list, extras, verdict
+) -> None:
     """The like / dislike buttons, the marks, "Clear marks" and "Search again with my
     marks", wired to ``app`` (a :class:`ui.app.RecipeApp`). ``chosen`` holds the clicked
-    result's id; ``search_inputs`` are the words search's inputs, ``outputs`` its outputs,
-    ``extras`` what the page's own events add (the switch that folds copies of one picture,
-    the least match probability, the page's flag), ``verdict`` where "no good match" shows."""
+    result's id, ``searched`` what the results' search asked (each mark is kept with it for
+    ``multimodal train --marks``); ``search_inputs`` are the words search's inputs,
+    ``outputs`` its outputs, ``extras`` what the page's own events add (the switch that folds
+    copies of one picture, the least match probability, the page's flag), ``verdict`` where
+    "no good match" shows."""
     with gr.Row():
         like = gr.Button("👍 Good", elem_id="like", size="sm")
         dislike = gr.Button("👎 Not this", elem_id="dislike", size="sm")
@@ -66,8 +82,9 @@ def feedback_controls(app, chosen, search_inputs: list, outputs: list, extras, v
     liked = gr.JSON([], visible=False)  # point ids; the API passes lists of its own
     disliked = gr.JSON([], visible=False)
     marked = [liked, disliked, marks]
-    like.click(app.like, [chosen, liked, disliked], marked, api_visibility="private")
-    dislike.click(app.dislike, [chosen, liked, disliked], marked, api_visibility="private")
+    marking = [chosen, liked, disliked, searched]
+    like.click(app.like, marking, marked, api_visibility="private")
+    dislike.click(app.dislike, marking, marked, api_visibility="private")
     clear.click(lambda: ([], [], NO_MARKS), None, marked, api_visibility="private")
     asked = [*search_inputs, liked, disliked, *extras]
     shown = [*outputs, verdict]

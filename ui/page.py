@@ -13,7 +13,7 @@ from indexer.trust import DEFAULT_MIN_SCORE
 from multimodal.suggestions import SUGGESTIONS
 from ui.cards import filter_choices
 from ui.duplicates_view import duplicates_tab
-from ui.feedback import feedback_controls
+from ui.feedback import feedback_controls, searched_point, searched_words
 from ui.map_view import map_tab
 from ui.region import NO_REGION, RegionPicker, clear_region
 
@@ -127,13 +127,14 @@ def _words_tab(app, filters: list, extras: list, marks: gr.JSON) -> None:
     )
     hits = gr.JSON(visible=False)  # the results with payloads, for "more like this" and the API
     chosen = gr.Textbox(visible=False)  # the clicked point's id; the API passes one
+    searched = gr.JSON({}, visible=False)  # what the shown results' search asked, for marks
     inputs = [query, mix_image, mix_weight, *filters, mode, diversity]
     outputs = [gallery, hits, marks]
     with gr.Row():
         recipe = gr.Markdown(elem_classes="recipe-card", elem_id="recipe")
         with gr.Column():
             more = gr.Button("More like this", elem_id="more")
-            feedback_controls(app, chosen, inputs, outputs, extras, verdict)
+            feedback_controls(app, chosen, searched, inputs, outputs, extras, verdict)
     gr.Examples(
         [
             ["chocolate cake with strawberries"],
@@ -146,8 +147,9 @@ def _words_tab(app, filters: list, extras: list, marks: gr.JSON) -> None:
     )
     asked, shown = [*inputs, *extras], [*outputs, verdict]
     page = {"api_visibility": "private"}
-    search.click(app.text_to_image, asked, shown, api_name="page_text_to_image", **page)
-    query.submit(app.text_to_image, asked, shown, api_name="page_submit", **page)
+    for event, name in ((search.click, "page_text_to_image"), (query.submit, "page_submit")):
+        done = event(app.text_to_image, asked, shown, api_name=name, **page)
+        done.then(searched_words, [query], [searched], **page)
     named_endpoint(app.text_to_image, inputs, outputs, "text_to_image")
     gallery.select(app.select, [hits], [recipe, chosen], api_visibility="private")
     more_inputs = [chosen, *filters, diversity]
@@ -157,7 +159,7 @@ def _words_tab(app, filters: list, extras: list, marks: gr.JSON) -> None:
         shown,
         api_name="page_more_like_this",
         **page,
-    )
+    ).then(searched_point, [chosen], [searched], **page)
     named_endpoint(app.more_like_this, more_inputs, outputs, "more_like_this")
 
 

@@ -38,6 +38,7 @@ from starlette.responses import Response
 
 from ui.api import install
 from ui.guard import Access, Guard
+from ui.marks_api import router as marks_router
 from ui.origins import Origins, forwarded_headers
 from ui.page import CSS, build_blocks
 from ui.photos import photo_routes
@@ -68,6 +69,7 @@ def build_app(
         redoc_url="/redoc",
     )
     install(app, page.service)
+    app.include_router(marks_router)
     searcher = page.service.searcher
     for route in photo_routes(searcher.store, searcher.collection, searcher.max_pixels):
         app.router.routes.append(route)  # ahead of the page's own routes

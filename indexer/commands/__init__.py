@@ -17,6 +17,10 @@ COMMANDS = {
         "indexer.commands.calibrate",
         "fit match probabilities and 'no good match' on a labelled collection",
     ),
+    "marks": (
+        "indexer.commands.marks",
+        "show or export the Good / Not this marks made on a collection",
+    ),
     "collections": (
         "indexer.commands.collections",
         "list, describe or drop a store's collections",

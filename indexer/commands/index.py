@@ -30,7 +30,6 @@ from indexer.commands.common import (
 )
 from indexer.pipeline import IndexReport, index_records, write_rejects
 from indexer.ray_index import index_records_ray, worker_target
-from indexer.store import default_store_path
 from indexer.watch import RESCAN_SECONDS, WatchedData
 from multimodal.commands.common import (
     add_data_arguments,
@@ -43,6 +42,7 @@ from multimodal.commands.common import (
     ray_options,
 )
 from multimodal.encoder import load_encoder
+from multimodal.paths import default_store_path
 from multimodal.spec import parse_model_spec
 
 

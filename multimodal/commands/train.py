@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from multimodal.commands.common import command
+from multimodal.paths import marks_path
 from multimodal.spec import parse_model_spec
 from multimodal.training.config import TrainConfig
 from multimodal.training.persistence import CONFIG_FILE, STATE_FILE, TrainState
@@ -75,7 +76,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--unlock-text", action="store_true", help="train the whole text tower")
     parser.add_argument("--no-augment", action="store_true", help="no image augmentation")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--marks",
+        metavar="COLLECTION",
+        help="learn from a collection's Good / Not this marks (or a file of them, or of "
+        "multimodal marks export's pairs): Good as pairs, Not this as hard negatives",
+    )
+    parser.add_argument(
+        "--marks-store",
+        metavar="PATH_OR_URL",
+        help="the store of the --marks collection: a folder or a Qdrant URL (default: the "
+        "embedded store in $MULTIMODAL_HOME)",
+    )
     return parser
+
+
+def marks_file(collection: str | None, store: str | None) -> str | None:
+    """The file ``--marks`` names: a file as given, else the collection's marks file."""
+    if not collection:
+        return None
+    if Path(collection).is_file():
+        return collection
+    path = marks_path(collection, store)
+    if not path.is_file():
+        raise ValueError(
+            f"--marks: collection {collection!r} has no marks ({path}): mark results Good / "
+            "Not this on the page or with POST /api/marks first, or check --marks-store"
+        )
+    return str(path)
 
 
 def _add_config_flag(parser: argparse.ArgumentParser, field: dataclasses.Field, default) -> None:
@@ -102,6 +130,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         lock_image=not args.unlock_image,
         lock_text=not args.unlock_text,
         augment=not args.no_augment,
+        marks=marks_file(args.marks, args.marks_store),
     )
     return TrainConfig(**values)
 

@@ -175,6 +175,15 @@ def cache_images(
     return ImageCache(torch.stack(views), sorted(kept), rejects)
 
 
+def spread(cache: ImageCache, paths: Sequence, unique: Sequence) -> ImageCache:
+    """The cache of the ``unique`` photos given to each of ``paths`` that shows one."""
+    position = {path: i for i, path in enumerate(unique)}
+    rows = [position[path] for path in paths]
+    loaded = set(cache.kept)
+    kept = [i for i, row in enumerate(rows) if row in loaded]
+    return ImageCache(cache.features[:, rows], kept, cache.rejects)
+
+
 def cache_texts(split: TextSplit, tokens: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Pooled features of every text, batched by length."""
     order = torch.argsort((tokens != split.text.config.pad_token_id).sum(dim=1))
@@ -191,12 +200,14 @@ def feature_cache_path(
     """A file named by everything the cached features depend on; None when not kept."""
     if not config.feature_cache:
         return None
+    views = config.cache_views if config.augment else 1
     key = {
         "model": config.model,
         "weights": weights_sha256,
         "unlock_image_groups": config.unlock_image_groups,
-        "views": config.cache_views if config.augment else 1,
-        "seed": config.seed,
+        "views": views,
+        # the seed draws the augmented views only: unaugmented caches serve every seed
+        **({"seed": config.seed} if views > 1 else {}),
         **({"augment": config.augment_policy} if config.augment_policy != "light" else {}),
         "train": [str(r.image) for r in train_set.records],
         "train_texts": train_set.texts,
@@ -256,9 +267,11 @@ def compute_feature_cache(
     if config.augment:
         augmented = train_transform(loaded.info.preprocess_cfg, config.augment_policy)
         views += [augmented] * (config.cache_views - 1)
+    paths = [r.image for r in train_set.records]
+    unique = list(dict.fromkeys(paths))  # a photo in several pairs (marks) runs once
     train = cache_images(
         splits.image,
-        [r.image for r in train_set.records],
+        unique,
         views,
         device,
         config.seed,
@@ -266,6 +279,8 @@ def compute_feature_cache(
         progress=progress,
         desc="caching training image features",
     )
+    if len(unique) < len(paths):
+        train = spread(train, paths, unique)
     val = val_features(loaded, splits, val_records, device, config.workers, progress)
     texts = None
     if splits.text is not None:

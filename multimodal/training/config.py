@@ -110,6 +110,9 @@ class TrainConfig:
     workers: int = option(2, help="image decoding processes")
     device: str | None = option(None, help="cuda or cpu (default: cuda if available)")
     max_steps: int = option(0, help="stop after this many optimiser steps (0: no limit)")
+    marks: str | None = option(
+        None, help="a file of Good / Not this marks or exported pairs to add to the training data"
+    )
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")

@@ -243,6 +243,17 @@ class TrainData:
     images: PairImages  # decoded only when no feature cache stands in for the photos
     hard_texts: np.ndarray | None = None  # (N, k) mined text negatives of each image
     hard_images: np.ndarray | None = None  # (N, k) mined image negatives of each text
+    marked_images: np.ndarray | None = None  # (N, m) fixed ones: Not this marks (--marks)
+
+    @property
+    def has_negatives(self) -> bool:
+        """Whether batches carry negatives beyond their own pairs (mined or marked)."""
+        return self.hard_texts is not None or self.marked_images is not None
+
+    def negative_images(self) -> np.ndarray | None:
+        """The image negatives of each text: mined, then marked."""
+        found = [t for t in (self.hard_images, self.marked_images) if t is not None]
+        return np.concatenate(found, axis=1) if found else None
 
     def batches(
         self, epoch: int, skip: int, cached: bool, workers: int, seed: int
@@ -250,7 +261,7 @@ class TrainData:
         """The batches of ``epoch`` after the first ``skip``: photos decoded by ``workers``
         processes, or (``cached``) item indices only."""
         self.sampler.set_epoch(epoch, skip=skip)
-        self.sampler.hard_images = self.hard_images
+        self.sampler.hard_images = self.negative_images()
         self.images.set_epoch(epoch)
         if cached:
             return (index_batch(keys) for keys in self.sampler)

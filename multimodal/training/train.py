@@ -98,7 +98,7 @@ def batch_loss(
         image_features = features.images(batch["pixels"], anchors + extras, epoch)
         text_features = features.texts(anchors + hard_text_ids)
     n = len(anchors)
-    has_hard = data.hard_texts is not None
+    has_hard = data.has_negatives
     contrastive = loss_fn(
         image_features[:n],
         text_features[:n],

@@ -18,6 +18,7 @@ from multimodal.training.cache import load_or_build_feature_cache, tower_splits
 from multimodal.training.config import TrainConfig
 from multimodal.training.data import TrainSet, build_train_data, build_train_set, train_transform
 from multimodal.training.features import TrainFeatures
+from multimodal.training.marks import marked_negatives, marked_records, run_pairs
 from multimodal.training.negatives import mine_both_ways, mining_config, mining_due
 from multimodal.training.optim import (
     apply_unfreezing,
@@ -210,7 +211,11 @@ def build_trainer(
     train_split = config.train_split if splits else None
     val_split = config.val_split if splits and config.val_split in splits else None
     train_records = read_records(config.data, train_split)
+    pairs = run_pairs(config)  # --marks: Good pairs join the data, Not this the negatives
+    train_records += marked_records(pairs, train_records)
     val_records = read_records(config.data, val_split) if val_split else []
     loaded = create_model_and_transforms(config.model)
     train_set = build_train_set(train_records, loaded.tokenizer)
-    return Trainer(config, loaded, train_set, val_records, on_step=on_step, progress=progress)
+    trainer = Trainer(config, loaded, train_set, val_records, on_step=on_step, progress=progress)
+    trainer.data.marked_images = marked_negatives(train_set, pairs)
+    return trainer

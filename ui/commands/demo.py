@@ -56,10 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 @command("demo")
 def main(argv: list[str] | None = None) -> int:
     from indexer.edge import EdgeStore
-    from indexer.store import default_store_path
     from multimodal.data.download import RECIPES5K_SHA256, RECIPES5K_URL
     from multimodal.data.recipes5k import ensure_recipes5k
     from multimodal.encoder import load_encoder, model_stamp
+    from multimodal.paths import default_store_path
     from ui.demo import collection_name, ensure_index, ensure_model
 
     args = build_parser().parse_args(argv)

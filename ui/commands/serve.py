@@ -165,8 +165,8 @@ def watch_in_background(args, store, collection: str, encoder, app) -> Callable[
     returns what stops it (a pass under way finishes first: every write is whole)."""
     if not getattr(args, "watch", None):
         return lambda: None
-    from indexer.store import default_store_path
     from indexer.watch import WatchedData
+    from multimodal.paths import default_store_path
 
     data = Path(args.watch).expanduser()
     tta = store.metadata(collection)["model"].get("tta") is True  # photos as indexed before

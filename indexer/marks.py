@@ -11,6 +11,7 @@ it::
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 
 from indexer.point_ids import UnknownPoint, point_id
@@ -38,6 +39,8 @@ class MarkBook:
     def __init__(self, store: Store, collection: str):
         self.store, self.collection = store, collection
         self.path = store.marks_path(collection)
+        self._count: int | None = None  # the file's lines, counted once, then kept up
+        self._lock = threading.Lock()
 
     def record(self, query: dict, hit: str, good: bool) -> dict:
         """Append the mark "``hit`` is (``good``) / is not a good result for ``query``" and
@@ -67,11 +70,20 @@ class MarkBook:
                 f"the collection's marks file is full ({MAX_MARKS_BYTES // 2**20} MB): export "
                 "the marks (multimodal marks export), then move the file away"
             )
-        try:
-            append_mark(self.path, mark)
-        except OSError as err:  # a full or read-only disk: said, and the search goes on
-            raise StoreError(f"the mark cannot be saved: {err.strerror or err}") from None
+        with self._lock:
+            count = self.count()
+            try:
+                append_mark(self.path, mark)
+            except OSError as err:  # a full or read-only disk: said, and the search goes on
+                raise StoreError(f"the mark cannot be saved: {err.strerror or err}") from None
+            self._count = count + 1
         return mark
+
+    def count(self) -> int:
+        """How many marks the file holds (counted once, then kept up by :meth:`record`)."""
+        if self._count is None:
+            self._count = self.path.read_bytes().count(b"\n") if self.path.is_file() else 0
+        return self._count
 
     def marks(self, current: bool = False) -> list[dict]:
         """Every mark recorded, oldest first; ``current``: each (query, hit) as last marked."""

@@ -243,3 +243,21 @@ def test_training_learns_good_marks_as_pairs_and_not_this_as_negatives(marked, t
     missing = [*argv[:5], str(tmp_path / "other"), *argv[6:], "--marks", "nothing"]
     assert train_main([*missing, "--marks-store", str(folder)]) == 2
     assert "collection 'nothing' has no marks" in capsys.readouterr().err
+
+
+def test_a_resumed_run_trains_on_the_marks_it_started_with(tmp_path):
+    from multimodal.training.marks import run_pairs
+
+    source, out = tmp_path / "marks.jsonl", tmp_path / "run"
+    hit = {"id": "a", "image": "/p/1.jpg", "title": "Pie"}
+    append_mark(source, {"query": {"text": "pie"}, "hit": hit, "good": True})
+    config = TrainConfig(model="tiny-random", data="d", out=str(out), marks=str(source))
+    assert [p["title"] for p in run_pairs(config)] == ["pie"]
+    (out / "state.pt").write_bytes(b"")  # the run has started: a resume reads its own copy
+    append_mark(source, {"query": {"text": "tart"}, "hit": hit, "good": True})
+    assert [p["title"] for p in run_pairs(config)] == ["pie"]
+    (out / "state.pt").unlink()  # a new run in the folder takes the marks as they are now
+    assert [p["title"] for p in run_pairs(config)] == ["pie", "tart"]
+    missing = TrainConfig(model="m", data="d", out=str(tmp_path / "x"), marks=str(tmp_path / "no"))
+    with pytest.raises(ValueError, match="--marks: no file"):
+        run_pairs(missing)

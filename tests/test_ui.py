@@ -511,7 +511,8 @@ def test_page_in_headless_chromium(served, tmp_path):
     assert seen.dense_captions == [caption for _, caption in dense]
     assert "liked 1 · 👎 disliked 0" in seen.marks_after_like
     # the mark is kept with the collection, with the words searched, for training
-    assert "saved for `multimodal train --marks`" in seen.marks_after_like
+    said = " ".join(seen.marks_after_like.split())  # the command shows as code
+    assert "saved for multimodal train --marks" in said
     kept = [m for m in app.service.marks.marks() if m["query"] == {"text": "red square cake"}]
     assert [(m["hit"]["id"], m["good"]) for m in kept] == [(first["id"], True)]
     again = app.feedback(

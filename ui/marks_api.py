@@ -38,5 +38,5 @@ def mark(body: MarkBody, searches: Service) -> MarkOut:
     asked = {"point": body.point} if body.point else {"text": body.text or ""}
     with refusals():
         kept = searches.marks.record(asked, body.hit, body.good)
-        count = len(searches.marks.marks())
-    return MarkOut(when=kept["when"], good=kept["good"], hit=kept["hit"]["id"], marks=count)
+    hit = kept["hit"]["id"]
+    return MarkOut(when=kept["when"], good=kept["good"], hit=hit, marks=searches.marks.count())

@@ -251,7 +251,8 @@ def drive_region(url: str, photo: Path) -> dict:
         cleared = _wait(driver, lambda d: _showing(d, "#region-note", "Whole photo"))
     finally:
         driver.quit()
-    return {"note": note, "preview": preview, "rows": rows, "cleared": cleared}
+    shown_at = (width, height)  # the photo element's size on the page, in CSS pixels
+    return {"note": note, "preview": preview, "rows": rows, "cleared": cleared, "shown": shown_at}
 
 
 def _in_mode(driver, mode: str, before: list[str]) -> list[str]:

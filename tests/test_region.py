@@ -130,6 +130,21 @@ def test_the_page_draws_a_region_in_chromium(dishes):
         server.close()
     box = seen["note"].split()[1]  # "Region x0,y0,x1,y1 (WxH px): ..."
     assert seen["preview"] == 1 and "Whole photo" in seen["cleared"]
+    # the clicks, a tenth of the photo element either side of its centre, are the photo's
+    # pixels under them: the page shows the photo centred, fitted to the element and never
+    # enlarged (a small photo sits at its own size in the middle)
+    width, height = Image.open(_photo(root)).size
+    element_width, element_height = seen["shown"]
+    scale = min(1.0, element_width / width, element_height / height)
+    reach_x, reach_y = element_width / 10 / scale, element_height / 10 / scale
+    expected_box = [
+        max(0.0, width / 2 - reach_x),
+        max(0.0, height / 2 - reach_y),
+        min(width, width / 2 + reach_x),
+        min(height, height / 2 + reach_y),
+    ]
+    corners = [float(v) for v in box.split(",")]
+    assert corners == pytest.approx(expected_box, abs=1 + 1 / scale), (box, seen["shown"])
     rows, *_ = app.image_to_text(str(_photo(root)), [], "", "", box=box)
     expected = [str(cell) for row in rows for cell in row]
     assert seen["rows"][: len(expected)][2::5] == expected[2::5]  # titles, in order

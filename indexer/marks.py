@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from indexer.point_ids import UnknownPoint, point_id
 from indexer.store import Store, StoredPoint, StoreError
-from multimodal.data.marks import append_mark, latest, read_lines
+from multimodal.data.marks import append_mark, read_lines
 
 MAX_QUERY_CHARS = 2000  # a mark's words, as long as a search's (indexer.query)
 # A file of about 100,000 marks: past it, marking stops (a flood cannot fill the disk) until
@@ -85,10 +85,9 @@ class MarkBook:
             self._count = self.path.read_bytes().count(b"\n") if self.path.is_file() else 0
         return self._count
 
-    def marks(self, current: bool = False) -> list[dict]:
-        """Every mark recorded, oldest first; ``current``: each (query, hit) as last marked."""
-        rows = read_lines(self.path)
-        return latest(rows) if current else rows
+    def marks(self) -> list[dict]:
+        """Every mark recorded, oldest first."""
+        return read_lines(self.path)
 
     def _query(self, query) -> dict:
         if not isinstance(query, dict):

@@ -40,7 +40,9 @@ def run_pairs(config: TrainConfig) -> list[dict]:
         source = Path(config.marks)
         if not source.is_file():
             raise ValueError(f"--marks: no file {source}")
-        write_pairs(kept, read_pairs(source))
+        pairs = read_pairs(source)
+        write_pairs(kept, pairs)
+        return pairs
     return read_pairs(kept)
 
 
